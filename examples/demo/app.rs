@@ -1,0 +1,119 @@
+//! The demo's application: three slow endpoints behind one `AcceptedLayer`.
+//!
+//! Shared by `examples/demo/main.rs` and the demo tests (`tests/demo.rs`),
+//! so that what the tests check is what `cargo run --example demo` serves.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::extract::Query;
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Extension, Json, Router};
+use serde_json::{Value, json};
+use tower_accepted::{AcceptedLayer, Completion, Job, Problem};
+
+/// How long one page of a report takes.
+pub const PAGE: Duration = Duration::from_millis(300);
+
+/// The completion style named by `COMPLETION` (`see-other`, `created`, `ok`).
+pub fn completion_from_env() -> Result<Completion, String> {
+    match std::env::var("COMPLETION").as_deref() {
+        Err(_) | Ok("" | "see-other") => Ok(Completion::SeeOther),
+        Ok("created") => Ok(Completion::Created),
+        Ok("ok") => Ok(Completion::Ok),
+        Ok(other) => Err(format!("COMPLETION={other:?}: use see-other, created or ok")),
+    }
+}
+
+/// The layer as the demo configures it: every limit set explicitly.
+pub fn layer(completion: Completion) -> AcceptedLayer {
+    AcceptedLayer::new()
+        .completion(completion)
+        // Only POSTs become jobs; anything else goes straight to the router.
+        .defer_if(|parts| parts.method == Method::POST)
+        .max_body_size(64 * 1024)
+        .body_timeout(Duration::from_secs(10))
+        .max_result_size(1024 * 1024)
+        .max_running(8)
+        .max_queued(64)
+        .timeout(Duration::from_secs(120))
+        .retry_after(Duration::from_secs(1))
+        .max_retry_after(Duration::from_secs(10))
+        .max_wait(Duration::from_secs(10))
+        .max_long_poll(Duration::from_secs(30))
+        // "Process it enough to ensure it is a valid request": a bad report
+        // request is refused with 400 before any job exists.
+        .check(|parts, body| {
+            if parts.uri.path() == "/reports" {
+                pages(body).map(|_| ())
+            } else {
+                Ok(())
+            }
+        })
+}
+
+/// The demo's routes, with the layer applied.
+pub fn app(layer: AcceptedLayer) -> Router {
+    Router::new()
+        .route("/reports", post(report))
+        .route("/echo", post(echo))
+        .route("/fail", post(fail))
+        .layer(layer)
+}
+
+/// The page count of a report request: `{"pages": N}`, 1 to 100, default 10.
+fn pages(body: &[u8]) -> Result<u64, Problem> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(10);
+    }
+    let bad = |detail: String| Problem::new(StatusCode::BAD_REQUEST).with_detail(detail);
+    let value: Value = serde_json::from_slice(body).map_err(|e| bad(format!("the body is not JSON: {e}")))?;
+    match value.get("pages") {
+        None => Ok(10),
+        Some(n) => match n.as_u64() {
+            Some(n @ 1..=100) => Ok(n),
+            _ => Err(bad("`pages` must be a whole number from 1 to 100".into())),
+        },
+    }
+}
+
+async fn report(Extension(job): Extension<Job>, body: axum::body::Bytes) -> Response {
+    let Ok(pages) = pages(&body) else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    for page in 1..=pages {
+        job.set_message(format!("rendering page {page} of {pages}"));
+        tokio::time::sleep(PAGE).await;
+        job.set_progress(page as f32 / pages as f32);
+    }
+    Json(json!({ "report": job.id().to_string(), "pages": pages, "words": pages * 350 })).into_response()
+}
+
+fn delay(query: &HashMap<String, String>) -> Duration {
+    let ms = query.get("delay_ms").and_then(|v| v.parse().ok()).unwrap_or(1000u64);
+    Duration::from_millis(ms.min(60_000))
+}
+
+async fn echo(Query(query): Query<HashMap<String, String>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    tokio::time::sleep(delay(&query)).await;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .cloned()
+        .unwrap_or_else(|| header::HeaderValue::from_static("application/octet-stream"));
+    let len = body.len().to_string();
+    ([(header::CONTENT_TYPE, content_type)], [("x-echo-len", len)], body).into_response()
+}
+
+async fn fail(Query(query): Query<HashMap<String, String>>) -> Response {
+    tokio::time::sleep(delay(&query)).await;
+    if query.get("mode").map(String::as_str) == Some("panic") {
+        panic!("the demo's /fail endpoint panics on purpose");
+    }
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(json!({ "error": "the demo's /fail endpoint fails on purpose" })),
+    )
+        .into_response()
+}

@@ -1,0 +1,282 @@
+//! The body types the layer hands on: [`RequestBody`] to the wrapped
+//! service and [`ResponseBody`] to the server.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{BodyExt, Empty};
+use pin_project_lite::pin_project;
+
+use crate::BoxError;
+
+pin_project! {
+    /// The request body the wrapped service receives: the whole body, read
+    /// before the job was accepted, or, for requests the layer lets through,
+    /// the original body streamed as it comes.
+    ///
+    /// In axum nothing changes for handlers (axum converts any body). A plain
+    /// hyper service behind the layer takes `Request<RequestBody<Incoming>>`.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use http_body_util::BodyExt;
+    /// use tower_accepted::RequestBody;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let body: RequestBody<http_body_util::Empty<Bytes>> = RequestBody::buffered(Bytes::from("hello"));
+    /// let bytes = body.collect().await.unwrap().to_bytes();
+    /// assert_eq!(bytes, "hello");
+    /// # }
+    /// ```
+    pub struct RequestBody<B> {
+        #[pin]
+        kind: RequestKind<B>,
+    }
+}
+
+pin_project! {
+    #[project = RequestKindProj]
+    enum RequestKind<B> {
+        Buffered { data: Option<Bytes> },
+        Streaming { #[pin] body: B },
+    }
+}
+
+impl<B> RequestBody<B> {
+    /// A body that is already whole.
+    pub fn buffered(data: Bytes) -> Self {
+        Self {
+            kind: RequestKind::Buffered {
+                data: (!data.is_empty()).then_some(data),
+            },
+        }
+    }
+
+    /// The original body, streamed through.
+    pub fn streaming(body: B) -> Self {
+        Self {
+            kind: RequestKind::Streaming { body },
+        }
+    }
+}
+
+impl<B> std::fmt::Debug for RequestBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.kind {
+            RequestKind::Buffered { data } => f
+                .debug_struct("RequestBody::Buffered")
+                .field("len", &data.as_ref().map_or(0, Bytes::len))
+                .finish(),
+            RequestKind::Streaming { .. } => f.write_str("RequestBody::Streaming"),
+        }
+    }
+}
+
+impl<B> Body for RequestBody<B>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.project().kind.project() {
+            RequestKindProj::Buffered { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            RequestKindProj::Streaming { body } => poll_bytes(body, cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            RequestKind::Buffered { data } => data.is_none(),
+            RequestKind::Streaming { body } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            RequestKind::Buffered { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            RequestKind::Streaming { body } => body.size_hint(),
+        }
+    }
+}
+
+pin_project! {
+    /// The response body of [`Accepted`](crate::Accepted): the wrapped
+    /// service's own body for requests the layer lets through, or a whole
+    /// body (status documents, problem documents, stored results) for the
+    /// rest.
+    ///
+    /// Without a type parameter it is the body of
+    /// [`JobRoutes`](crate::JobRoutes), which never streams.
+    pub struct ResponseBody<B = Empty<Bytes>> {
+        #[pin]
+        kind: ResponseKind<B>,
+    }
+}
+
+pin_project! {
+    #[project = ResponseKindProj]
+    enum ResponseKind<B> {
+        Inner { #[pin] body: B },
+        Full { data: Option<Bytes> },
+    }
+}
+
+impl<B> ResponseBody<B> {
+    pub(crate) fn inner(body: B) -> Self {
+        Self {
+            kind: ResponseKind::Inner { body },
+        }
+    }
+
+    pub(crate) fn full(data: Bytes) -> Self {
+        Self {
+            kind: ResponseKind::Full {
+                data: (!data.is_empty()).then_some(data),
+            },
+        }
+    }
+}
+
+impl<B> std::fmt::Debug for ResponseBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.kind {
+            ResponseKind::Inner { .. } => f.write_str("ResponseBody::Inner"),
+            ResponseKind::Full { data } => f
+                .debug_struct("ResponseBody::Full")
+                .field("len", &data.as_ref().map_or(0, Bytes::len))
+                .finish(),
+        }
+    }
+}
+
+impl<B> Body for ResponseBody<B>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.project().kind.project() {
+            ResponseKindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            ResponseKindProj::Inner { body } => poll_bytes(body, cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            ResponseKind::Full { data } => data.is_none(),
+            ResponseKind::Inner { body } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            ResponseKind::Full { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            ResponseKind::Inner { body } => body.size_hint(),
+        }
+    }
+}
+
+/// Polls a frame of `body`, turning its data into `Bytes` (free when it
+/// already is).
+fn poll_bytes<B>(body: Pin<&mut B>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    match body.poll_frame(cx) {
+        Poll::Ready(Some(Ok(frame))) => {
+            Poll::Ready(Some(Ok(frame.map_data(|mut data| data.copy_to_bytes(data.remaining())))))
+        }
+        Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+        Poll::Ready(None) => Poll::Ready(None),
+        Poll::Pending => Poll::Pending,
+    }
+}
+
+/// Why a body could not be read whole.
+#[derive(Debug)]
+pub(crate) enum ReadError {
+    /// It is longer than the limit.
+    TooLarge,
+    /// The body failed (the peer went away, the stream broke).
+    Body(BoxError),
+}
+
+/// Reads `body` whole, refusing to hold more than `limit` bytes. Trailers
+/// are not kept.
+pub(crate) async fn read_limited<B>(body: B, limit: usize) -> Result<Bytes, ReadError>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    if body.size_hint().lower() > limit as u64 {
+        return Err(ReadError::TooLarge);
+    }
+    let mut body = std::pin::pin!(body);
+    let mut first: Option<Bytes> = None;
+    let mut rest = BytesMut::new();
+    let mut len = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ReadError::Body(e.into()))?;
+        let Ok(mut data) = frame.into_data() else { continue };
+        len = len.saturating_add(data.remaining());
+        if len > limit {
+            return Err(ReadError::TooLarge);
+        }
+        // One chunk (the common case) is kept as it is, without a copy.
+        match &first {
+            None if rest.is_empty() => first = Some(data.copy_to_bytes(data.remaining())),
+            _ => {
+                if let Some(first) = first.take() {
+                    rest.reserve(len);
+                    rest.extend_from_slice(&first);
+                }
+                rest.extend_from_slice(&data.copy_to_bytes(data.remaining()));
+            }
+        }
+    }
+    Ok(match first {
+        Some(first) => first,
+        None => rest.freeze(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::Full;
+    use std::collections::VecDeque;
+
+    /// A body that yields its chunks one frame at a time.
+    struct Chunks(VecDeque<&'static str>);
+
+    impl Body for Chunks {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            Poll::Ready(self.0.pop_front().map(|s| Ok(Frame::data(Bytes::from(s)))))
+        }
+    }
+
+    #[tokio::test]
+    async fn reads_one_and_many_chunks() {
+        let one = read_limited(Full::new(Bytes::from("abc")), 10).await.unwrap();
+        assert_eq!(one, "abc");
+        let many = Chunks(["ab", "cd", "e"].into());
+        assert_eq!(read_limited(many, 5).await.unwrap(), "abcde");
+        let many = Chunks(["ab", "cd", "ef"].into());
+        assert!(matches!(read_limited(many, 5).await, Err(ReadError::TooLarge)));
+        assert!(matches!(read_limited(Full::new(Bytes::from("abcdef")), 5).await, Err(ReadError::TooLarge)));
+        assert_eq!(read_limited(Chunks(VecDeque::new()), 5).await.unwrap(), "");
+    }
+}

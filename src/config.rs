@@ -1,0 +1,124 @@
+//! The layer's configuration and the state every clone of it shares.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::request::Parts;
+
+use crate::protocol::Problem;
+use crate::routes::{PathTemplate, Routes};
+use crate::runner::Runtime;
+use crate::store::JobId;
+
+/// Which requests the layer turns into jobs.
+pub(crate) type DeferPredicate = Arc<dyn Fn(&Parts) -> bool + Send + Sync>;
+/// A pre-acceptance check over the request head and its whole body.
+pub(crate) type Check = Arc<dyn Fn(&Parts, &Bytes) -> Result<(), Problem> + Send + Sync>;
+
+/// How the status monitor answers once a job has a stored response.
+///
+/// ```
+/// use tower_accepted::{AcceptedLayer, Completion};
+///
+/// // The original two-oh-two example answers `201 Created` + `Location`.
+/// let layer = AcceptedLayer::new().completion(Completion::Created);
+/// # let _ = layer;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Completion {
+    /// `303 See Other` with `Location` of the result and the status document
+    /// (RFC 9110 §15.4.4). The default.
+    #[default]
+    SeeOther,
+    /// `201 Created` with `Location` of the result and the status document.
+    Created,
+    /// `200 OK` with the terminal status document, naming the result in
+    /// `result` and `resourceLocation` for every terminal state, as
+    /// Microsoft's REST API guidelines and Azure SDK pollers expect.
+    Ok,
+}
+
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) routes: Routes,
+    pub(crate) base_url: Option<Box<str>>,
+    pub(crate) completion: Completion,
+    pub(crate) max_body: usize,
+    pub(crate) body_timeout: Duration,
+    pub(crate) max_result: usize,
+    pub(crate) max_running: usize,
+    pub(crate) max_queued: usize,
+    pub(crate) timeout: Duration,
+    pub(crate) retry_after: u64,
+    pub(crate) max_retry_after: u64,
+    pub(crate) max_wait: Duration,
+    pub(crate) grace: Duration,
+    pub(crate) max_long_poll: Duration,
+    pub(crate) defer: Option<DeferPredicate>,
+    pub(crate) respond_async_only: bool,
+    pub(crate) check: Option<Check>,
+    pub(crate) expose_errors: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            routes: Routes {
+                monitor: template("/jobs/{id}"),
+                result: template("/jobs/{id}/result"),
+            },
+            base_url: None,
+            completion: Completion::SeeOther,
+            max_body: 2 * 1024 * 1024,
+            body_timeout: Duration::from_secs(30),
+            max_result: 16 * 1024 * 1024,
+            max_running: 64,
+            max_queued: 1024,
+            timeout: Duration::from_secs(15 * 60),
+            retry_after: 1,
+            max_retry_after: 30,
+            max_wait: Duration::from_secs(10),
+            grace: Duration::ZERO,
+            max_long_poll: Duration::from_secs(60),
+            defer: None,
+            respond_async_only: false,
+            check: None,
+            expose_errors: false,
+        }
+    }
+}
+
+/// Parses a template the crate or its user wrote; a bad one is a
+/// programming error, found when the layer is configured.
+pub(crate) fn template(text: &str) -> PathTemplate {
+    match PathTemplate::parse(text) {
+        Ok(template) => template,
+        Err(e) => panic!("invalid path template {text:?}: {e}"),
+    }
+}
+
+impl Config {
+    /// The URL of job `id` on `template`, absolute when a base URL is set.
+    pub(crate) fn link(&self, template: &PathTemplate, id: JobId) -> String {
+        let base = self.base_url.as_deref().unwrap_or("");
+        let mut out = String::with_capacity(base.len() + 64);
+        out.push_str(base);
+        template.render(id, &mut out);
+        out
+    }
+}
+
+/// What every clone of a layer, and every service it made, shares.
+pub(crate) struct Shared<St> {
+    pub(crate) config: Config,
+    pub(crate) store: Arc<St>,
+    pub(crate) runtime: Runtime,
+}
+
+impl<St> Shared<St> {
+    pub(crate) fn new(config: Config, store: Arc<St>) -> Self {
+        let runtime = Runtime::new(config.max_running, config.max_queued);
+        Self { config, store, runtime }
+    }
+}

@@ -1,0 +1,126 @@
+//! Tower middleware that makes any slow HTTP endpoint asynchronous.
+//!
+//! Wrap a service with [`AcceptedLayer`] and every request it selects is
+//! answered at once with `202 Accepted` and a `Location` to poll, while the
+//! wrapped service does the real work in the background. The client polls
+//! the status monitor, is sent on with `303 See Other` when the job is done,
+//! and fetches the result: exactly the response the service would have given
+//! synchronously. Handlers do not change.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use axum::{Router, routing::post};
+//! use tower_accepted::AcceptedLayer;
+//!
+//! async fn slow_report(body: String) -> String {
+//!     tokio::time::sleep(Duration::from_secs(5)).await;
+//!     format!("report on {} bytes", body.len())
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() {
+//!     let app = Router::new()
+//!         .route("/reports", post(slow_report))
+//!         .layer(AcceptedLayer::new());
+//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await.unwrap();
+//!     axum::serve(listener, app).await.unwrap();
+//! }
+//! ```
+//!
+//! # The protocol
+//!
+//! | request | answer |
+//! |---|---|
+//! | `POST /reports` (any deferred request) | `202`, `Location` and `Operation-Location: /jobs/{id}`, `Retry-After`, status document |
+//! | `GET /jobs/{id}` while pending or running | `200`, status document, `Retry-After` |
+//! | `GET /jobs/{id}` once the handler answered | `303 See Other`, `Location: /jobs/{id}/result` |
+//! | `GET /jobs/{id}` failed without answer, or canceled | `200`, status document with `error` |
+//! | `GET /jobs/{id}/result` | the handler's response, replayed byte for byte |
+//! | `GET /jobs/{id}?wait=10` | long poll: answers when the job ends, or after 10 s |
+//! | `DELETE /jobs/{id}` | cancels a running job, or forgets a finished one: `204` |
+//! | unknown id / expired id | `404` / `410` problem document |
+//!
+//! A status document looks like this (`progress`, `message`, `result`,
+//! `result_status` and `error` appear only when they apply):
+//!
+//! ```json
+//! { "id": "9b2f…", "status": "running", "created_at": "2026-11-22T10:00:00Z",
+//!   "updated_at": "2026-11-22T10:00:03Z", "progress": 0.4, "message": "page 4 of 10" }
+//! ```
+//!
+//! Statuses are `pending`, `running`, `succeeded`, `failed` and `canceled`.
+//! A handler's response of 400 or above is stored and replayed too, but its
+//! job is `failed` with `error.code = "http_status"`. Jobs that end without a
+//! response carry an `error.code`: `panicked`, `error`, `timeout`,
+//! `result_too_large`, `shutdown` (and `lost` with shared stores). Errors are
+//! `application/problem+json` documents (RFC 9457).
+//!
+//! Clients can also ask: `Prefer: wait=5` on a submission returns the
+//! handler's own response if it is ready within 5 s (a `202` otherwise), and
+//! with [`AcceptedLayer::respond_async_only`] only requests with
+//! `Prefer: respond-async` are deferred.
+//!
+//! # Progress and cancellation
+//!
+//! The handler finds a [`Job`] handle in the request extensions
+//! (`Extension<Job>` in axum) to report progress and learn of cancellation:
+//!
+//! ```
+//! use axum::Extension;
+//! use tower_accepted::Job;
+//!
+//! async fn render(Extension(job): Extension<Job>) -> &'static str {
+//!     for page in 1..=10 {
+//!         job.set_progress(page as f32 / 10.0);
+//!         job.set_message(format!("rendering page {page} of 10"));
+//!         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+//!     }
+//!     "done"
+//! }
+//! # let _ = axum::routing::post(render);
+//! ```
+//!
+//! # Decisions where the standards are silent
+//!
+//! - Ids are random UUIDs and are the capability to a job: whoever holds one
+//!   can poll, fetch and cancel that job.
+//! - After `DELETE` of a finished job its id answers `404` (it was
+//!   forgotten); only jobs that expired answer `410`.
+//! - A `Prefer: wait` whose job fails without a response within the wait
+//!   gets the result route's problem document (`500`, or `504` for a
+//!   timeout) rather than a `202`.
+//! - An invalid `wait` in `Prefer` is ignored (RFC 7240); in the query it is
+//!   a `400`.
+//! - Trailers of a handler's response are not stored.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod answer;
+mod body;
+mod config;
+mod future;
+mod job;
+mod layer;
+mod protocol;
+mod routes;
+mod runner;
+mod service;
+mod submit;
+
+pub mod store;
+
+pub use body::{RequestBody, ResponseBody};
+pub use config::Completion;
+pub use future::{JobRoutesFuture, ResponseFuture};
+pub use job::Job;
+pub use layer::AcceptedLayer;
+pub use protocol::Problem;
+pub use service::{Accepted, JobRoutes};
+pub use store::{
+    Cancel, InvalidJobId, JobError, JobId, JobRecord, JobStatus, JobStore, Lookup, MemoryStore, MemoryStoreBuilder, Outcome, StoreError,
+    StoredResponse,
+};
+
+/// The boxed error type used by the bodies and by service errors.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -1,0 +1,389 @@
+//! The wire formats: status documents, problem documents (RFC 9457),
+//! `Prefer` (RFC 7240), `Retry-After` (RFC 9110) and `wait` parameters.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Response, StatusCode};
+use serde::Serialize;
+
+use crate::store::{JobError, JobId, JobRecord, JobStatus};
+
+/// The media type of status documents.
+pub(crate) const JSON: HeaderValue = HeaderValue::from_static("application/json");
+/// The media type of problem documents (RFC 9457).
+pub(crate) const PROBLEM_JSON: HeaderValue = HeaderValue::from_static("application/problem+json");
+/// Monitors change from one poll to the next: no cache may keep them.
+pub(crate) const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
+/// `Operation-Location`, the monitor header of Microsoft's REST guidelines.
+pub(crate) const OPERATION_LOCATION: HeaderName = HeaderName::from_static("operation-location");
+/// `Prefer` (RFC 7240).
+pub(crate) const PREFER: HeaderName = HeaderName::from_static("prefer");
+/// `Preference-Applied` (RFC 7240).
+pub(crate) const PREFERENCE_APPLIED: HeaderName = HeaderName::from_static("preference-applied");
+
+/// A problem document (RFC 9457): the body of every error this crate
+/// answers, and what a pre-acceptance check returns to refuse a request.
+///
+/// ```
+/// use http::StatusCode;
+/// use tower_accepted::Problem;
+///
+/// let problem = Problem::new(StatusCode::BAD_REQUEST).with_detail("`pages` must be between 1 and 100");
+/// assert_eq!(problem.status(), StatusCode::BAD_REQUEST);
+/// let response = problem.into_response();
+/// assert_eq!(response.headers()["content-type"], "application/problem+json");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    status: StatusCode,
+    type_uri: Option<String>,
+    title: Option<String>,
+    detail: Option<String>,
+    code: Option<String>,
+    retry_after: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct ProblemBody<'a> {
+    #[serde(rename = "type")]
+    type_uri: &'a str,
+    title: &'a str,
+    status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<&'a str>,
+}
+
+impl Problem {
+    /// A problem of type `about:blank` whose title is the status's reason
+    /// phrase.
+    pub fn new(status: StatusCode) -> Self {
+        Self {
+            status,
+            type_uri: None,
+            title: None,
+            detail: None,
+            code: None,
+            retry_after: None,
+        }
+    }
+
+    /// A human-readable explanation of this occurrence of the problem.
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// A short summary of the problem type (default: the reason phrase).
+    pub fn with_title(mut self, title: impl Into<String>) -> Self {
+        self.title = Some(title.into());
+        self
+    }
+
+    /// A URI that names the problem type (default `about:blank`).
+    pub fn with_type(mut self, type_uri: impl Into<String>) -> Self {
+        self.type_uri = Some(type_uri.into());
+        self
+    }
+
+    /// A machine-readable `code` extension member, such as a job's
+    /// `error.code`.
+    pub fn with_code(mut self, code: impl Into<String>) -> Self {
+        self.code = Some(code.into());
+        self
+    }
+
+    /// Adds `Retry-After` with this many seconds (at least 1) to the response.
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds.max(1));
+        self
+    }
+
+    /// The HTTP status of the problem.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The problem as a JSON document.
+    pub fn to_json(&self) -> Bytes {
+        let title = self
+            .title
+            .as_deref()
+            .unwrap_or_else(|| self.status.canonical_reason().unwrap_or("Error"));
+        let body = ProblemBody {
+            type_uri: self.type_uri.as_deref().unwrap_or("about:blank"),
+            title,
+            status: self.status.as_u16(),
+            detail: self.detail.as_deref(),
+            code: self.code.as_deref(),
+        };
+        serde_json::to_vec(&body).map(Bytes::from).unwrap_or_default()
+    }
+
+    /// The problem as a response with `Content-Type: application/problem+json`.
+    pub fn into_response(self) -> Response<Bytes> {
+        let mut response = Response::new(self.to_json());
+        *response.status_mut() = self.status;
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, PROBLEM_JSON);
+        headers.insert(header::CACHE_CONTROL, NO_STORE);
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.status)?;
+        if let Some(detail) = &self.detail {
+            write!(f, ": {detail}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Serialize)]
+struct StatusDocument<'a> {
+    id: JobId,
+    status: JobStatus,
+    created_at: String,
+    updated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    progress: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result_status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a JobError>,
+    #[serde(rename = "resourceLocation", skip_serializing_if = "Option::is_none")]
+    resource_location: Option<&'a str>,
+}
+
+/// The status document of `record`, whose result is at `result_link`.
+/// `every_terminal_result` names the
+/// result (and `resourceLocation`) for every terminal state, as Microsoft's
+/// guidelines want; otherwise only for jobs with a stored response.
+pub(crate) fn status_document(record: &JobRecord, result_link: &str, every_terminal_result: bool) -> Bytes {
+    let result = if record.has_response() || every_terminal_result && record.status.is_terminal() {
+        Some(result_link)
+    } else {
+        None
+    };
+    let document = StatusDocument {
+        id: record.id,
+        status: record.status,
+        created_at: rfc3339(record.created_at_ms),
+        updated_at: rfc3339(record.updated_at_ms),
+        progress: record.progress,
+        message: record.message.as_deref(),
+        result,
+        result_status: record.result_status,
+        error: record.error.as_ref(),
+        resource_location: result.filter(|_| every_terminal_result),
+    };
+    serde_json::to_vec(&document).map(Bytes::from).unwrap_or_default()
+}
+
+/// `ms` since the Unix epoch as an RFC 3339 UTC timestamp, to the second.
+pub(crate) fn rfc3339(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let mut out = String::with_capacity(20);
+    let _ = write!(
+        out,
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    );
+    out
+}
+
+/// Seconds a client should wait before polling `record` again: the
+/// configured interval, or, once the handler reports progress, the estimated
+/// time left, within `[base, max]`.
+pub(crate) fn retry_after_secs(record: &JobRecord, base: u64, max: u64, now_ms: u64) -> u64 {
+    let base = base.max(1);
+    let max = max.max(base);
+    match record.progress {
+        Some(p) if record.status == JobStatus::Running && p > 0.0 && p < 1.0 => {
+            let elapsed = now_ms.saturating_sub(record.created_at_ms) as f64 / 1000.0;
+            let left = elapsed * f64::from(1.0 - p) / f64::from(p);
+            (left.ceil() as u64).clamp(base, max)
+        }
+        _ => base,
+    }
+}
+
+/// The preferences of a request (RFC 7240) that this crate honours.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub(crate) struct Preferences {
+    pub(crate) respond_async: bool,
+    pub(crate) wait: Option<Duration>,
+}
+
+/// Reads every `Prefer` header. Unknown preferences, and a `wait` that is not
+/// a number, are ignored as RFC 7240 asks; the first `wait` counts.
+pub(crate) fn preferences(headers: &HeaderMap) -> Preferences {
+    let mut prefs = Preferences::default();
+    for value in headers.get_all(PREFER) {
+        let Ok(value) = value.to_str() else { continue };
+        for pref in value.split(',') {
+            let pref = pref.split(';').next().unwrap_or("").trim();
+            let (name, val) = match pref.split_once('=') {
+                Some((n, v)) => (n.trim(), Some(v.trim().trim_matches('"'))),
+                None => (pref, None),
+            };
+            if name.eq_ignore_ascii_case("respond-async") {
+                prefs.respond_async = true;
+            } else if name.eq_ignore_ascii_case("wait") && prefs.wait.is_none() {
+                prefs.wait = val.and_then(|v| parse_seconds(v).ok());
+            }
+        }
+    }
+    prefs
+}
+
+/// A `wait` value that is not a non-negative number of seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct InvalidWait;
+
+/// Parses a non-negative decimal number of seconds (`10`, `0.5`); huge values
+/// saturate (callers cap them).
+pub(crate) fn parse_seconds(text: &str) -> Result<Duration, InvalidWait> {
+    let (int, frac) = text.split_once('.').unwrap_or((text, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if int.is_empty() && frac.is_empty() || !digits(int) || !digits(frac) || text.len() > 64 {
+        return Err(InvalidWait);
+    }
+    let secs: f64 = text.parse().map_err(|_| InvalidWait)?;
+    Ok(Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX))
+}
+
+/// The `wait` query parameter, if there is one.
+pub(crate) fn query_wait(query: Option<&str>) -> Result<Option<Duration>, InvalidWait> {
+    let Some(query) = query else { return Ok(None) };
+    for pair in query.split('&') {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if name == "wait" {
+            return parse_seconds(value).map(Some);
+        }
+    }
+    Ok(None)
+}
+
+/// The seconds of a `Duration`, rounded up, for `Retry-After` and
+/// `Preference-Applied: wait=N`.
+pub(crate) fn whole_seconds(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+/// Removes the hop-by-hop headers (RFC 9110 §7.6.1), including those that
+/// `Connection` names, so that a stored response can be replayed on another
+/// connection.
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        header::CONNECTION,
+        header::TRANSFER_ENCODING,
+        header::TE,
+        header::TRAILER,
+        header::UPGRADE,
+        header::PROXY_AUTHENTICATE,
+        header::PROXY_AUTHORIZATION,
+    ] {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_795_341_603_000), "2026-11-22T10:00:03Z");
+        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn prefer_header() {
+        let mut headers = HeaderMap::new();
+        headers.append(PREFER, HeaderValue::from_static("Respond-Async, wait=10"));
+        headers.append(PREFER, HeaderValue::from_static("wait=3"));
+        let prefs = preferences(&headers);
+        assert!(prefs.respond_async);
+        assert_eq!(prefs.wait, Some(Duration::from_secs(10)));
+        headers.clear();
+        headers.insert(PREFER, HeaderValue::from_static("wait=soon, handling=lenient"));
+        assert_eq!(preferences(&headers), Preferences::default());
+    }
+
+    #[test]
+    fn wait_values() {
+        assert_eq!(parse_seconds("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_seconds("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_seconds(&"9".repeat(40)), Ok(Duration::MAX));
+        for bad in ["", "-1", "1e3", "inf", "NaN", " 1", "1.2.3", ".", "+1"] {
+            assert_eq!(parse_seconds(bad), Err(InvalidWait), "{bad:?}");
+        }
+        assert_eq!(query_wait(Some("a=1&wait=2")), Ok(Some(Duration::from_secs(2))));
+        assert_eq!(query_wait(Some("wait=x")), Err(InvalidWait));
+        assert_eq!(query_wait(None), Ok(None));
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_removed() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close, x-private"));
+        headers.insert("x-private", HeaderValue::from_static("1"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        headers.insert("x-kept", HeaderValue::from_static("yes"));
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1);
+        assert_eq!(headers["x-kept"], "yes");
+    }
+
+    #[test]
+    fn retry_after_follows_progress() {
+        let mut record = JobRecord::pending(JobId::new());
+        assert_eq!(retry_after_secs(&record, 1, 30, record.created_at_ms), 1);
+        record.status = JobStatus::Running;
+        record.progress = Some(0.25);
+        // 10 s for a quarter: 30 s left, capped at 20.
+        assert_eq!(retry_after_secs(&record, 1, 20, record.created_at_ms + 10_000), 20);
+        assert_eq!(retry_after_secs(&record, 1, 60, record.created_at_ms + 2_000), 6);
+    }
+}

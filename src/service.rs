@@ -1,0 +1,177 @@
+//! [`Accepted`]: answers the job routes and defers the selected requests;
+//! [`JobRoutes`]: the job routes alone.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use http_body::Body;
+use tower_service::Service;
+
+use crate::BoxError;
+use crate::answer;
+use crate::body::{RequestBody, ResponseBody};
+use crate::config::{Config, Shared};
+use crate::future::{JobRoutesFuture, ResponseFuture};
+use crate::protocol::{self, Preferences};
+use crate::store::{JobStore, MemoryStore};
+use crate::submit::submit;
+
+/// Middleware that turns requests into background jobs answered with
+/// `202 Accepted`; made by [`AcceptedLayer`](crate::AcceptedLayer).
+///
+/// For each request it:
+/// - answers the job routes itself (monitor, result, cancel);
+/// - defers the requests selected for deferral: reads the body, runs the
+///   wrapped service on a background task and answers `202 Accepted`;
+/// - hands every other request to the wrapped service unchanged (its body
+///   streamed through as a [`RequestBody`]).
+pub struct Accepted<S, St = MemoryStore> {
+    inner: S,
+    shared: Arc<Shared<St>>,
+}
+
+impl<S, St> Accepted<S, St> {
+    pub(crate) fn new(inner: S, shared: Arc<Shared<St>>) -> Self {
+        Self { inner, shared }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The wrapped service, taken out.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone, St> Clone for Accepted<S, St> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<S: std::fmt::Debug, St> std::fmt::Debug for Accepted<S, St> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Accepted").field("inner", &self.inner).finish_non_exhaustive()
+    }
+}
+
+/// Whether the layer should turn this request into a job.
+fn defers<B>(config: &Config, request: Request<B>, prefs: &Preferences) -> (bool, Request<B>) {
+    if config.respond_async_only && !prefs.respond_async {
+        return (false, request);
+    }
+    match &config.defer {
+        None => (true, request),
+        Some(predicate) => {
+            let (parts, body) = request.into_parts();
+            let defer = predicate(&parts);
+            (defer, Request::from_parts(parts, body))
+        }
+    }
+}
+
+impl<S, St, ReqBody, ResBody> Service<Request<ReqBody>> for Accepted<S, St>
+where
+    S: Service<Request<RequestBody<ReqBody>>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    St: JobStore,
+    ReqBody: Body + Send + 'static,
+    ReqBody::Error: Into<BoxError>,
+    ResBody: Body + Send + 'static,
+    ResBody::Data: Send,
+    ResBody::Error: Into<BoxError>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let config = &self.shared.config;
+        if let Some(route) = config.routes.classify(request.uri().path()) {
+            let shared = Arc::clone(&self.shared);
+            return ResponseFuture::answer(Box::pin(async move { answer::job_route(&shared, route, request).await }));
+        }
+        let prefs = protocol::preferences(request.headers());
+        let (defer, request) = defers(config, request, &prefs);
+        if !defer {
+            return ResponseFuture::inner(self.inner.call(request.map(RequestBody::streaming)));
+        }
+        // The ready service goes to the job; a clone stays for the next call.
+        let clone = self.inner.clone();
+        let service = std::mem::replace(&mut self.inner, clone);
+        let shared = Arc::clone(&self.shared);
+        ResponseFuture::answer(Box::pin(submit(shared, service, request, prefs)))
+    }
+}
+
+/// The job routes alone (monitor, result, cancel), for applications that
+/// apply [`AcceptedLayer`](crate::AcceptedLayer) to some routes only (with
+/// `route_layer` or `MethodRouter::layer`), where requests for the job routes
+/// would never reach the layer. Made by
+/// [`AcceptedLayer::job_routes`](crate::AcceptedLayer::job_routes).
+///
+/// Mount it with `Router::nest_service` at the monitor template's collection
+/// path (`/jobs` for the default `/jobs/{id}`), or as a fallback service: it
+/// understands both the full paths and the paths axum hands a nested service,
+/// and its links always carry the full, external paths.
+pub struct JobRoutes<St = MemoryStore> {
+    shared: Arc<Shared<St>>,
+}
+
+impl<St> JobRoutes<St> {
+    pub(crate) fn new(shared: Arc<Shared<St>>) -> Self {
+        Self { shared }
+    }
+}
+
+impl<St> Clone for JobRoutes<St> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<St> std::fmt::Debug for JobRoutes<St> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobRoutes").finish_non_exhaustive()
+    }
+}
+
+impl<St, B> Service<Request<B>> for JobRoutes<St>
+where
+    St: JobStore,
+    B: Send + 'static,
+{
+    type Response = Response<ResponseBody>;
+    type Error = Infallible;
+    type Future = JobRoutesFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let route = self.shared.config.routes.classify_nested(request.uri().path());
+        let shared = Arc::clone(&self.shared);
+        JobRoutesFuture::new(Box::pin(async move { answer::job_route(&shared, route, request).await }))
+    }
+}

@@ -1,0 +1,144 @@
+//! Where jobs live: the [`JobStore`] trait and the in-memory [`MemoryStore`].
+//!
+//! The trait makes no in-process assumption: a result is bytes, a status and
+//! headers ([`StoredResponse`]), and waiting for a job to end is a store
+//! operation ([`JobStore::wait_terminal`]), so that a store shared between
+//! processes (Redis) fits behind the same trait. The layer is the only writer
+//! of job states; a store's job is to keep them, expire them and wake
+//! waiters.
+//!
+//! Every store keeps these rules, which the crate's store test suite checks:
+//!
+//! - a terminal state never changes: [`finish`](JobStore::finish) and
+//!   [`cancel`](JobStore::cancel) on a terminal job change nothing;
+//! - finished and canceled jobs expire after the store's time to live, and an
+//!   expired id is reported as [`Lookup::Expired`] for a bounded time, then as
+//!   [`Lookup::Unknown`];
+//! - [`create`](JobStore::create) fails with [`StoreError::Full`] rather than
+//!   grow past the store's capacity.
+
+use std::fmt;
+use std::future::Future;
+
+mod memory;
+mod record;
+
+pub use memory::{MemoryStore, MemoryStoreBuilder};
+pub use record::{InvalidJobId, JobError, JobId, JobRecord, JobStatus, Outcome, StoredResponse};
+pub(crate) use record::unix_ms;
+
+/// What a store knows of an id.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lookup {
+    /// The job is known.
+    Found(JobRecord),
+    /// The job expired recently; the id is remembered so that clients get
+    /// `410 Gone` rather than `404`.
+    Expired,
+    /// The id is unknown (never created, deleted, or expired long ago).
+    Unknown,
+}
+
+/// The answer of [`JobStore::cancel`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cancel {
+    /// The job was pending or running and is now canceled.
+    Canceled,
+    /// The job had already ended; nothing changed.
+    AlreadyTerminal,
+    /// The job expired recently.
+    Expired,
+    /// No such job.
+    Unknown,
+}
+
+/// Why a store could not do what was asked.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The store holds as many jobs as it may; try again later.
+    Full,
+    /// The store could not be reached or failed (for example a lost
+    /// connection to a server).
+    Unavailable(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Full => f.write_str("the job store is full"),
+            Self::Unavailable(e) => write!(f, "the job store is unavailable: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Full => None,
+            Self::Unavailable(e) => Some(&**e),
+        }
+    }
+}
+
+/// A place to keep jobs, their progress and their results.
+///
+/// Implementations are shared by every clone of the layer and called from
+/// many tasks at once. Every operation should cost O(1) and must not hold a
+/// lock across an `.await`. Methods may be implemented with `async fn`.
+///
+/// ```
+/// use tower_accepted::{JobId, JobRecord, JobStatus, JobStore, Lookup, MemoryStore};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tower_accepted::StoreError> {
+/// let store = MemoryStore::new();
+/// let id = JobId::new();
+/// store.create(JobRecord::pending(id)).await?;
+/// store.start(id).await?;
+/// let Lookup::Found(record) = store.get(id).await? else { unreachable!() };
+/// assert_eq!(record.status, JobStatus::Running);
+/// # Ok(())
+/// # }
+/// ```
+pub trait JobStore: Send + Sync + 'static {
+    /// Adds a new job (normally `pending`). Fails with [`StoreError::Full`]
+    /// when the store is at its capacity.
+    fn create(&self, record: JobRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// What the store knows of `id`.
+    fn get(&self, id: JobId) -> impl Future<Output = Result<Lookup, StoreError>> + Send;
+
+    /// Moves a `pending` job to `running`; returns `false` (and changes
+    /// nothing) when the job is not pending any more, for example canceled
+    /// while it waited.
+    fn start(&self, id: JobId) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Records the handler's progress and message on a job that has not
+    /// ended.
+    fn set_progress(
+        &self,
+        id: JobId,
+        progress: Option<f32>,
+        message: Option<String>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Ends a job with `outcome`, storing the response if there is one, and
+    /// wakes its waiters. Returns `false` (and changes nothing) when the job
+    /// had already ended or is gone.
+    fn finish(&self, id: JobId, outcome: Outcome) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Cancels a job that has not ended, and wakes its waiters.
+    fn cancel(&self, id: JobId) -> impl Future<Output = Result<Cancel, StoreError>> + Send;
+
+    /// Removes a job and its stored response; returns whether it was there.
+    /// Waiters of a removed job are woken.
+    fn delete(&self, id: JobId) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The stored response of a finished job, if it has one.
+    fn response(&self, id: JobId) -> impl Future<Output = Result<Option<StoredResponse>, StoreError>> + Send;
+
+    /// Resolves once the job is terminal, or unknown, or expired; at once if
+    /// it already is. Callers bound the wait with a timeout.
+    fn wait_terminal(&self, id: JobId) -> impl Future<Output = Result<(), StoreError>> + Send;
+}

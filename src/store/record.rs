@@ -1,0 +1,310 @@
+//! The data a [`JobStore`](super::JobStore) keeps: ids, states, records and
+//! stored responses.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The identifier of a job: a random (version 4) UUID.
+///
+/// Ids are unguessable (122 random bits), so that holding an id is what lets
+/// a client read, fetch or cancel its job. They are written and parsed in the
+/// hyphenated form, `9b2f3c1e-…`.
+///
+/// ```
+/// use tower_accepted::JobId;
+///
+/// let id = JobId::new();
+/// let parsed: JobId = id.to_string().parse().unwrap();
+/// assert_eq!(id, parsed);
+/// assert!("not-a-uuid".parse::<JobId>().is_err());
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct JobId(Uuid);
+
+impl JobId {
+    /// A new random id.
+    pub fn new() -> Self {
+        Self(Uuid::new_v4())
+    }
+
+    /// The id as a UUID.
+    pub fn as_uuid(&self) -> &Uuid {
+        &self.0
+    }
+
+    /// The id's 16 bytes; stores use them for hashing and keys.
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        self.0.as_bytes()
+    }
+}
+
+impl Default for JobId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl From<Uuid> for JobId {
+    fn from(uuid: Uuid) -> Self {
+        Self(uuid)
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0.hyphenated(), f)
+    }
+}
+
+impl fmt::Debug for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "JobId({})", self.0.hyphenated())
+    }
+}
+
+/// The error of parsing a [`JobId`] from text that is not a hyphenated UUID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidJobId(());
+
+impl fmt::Display for InvalidJobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a job id is a hyphenated UUID of 36 characters")
+    }
+}
+
+impl std::error::Error for InvalidJobId {}
+
+impl FromStr for JobId {
+    type Err = InvalidJobId;
+
+    /// Only the hyphenated form is accepted (36 characters), so that one
+    /// job has one URL; braces, `urn:uuid:` and the simple form are not.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.len() != 36 {
+            return Err(InvalidJobId(()));
+        }
+        Uuid::try_parse(s).map(Self).map_err(|_| InvalidJobId(()))
+    }
+}
+
+/// Where a job is in its life.
+///
+/// Serialized in lower case, as the status document spells it
+/// (`"canceled"` with one "l").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    /// Accepted and waiting for a free runner.
+    Pending,
+    /// The wrapped service is working on it.
+    Running,
+    /// Finished with a response whose status is below 400.
+    Succeeded,
+    /// Finished with a response of 400 or above, or without a response
+    /// (panic, error, timeout, …); see [`JobRecord::error`].
+    Failed,
+    /// Canceled by a client before it finished.
+    Canceled,
+}
+
+impl JobStatus {
+    /// Whether the job has ended; a terminal state never changes again.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Canceled)
+    }
+
+    /// The status word of the status document.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Canceled => "canceled",
+        }
+    }
+}
+
+/// Why a job failed: a machine-readable code and a human-readable message.
+///
+/// The codes this crate writes are the associated constants; a store may
+/// carry others.
+///
+/// ```
+/// use tower_accepted::JobError;
+///
+/// let error = JobError::new(JobError::TIMEOUT, "the job ran longer than 30s");
+/// assert_eq!(error.code, "timeout");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobError {
+    /// Machine-readable code, such as `"timeout"`.
+    pub code: String,
+    /// Human-readable explanation, safe to show to the client.
+    pub message: String,
+}
+
+impl JobError {
+    /// The handler answered with a status of 400 or above; its response is stored.
+    pub const HTTP_STATUS: &'static str = "http_status";
+    /// The handler panicked.
+    pub const PANICKED: &'static str = "panicked";
+    /// The wrapped service, or the response body, returned an error.
+    pub const ERROR: &'static str = "error";
+    /// The job ran longer than the configured timeout.
+    pub const TIMEOUT: &'static str = "timeout";
+    /// The process running the job went away (only stores shared between
+    /// processes can tell).
+    pub const LOST: &'static str = "lost";
+    /// The response body was larger than the configured limit.
+    pub const RESULT_TOO_LARGE: &'static str = "result_too_large";
+    /// The server shut down before the job finished.
+    pub const SHUTDOWN: &'static str = "shutdown";
+
+    /// An error with a code and a message.
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A response captured from the wrapped service, to be replayed by the result
+/// route: status, end-to-end headers and the whole body.
+///
+/// ```
+/// use bytes::Bytes;
+/// use http::{HeaderMap, StatusCode};
+/// use tower_accepted::StoredResponse;
+///
+/// let stored = StoredResponse::new(StatusCode::OK, HeaderMap::new(), Bytes::from_static(b"done"));
+/// assert_eq!(stored.body, "done");
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredResponse {
+    /// The response status.
+    pub status: StatusCode,
+    /// The response headers, without hop-by-hop ones.
+    pub headers: HeaderMap,
+    /// The whole response body.
+    pub body: Bytes,
+}
+
+impl StoredResponse {
+    /// A stored response from its parts.
+    pub fn new(status: StatusCode, headers: HeaderMap, body: Bytes) -> Self {
+        Self {
+            status,
+            headers,
+            body,
+        }
+    }
+}
+
+/// How a job ended, as the runner hands it to [`JobStore::finish`](super::JobStore::finish).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The wrapped service produced a response (of any status).
+    Response(StoredResponse),
+    /// The job ended without a response.
+    Failed(JobError),
+}
+
+impl Outcome {
+    /// The terminal status this outcome gives a job: a response below 400
+    /// succeeded, anything else failed.
+    pub fn status(&self) -> JobStatus {
+        match self {
+            Self::Response(response) if response.status.as_u16() < 400 => JobStatus::Succeeded,
+            _ => JobStatus::Failed,
+        }
+    }
+
+    /// The error this outcome records: a response of 400 or above records
+    /// `http_status`.
+    pub fn error(&self) -> Option<JobError> {
+        match self {
+            Self::Response(response) if response.status.as_u16() >= 400 => Some(JobError::new(
+                JobError::HTTP_STATUS,
+                format!("the handler answered {}", response.status),
+            )),
+            Self::Response(_) => None,
+            Self::Failed(error) => Some(error.clone()),
+        }
+    }
+}
+
+/// What a store knows of a job: everything of the status document but the
+/// stored response itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// The job's id.
+    pub id: JobId,
+    /// Where the job is.
+    pub status: JobStatus,
+    /// When the job was accepted, in milliseconds since the Unix epoch.
+    pub created_at_ms: u64,
+    /// When the record last changed, in milliseconds since the Unix epoch.
+    pub updated_at_ms: u64,
+    /// Progress between 0 and 1, as the handler last reported it.
+    pub progress: Option<f32>,
+    /// A message from the handler, such as "rendering page 4 of 10".
+    pub message: Option<String>,
+    /// The status of the stored response, when there is one.
+    pub result_status: Option<u16>,
+    /// Why the job failed.
+    pub error: Option<JobError>,
+}
+
+impl JobRecord {
+    /// A fresh `pending` record, created now.
+    pub fn pending(id: JobId) -> Self {
+        let now = unix_ms();
+        Self {
+            id,
+            status: JobStatus::Pending,
+            created_at_ms: now,
+            updated_at_ms: now,
+            progress: None,
+            message: None,
+            result_status: None,
+            error: None,
+        }
+    }
+
+    /// Records a terminal outcome (status, error and result status), now.
+    pub fn finish(&mut self, outcome: &Outcome) {
+        self.status = outcome.status();
+        self.error = outcome.error();
+        self.result_status = match outcome {
+            Outcome::Response(response) => Some(response.status.as_u16()),
+            Outcome::Failed(_) => None,
+        };
+        self.touch();
+    }
+
+    /// Marks the record changed now.
+    pub fn touch(&mut self) {
+        self.updated_at_ms = unix_ms().max(self.updated_at_ms);
+    }
+
+    /// Whether a stored response can be fetched for this job.
+    pub fn has_response(&self) -> bool {
+        self.result_status.is_some()
+    }
+}
+
+/// Milliseconds since the Unix epoch, by the wall clock.
+pub(crate) fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
