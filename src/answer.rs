@@ -8,14 +8,19 @@ use http::{Method, Request, Response, StatusCode};
 
 use crate::config::{Completion, Config, Shared};
 use crate::protocol::{
-    self, JSON, NO_STORE, PREFERENCE_APPLIED, Problem, Preferences, retry_after_secs, status_document,
-    whole_seconds,
+    self, JSON, NO_STORE, PREFERENCE_APPLIED, Preferences, Problem, retry_after_secs, status_document, whole_seconds,
 };
 use crate::routes::JobRoute;
-use crate::store::{Cancel, JobError, JobId, JobRecord, JobStatus, JobStore, Lookup, StoreError, StoredResponse, unix_ms};
+use crate::store::{
+    Cancel, JobError, JobId, JobRecord, JobStatus, JobStore, Lookup, StoreError, StoredResponse, unix_ms,
+};
 
 /// The answer to a request for one of the job routes.
-pub(crate) async fn job_route<St: JobStore, B>(shared: &Shared<St>, route: JobRoute, request: Request<B>) -> Response<Bytes> {
+pub(crate) async fn job_route<St: JobStore, B>(
+    shared: &Shared<St>,
+    route: JobRoute,
+    request: Request<B>,
+) -> Response<Bytes> {
     let (parts, body) = request.into_parts();
     // Job routes take no body; let it go before any wait.
     drop(body);
@@ -49,7 +54,9 @@ pub(crate) async fn job_route<St: JobStore, B>(shared: &Shared<St>, route: JobRo
 fn strip_body(response: &mut Response<Bytes>) {
     let len = response.body().len();
     if !response.headers().contains_key(header::CONTENT_LENGTH) {
-        response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     }
     *response.body_mut() = Bytes::new();
 }
@@ -70,7 +77,9 @@ fn method_not_allowed(allow: &'static str) -> Response<Bytes> {
     let mut response = Problem::new(StatusCode::METHOD_NOT_ALLOWED)
         .with_detail(format!("this job route allows {allow}"))
         .into_response();
-    response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
     response
 }
 
@@ -87,7 +96,12 @@ pub(crate) fn unavailable(config: &Config, error: &StoreError) -> Response<Bytes
         .into_response()
 }
 
-async fn monitor<St: JobStore>(shared: &Shared<St>, id: JobId, query_wait: Option<Duration>, prefs: Preferences) -> Response<Bytes> {
+async fn monitor<St: JobStore>(
+    shared: &Shared<St>,
+    id: JobId,
+    query_wait: Option<Duration>,
+    prefs: Preferences,
+) -> Response<Bytes> {
     let config = &shared.config;
     let wait = query_wait.or(prefs.wait).map(|w| w.min(config.max_long_poll));
     if let Some(wait) = wait.filter(|w| !w.is_zero()) {
@@ -115,7 +129,12 @@ async fn monitor<St: JobStore>(shared: &Shared<St>, id: JobId, query_wait: Optio
 /// The status monitor's answer for `record`, per the completion style.
 pub(crate) fn monitor_response(config: &Config, record: &JobRecord) -> Response<Bytes> {
     let result = config.link(&config.routes.result, record.id);
-    let body = status_document(record, &result, config.completion == Completion::Ok);
+    let body = status_document(
+        record,
+        &result,
+        config.completion == Completion::Ok,
+        config.map_document.as_ref(),
+    );
     let mut response = Response::new(body);
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, JSON);
@@ -152,7 +171,10 @@ async fn result<St: JobStore>(shared: &Shared<St>, id: JobId) -> Response<Bytes>
             let monitor = config.link(&config.routes.monitor, id);
             let seconds = retry_after_secs(&record, config.retry_after, config.max_retry_after, unix_ms());
             let mut response = Problem::new(StatusCode::NOT_FOUND)
-                .with_detail(format!("the job is {}; its result is not ready", record.status.as_str()))
+                .with_detail(format!(
+                    "the job is {}; its result is not ready",
+                    record.status.as_str()
+                ))
                 .with_retry_after(seconds)
                 .into_response();
             if let Ok(link) = HeaderValue::try_from(format!("<{monitor}>; rel=\"monitor\"")) {

@@ -193,9 +193,9 @@ where
     B::Error: Into<BoxError>,
 {
     match body.poll_frame(cx) {
-        Poll::Ready(Some(Ok(frame))) => {
-            Poll::Ready(Some(Ok(frame.map_data(|mut data| data.copy_to_bytes(data.remaining())))))
-        }
+        Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(
+            frame.map_data(|mut data| data.copy_to_bytes(data.remaining()))
+        ))),
         Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
         Poll::Ready(None) => Poll::Ready(None),
         Poll::Pending => Poll::Pending,
@@ -263,7 +263,10 @@ mod tests {
         type Data = Bytes;
         type Error = std::convert::Infallible;
 
-        fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
             Poll::Ready(self.0.pop_front().map(|s| Ok(Frame::data(Bytes::from(s)))))
         }
     }
@@ -276,7 +279,10 @@ mod tests {
         assert_eq!(read_limited(many, 5).await.unwrap(), "abcde");
         let many = Chunks(["ab", "cd", "ef"].into());
         assert!(matches!(read_limited(many, 5).await, Err(ReadError::TooLarge)));
-        assert!(matches!(read_limited(Full::new(Bytes::from("abcdef")), 5).await, Err(ReadError::TooLarge)));
+        assert!(matches!(
+            read_limited(Full::new(Bytes::from("abcdef")), 5).await,
+            Err(ReadError::TooLarge)
+        ));
         assert_eq!(read_limited(Chunks(VecDeque::new()), 5).await.unwrap(), "");
     }
 }

@@ -9,10 +9,12 @@ use http::request::Parts;
 use crate::protocol::Problem;
 use crate::routes::{PathTemplate, Routes};
 use crate::runner::Runtime;
-use crate::store::JobId;
+use crate::store::{JobId, JobRecord};
 
 /// Which requests the layer turns into jobs.
 pub(crate) type DeferPredicate = Arc<dyn Fn(&Parts) -> bool + Send + Sync>;
+/// A change to every status document, made by the user.
+pub(crate) type MapDocument = Arc<dyn Fn(&JobRecord, &mut serde_json::Map<String, serde_json::Value>) + Send + Sync>;
 /// A pre-acceptance check over the request head and its whole body.
 pub(crate) type Check = Arc<dyn Fn(&Parts, &Bytes) -> Result<(), Problem> + Send + Sync>;
 
@@ -58,6 +60,7 @@ pub(crate) struct Config {
     pub(crate) defer: Option<DeferPredicate>,
     pub(crate) respond_async_only: bool,
     pub(crate) check: Option<Check>,
+    pub(crate) map_document: Option<MapDocument>,
     pub(crate) expose_errors: bool,
 }
 
@@ -84,6 +87,7 @@ impl Default for Config {
             defer: None,
             respond_async_only: false,
             check: None,
+            map_document: None,
             expose_errors: false,
         }
     }

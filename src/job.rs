@@ -130,7 +130,11 @@ impl Job {
     }
 
     fn update(&self, change: impl FnOnce(&mut Report)) {
-        let mut report = self.inner.report.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut report = self
+            .inner
+            .report
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         change(&mut report);
         report.fresh = true;
         drop(report);
@@ -139,7 +143,11 @@ impl Job {
 
     /// The report made since the last call, if any.
     pub(crate) fn take_report(&self) -> Option<(Option<f32>, Option<String>)> {
-        let mut report = self.inner.report.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut report = self
+            .inner
+            .report
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if !report.fresh {
             return None;
         }

@@ -10,7 +10,7 @@ use tower_layer::Layer;
 use crate::config::{Completion, Config, Shared, template};
 use crate::protocol::Problem;
 use crate::service::{Accepted, JobRoutes};
-use crate::store::{JobStore, MemoryStore};
+use crate::store::{JobRecord, JobStore, MemoryStore};
 
 /// Applies [`Accepted`] to a service: makes it answer slow requests with
 /// `202 Accepted` and run them in the background.
@@ -167,7 +167,10 @@ impl<St: JobStore> AcceptedLayer<St> {
             .ok()
             .filter(|uri| matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some())
             .filter(|uri| uri.query().is_none() && !base.contains('#'));
-        assert!(valid.is_some(), "invalid base URL {base:?}: an absolute http(s) URL without query");
+        assert!(
+            valid.is_some(),
+            "invalid base URL {base:?}: an absolute http(s) URL without query"
+        );
         let base: Box<str> = base.into();
         self.configure(|c| c.base_url = Some(base))
     }
@@ -293,6 +296,28 @@ impl<St: JobStore> AcceptedLayer<St> {
     {
         let check = Arc::new(check);
         self.configure(|c| c.check = Some(check))
+    }
+
+    /// Changes every status document (in `202` answers and from the
+    /// monitor) before it is sent: add fields a client expects, rename or
+    /// remove some. It costs a JSON tree per document, so it is off by
+    /// default.
+    ///
+    /// ```
+    /// use tower_accepted::AcceptedLayer;
+    ///
+    /// // Clients of the original two-oh-two example read `job_id`.
+    /// let layer = AcceptedLayer::new().map_status_document(|record, document| {
+    ///     document.insert("job_id".into(), record.id.to_string().into());
+    /// });
+    /// # let _ = layer;
+    /// ```
+    pub fn map_status_document<F>(self, map: F) -> Self
+    where
+        F: Fn(&JobRecord, &mut serde_json::Map<String, serde_json::Value>) + Send + Sync + 'static,
+    {
+        let map = Arc::new(map);
+        self.configure(|c| c.map_document = Some(map))
     }
 
     /// Shows the text of service errors, panics and store errors in status

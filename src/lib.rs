@@ -118,8 +118,8 @@ pub use layer::AcceptedLayer;
 pub use protocol::Problem;
 pub use service::{Accepted, JobRoutes};
 pub use store::{
-    Cancel, InvalidJobId, JobError, JobId, JobRecord, JobStatus, JobStore, Lookup, MemoryStore, MemoryStoreBuilder, Outcome, StoreError,
-    StoredResponse,
+    Cancel, InvalidJobId, JobError, JobId, JobRecord, JobStatus, JobStore, Lookup, MemoryStore, MemoryStoreBuilder,
+    Outcome, StoreError, StoredResponse,
 };
 
 /// The boxed error type used by the bodies and by service errors.

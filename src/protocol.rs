@@ -9,6 +9,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 use serde::Serialize;
 
+use crate::config::MapDocument;
 use crate::store::{JobError, JobId, JobRecord, JobStatus};
 
 /// The media type of status documents.
@@ -171,8 +172,14 @@ struct StatusDocument<'a> {
 /// The status document of `record`, whose result is at `result_link`.
 /// `every_terminal_result` names the
 /// result (and `resourceLocation`) for every terminal state, as Microsoft's
-/// guidelines want; otherwise only for jobs with a stored response.
-pub(crate) fn status_document(record: &JobRecord, result_link: &str, every_terminal_result: bool) -> Bytes {
+/// guidelines want; otherwise only for jobs with a stored response. `map`
+/// is the user's change to the document, if any.
+pub(crate) fn status_document(
+    record: &JobRecord,
+    result_link: &str,
+    every_terminal_result: bool,
+    map: Option<&MapDocument>,
+) -> Bytes {
     let result = if record.has_response() || every_terminal_result && record.status.is_terminal() {
         Some(result_link)
     } else {
@@ -190,7 +197,17 @@ pub(crate) fn status_document(record: &JobRecord, result_link: &str, every_termi
         error: record.error.as_ref(),
         resource_location: result.filter(|_| every_terminal_result),
     };
-    serde_json::to_vec(&document).map(Bytes::from).unwrap_or_default()
+    match map {
+        None => serde_json::to_vec(&document),
+        Some(map) => serde_json::to_value(&document).and_then(|mut value| {
+            if let Some(object) = value.as_object_mut() {
+                map(record, object);
+            }
+            serde_json::to_vec(&value)
+        }),
+    }
+    .map(Bytes::from)
+    .unwrap_or_default()
 }
 
 /// `ms` since the Unix epoch as an RFC 3339 UTC timestamp, to the second.

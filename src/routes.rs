@@ -43,7 +43,7 @@ impl PathTemplate {
                 || s.split('/').any(|seg| seg == "." || seg == "..")
                 || !s.is_ascii()
         };
-        if bad(prefix) || bad(suffix) || suffix.ends_with('/') && suffix.len() > 1 {
+        if bad(prefix) || bad(suffix) || suffix.ends_with('/') {
             return Err(InvalidTemplate(
                 "a path template is plain ASCII segments, without `.`/`..`, empty segments, `%`, `?`, `#` or braces",
             ));
@@ -157,7 +157,16 @@ mod tests {
 
     #[test]
     fn templates_are_validated() {
-        for bad in ["jobs/{id}", "/jobs", "/jobs/{id}/{id}", "/jobs/x{id}", "/jobs/{id}x", "/a/../{id}", "/a//{id}", "/a/{id}/"] {
+        for bad in [
+            "jobs/{id}",
+            "/jobs",
+            "/jobs/{id}/{id}",
+            "/jobs/x{id}",
+            "/jobs/{id}x",
+            "/a/../{id}",
+            "/a//{id}",
+            "/a/{id}/",
+        ] {
             assert!(PathTemplate::parse(bad).is_err(), "{bad} should be refused");
         }
         assert!(PathTemplate::parse("/{id}").is_ok());

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
 use pin_project_lite::pin_project;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 use tower_service::Service;
 
 use crate::BoxError;
@@ -58,10 +58,7 @@ impl Runtime {
         if !self.accepting() {
             return None;
         }
-        match Arc::clone(&self.admission).try_acquire_owned() {
-            Ok(permit) => Some(permit),
-            Err(TryAcquireError::NoPermits | TryAcquireError::Closed) => None,
-        }
+        Arc::clone(&self.admission).try_acquire_owned().ok()
     }
 
     /// Whether a job could be admitted now (checked before reading a body).
@@ -95,7 +92,6 @@ impl Runtime {
             notified.await;
         }
     }
-
 }
 
 /// Counts a job as under way for as long as it lives.
@@ -199,39 +195,9 @@ where
             capture(response, max_result, expose).await
         },
     };
-    let work = tokio::time::timeout(config.timeout, work);
-    tokio::pin!(work);
-
-    let mut watch_store = true;
-    let outcome = loop {
-        tokio::select! {
-            biased;
-            result = &mut work => break Some(match result {
-                Ok(Ok(Ok(stored))) => Outcome::Response(stored),
-                Ok(Ok(Err(error))) => Outcome::Failed(error),
-                Ok(Err(payload)) => Outcome::Failed(panicked(expose, &*payload)),
-                Err(_elapsed) => Outcome::Failed(JobError::new(
-                    JobError::TIMEOUT,
-                    format!("the job ran longer than {:?}", config.timeout),
-                )),
-            }),
-            result = &mut ended, if watch_store => {
-                if result.is_ok() {
-                    break None;
-                }
-                watch_store = false;
-            }
-            _ = runtime.force.fired() => break Some(Outcome::Failed(shutdown_error())),
-            _ = job.reported() => {
-                if let Some((progress, message)) = job.take_report() {
-                    let _ = store.set_progress(id, progress, message).await;
-                }
-            }
-        }
-    };
-    // The handler's future goes before anyone can see the job ended, so
-    // that its drop guards have run by then.
-    drop(work);
+    // `drive` owns the handler's future, so it is dropped when `drive`
+    // returns: before anyone can see the job ended, its drop guards ran.
+    let outcome = drive(shared, &job, tokio::time::timeout(config.timeout, work), ended).await;
     drop(running);
     match outcome {
         None => job.cancel(),
@@ -248,6 +214,53 @@ where
         }
     }
     drop(admission);
+}
+
+/// Polls the job's work until it ends, is canceled through the store, or
+/// is ended by a shutdown, and writes the handler's reports meanwhile.
+/// `None` means the job was canceled (or deleted) elsewhere.
+async fn drive<St, W>(
+    shared: &Shared<St>,
+    job: &Job,
+    work: tokio::time::Timeout<CatchUnwind<W>>,
+    mut ended: Pin<&mut impl Future<Output = Result<(), crate::store::StoreError>>>,
+) -> Option<Outcome>
+where
+    St: JobStore,
+    W: Future<Output = Result<StoredResponse, JobError>>,
+{
+    let id = job.id();
+    let store = &*shared.store;
+    let config = &shared.config;
+    let expose = config.expose_errors;
+    tokio::pin!(work);
+    let mut watch_store = true;
+    loop {
+        tokio::select! {
+            biased;
+            result = &mut work => return Some(match result {
+                Ok(Ok(Ok(stored))) => Outcome::Response(stored),
+                Ok(Ok(Err(error))) => Outcome::Failed(error),
+                Ok(Err(payload)) => Outcome::Failed(panicked(expose, &*payload)),
+                Err(_elapsed) => Outcome::Failed(JobError::new(
+                    JobError::TIMEOUT,
+                    format!("the job ran longer than {:?}", config.timeout),
+                )),
+            }),
+            result = &mut ended, if watch_store => {
+                if result.is_ok() {
+                    return None;
+                }
+                watch_store = false;
+            }
+            _ = shared.runtime.force.fired() => return Some(Outcome::Failed(shutdown_error())),
+            _ = job.reported() => {
+                if let Some((progress, message)) = job.take_report() {
+                    let _ = store.set_progress(id, progress, message).await;
+                }
+            }
+        }
+    }
 }
 
 /// Records `outcome` (retrying a store that fails for a moment) and hands it
@@ -278,7 +291,11 @@ fn shutdown_error() -> JobError {
 }
 
 fn detail(expose: bool, generic: &str, error: &(dyn std::error::Error + Send + Sync)) -> String {
-    if expose { format!("{generic}: {error}") } else { generic.to_owned() }
+    if expose {
+        format!("{generic}: {error}")
+    } else {
+        generic.to_owned()
+    }
 }
 
 fn panicked(expose: bool, payload: &(dyn Any + Send)) -> JobError {

@@ -64,7 +64,9 @@ impl<S: Clone, St> Clone for Accepted<S, St> {
 
 impl<S: std::fmt::Debug, St> std::fmt::Debug for Accepted<S, St> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Accepted").field("inner", &self.inner).finish_non_exhaustive()
+        f.debug_struct("Accepted")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
     }
 }
 
@@ -107,7 +109,9 @@ where
         let config = &self.shared.config;
         if let Some(route) = config.routes.classify(request.uri().path()) {
             let shared = Arc::clone(&self.shared);
-            return ResponseFuture::answer(Box::pin(async move { answer::job_route(&shared, route, request).await }));
+            return ResponseFuture::answer(Box::pin(
+                async move { answer::job_route(&shared, route, request).await },
+            ));
         }
         let prefs = protocol::preferences(request.headers());
         let (defer, request) = defers(config, request, &prefs);
@@ -172,6 +176,8 @@ where
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let route = self.shared.config.routes.classify_nested(request.uri().path());
         let shared = Arc::clone(&self.shared);
-        JobRoutesFuture::new(Box::pin(async move { answer::job_route(&shared, route, request).await }))
+        JobRoutesFuture::new(Box::pin(
+            async move { answer::job_route(&shared, route, request).await },
+        ))
     }
 }

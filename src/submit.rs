@@ -61,7 +61,10 @@ where
         }
         Err(_) => {
             return Problem::new(StatusCode::REQUEST_TIMEOUT)
-                .with_detail(format!("the request body did not arrive within {:?}", config.body_timeout))
+                .with_detail(format!(
+                    "the request body did not arrive within {:?}",
+                    config.body_timeout
+                ))
                 .into_response();
         }
     };

@@ -24,7 +24,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("  curl -i -X DELETE {base}/jobs/<id>   # cancel, or forget once finished");
     println!();
     println!("Other endpoints:");
-    println!("  curl -i -X POST '{base}/echo?delay_ms=500' -H 'prefer: wait=5' -d hello   # done in time: the response itself");
+    println!(
+        "  curl -i -X POST '{base}/echo?delay_ms=500' -H 'prefer: wait=5' -d hello   # done in time: the response itself"
+    );
     println!("  curl -i -X POST '{base}/fail?mode=panic&delay_ms=100'");
     println!("  curl -i -X POST {base}/reports -d '{{\"pages\": 0}}'   # refused with 400, no job");
 

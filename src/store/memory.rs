@@ -368,7 +368,9 @@ impl JobStore for MemoryStore {
 
     async fn finish(&self, id: JobId, outcome: Outcome) -> Result<bool, StoreError> {
         let mut shard = self.shard(id);
-        let Some(entry) = shard.jobs.get_mut(&id) else { return Ok(false) };
+        let Some(entry) = shard.jobs.get_mut(&id) else {
+            return Ok(false);
+        };
         if entry.record.status.is_terminal() {
             return Ok(false);
         }

@@ -24,8 +24,8 @@ mod memory;
 mod record;
 
 pub use memory::{MemoryStore, MemoryStoreBuilder};
-pub use record::{InvalidJobId, JobError, JobId, JobRecord, JobStatus, Outcome, StoredResponse};
 pub(crate) use record::unix_ms;
+pub use record::{InvalidJobId, JobError, JobId, JobRecord, JobStatus, Outcome, StoredResponse};
 
 /// What a store knows of an id.
 #[derive(Debug, Clone, PartialEq)]

@@ -201,11 +201,7 @@ pub struct StoredResponse {
 impl StoredResponse {
     /// A stored response from its parts.
     pub fn new(status: StatusCode, headers: HeaderMap, body: Bytes) -> Self {
-        Self {
-            status,
-            headers,
-            body,
-        }
+        Self { status, headers, body }
     }
 }
 
