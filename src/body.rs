@@ -113,6 +113,22 @@ pin_project! {
     ///
     /// Without a type parameter it is the body of
     /// [`JobRoutes`](crate::JobRoutes), which never streams.
+    ///
+    /// ```
+    /// use http::Request;
+    /// use http_body_util::BodyExt;
+    /// use tower::ServiceExt;
+    /// use tower_accepted::AcceptedLayer;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let routes = AcceptedLayer::new().job_routes();
+    /// let request = Request::get("/jobs/not-an-id").body(()).unwrap();
+    /// let response = routes.oneshot(request).await.unwrap();
+    /// let body = response.into_body().collect().await.unwrap().to_bytes();
+    /// assert!(body.starts_with(b"{"));
+    /// # }
+    /// ```
     pub struct ResponseBody<B = Empty<Bytes>> {
         #[pin]
         kind: ResponseKind<B>,

@@ -77,7 +77,7 @@
 //!     }
 //!     "done"
 //! }
-//! # let _ = axum::routing::post(render);
+//! # let _: axum::routing::MethodRouter = axum::routing::post(render);
 //! ```
 //!
 //! # Decisions where the standards are silent

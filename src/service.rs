@@ -27,6 +27,27 @@ use crate::submit::submit;
 ///   wrapped service on a background task and answers `202 Accepted`;
 /// - hands every other request to the wrapped service unchanged (its body
 ///   streamed through as a [`RequestBody`]).
+///
+/// ```
+/// use std::convert::Infallible;
+/// use bytes::Bytes;
+/// use http::{Request, Response, StatusCode};
+/// use http_body_util::Full;
+/// use tower::{Layer, ServiceExt};
+/// use tower_accepted::{AcceptedLayer, RequestBody};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let slow = tower::service_fn(|_: Request<RequestBody<Full<Bytes>>>| async {
+///     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("done"))))
+/// });
+/// let service = AcceptedLayer::new().layer(slow);
+/// let request = Request::post("/convert").body(Full::new(Bytes::from("input"))).unwrap();
+/// let response = service.oneshot(request).await.unwrap();
+/// assert_eq!(response.status(), StatusCode::ACCEPTED);
+/// assert!(response.headers()["location"].to_str().unwrap().starts_with("/jobs/"));
+/// # }
+/// ```
 pub struct Accepted<S, St = MemoryStore> {
     inner: S,
     shared: Arc<Shared<St>>,
@@ -136,6 +157,18 @@ where
 /// path (`/jobs` for the default `/jobs/{id}`), or as a fallback service: it
 /// understands both the full paths and the paths axum hands a nested service,
 /// and its links always carry the full, external paths.
+///
+/// ```
+/// use axum::{Router, routing::post};
+/// use tower_accepted::AcceptedLayer;
+///
+/// let layer = AcceptedLayer::new();
+/// let app: Router = Router::new()
+///     .route("/reports", post(|| async { "report" }))
+///     .route_layer(layer.clone())
+///     .nest_service("/jobs", layer.job_routes());
+/// # let _ = app;
+/// ```
 pub struct JobRoutes<St = MemoryStore> {
     shared: Arc<Shared<St>>,
 }

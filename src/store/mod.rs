@@ -28,6 +28,16 @@ pub(crate) use record::unix_ms;
 pub use record::{InvalidJobId, JobError, JobId, JobRecord, JobStatus, Outcome, StoredResponse};
 
 /// What a store knows of an id.
+///
+/// ```
+/// use tower_accepted::{JobId, JobStore, Lookup, MemoryStore};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let store = MemoryStore::new();
+/// assert_eq!(store.get(JobId::new()).await.unwrap(), Lookup::Unknown);
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub enum Lookup {
     /// The job is known.
@@ -40,6 +50,19 @@ pub enum Lookup {
 }
 
 /// The answer of [`JobStore::cancel`].
+///
+/// ```
+/// use tower_accepted::{Cancel, JobId, JobRecord, JobStore, MemoryStore};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let store = MemoryStore::new();
+/// let id = JobId::new();
+/// store.create(JobRecord::pending(id)).await.unwrap();
+/// assert_eq!(store.cancel(id).await.unwrap(), Cancel::Canceled);
+/// assert_eq!(store.cancel(id).await.unwrap(), Cancel::AlreadyTerminal);
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cancel {
     /// The job was pending or running and is now canceled.
@@ -53,6 +76,18 @@ pub enum Cancel {
 }
 
 /// Why a store could not do what was asked.
+///
+/// ```
+/// use tower_accepted::{JobId, JobRecord, JobStore, MemoryStore, StoreError};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let store = MemoryStore::builder().capacity(1).build();
+/// store.create(JobRecord::pending(JobId::new())).await.unwrap();
+/// let full = store.create(JobRecord::pending(JobId::new())).await;
+/// assert!(matches!(full, Err(StoreError::Full)));
+/// # }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum StoreError {

@@ -98,6 +98,14 @@ impl FromStr for JobId {
 ///
 /// Serialized in lower case, as the status document spells it
 /// (`"canceled"` with one "l").
+///
+/// ```
+/// use tower_accepted::JobStatus;
+///
+/// assert_eq!(JobStatus::Canceled.as_str(), "canceled");
+/// assert!(JobStatus::Failed.is_terminal());
+/// assert!(!JobStatus::Pending.is_terminal());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JobStatus {
@@ -206,6 +214,16 @@ impl StoredResponse {
 }
 
 /// How a job ended, as the runner hands it to [`JobStore::finish`](super::JobStore::finish).
+///
+/// ```
+/// use bytes::Bytes;
+/// use http::{HeaderMap, StatusCode};
+/// use tower_accepted::{JobStatus, Outcome, StoredResponse};
+///
+/// let not_found = Outcome::Response(StoredResponse::new(StatusCode::NOT_FOUND, HeaderMap::new(), Bytes::new()));
+/// assert_eq!(not_found.status(), JobStatus::Failed);
+/// assert_eq!(not_found.error().unwrap().code, "http_status");
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// The wrapped service produced a response (of any status).
@@ -240,6 +258,14 @@ impl Outcome {
 
 /// What a store knows of a job: everything of the status document but the
 /// stored response itself.
+///
+/// ```
+/// use tower_accepted::{JobId, JobRecord, JobStatus};
+///
+/// let record = JobRecord::pending(JobId::new());
+/// assert_eq!(record.status, JobStatus::Pending);
+/// assert!(!record.has_response());
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobRecord {
     /// The job's id.
