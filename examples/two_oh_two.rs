@@ -21,8 +21,8 @@ async fn deferred_job(Extension(job): Extension<Job>) -> Json<Value> {
     Json(json!({ "result": format!("Result of long-running process {}.", job.id()) }))
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// The whole application: one route and the layer's configuration.
+pub fn app() -> Router {
     let layer = AcceptedLayer::new()
         .monitor_path("/monitor/{id}")
         .result_path("/result/{id}")
@@ -30,8 +30,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map_status_document(|record, document| {
             document.insert("job_id".into(), record.id.to_string().into());
         });
-    let app = Router::new().route("/deferredjob", get(deferred_job)).layer(layer);
+    Router::new().route("/deferredjob", get(deferred_job)).layer(layer)
+}
 
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let app = app();
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:8080".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     let base = format!("http://{}", listener.local_addr()?);
