@@ -78,7 +78,7 @@ impl std::fmt::Debug for MemoryStore {
 pub struct MemoryStoreBuilder {
     capacity: usize,
     ttl: Duration,
-    tombstones: usize,
+    tombstones: Option<usize>,
     tombstone_ttl: Duration,
 }
 
@@ -96,23 +96,24 @@ impl MemoryStoreBuilder {
     }
 
     /// How many expired ids are remembered for `410 Gone`, and for how long
-    /// (default: as many as `capacity`, for 24 hours).
+    /// (default: as many as `capacity`, for 24 hours). Past the count the
+    /// oldest are forgotten first (and answer `404`).
     pub fn tombstones(mut self, count: usize, ttl: Duration) -> Self {
-        self.tombstones = count;
+        self.tombstones = Some(count);
         self.tombstone_ttl = ttl;
         self
     }
 
     /// The store.
     pub fn build(self) -> MemoryStore {
-        let per_shard = self.tombstones.div_ceil(SHARDS);
         MemoryStore {
             inner: Arc::new(Inner {
                 shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
                 len: AtomicUsize::new(0),
                 capacity: self.capacity,
                 ttl: self.ttl,
-                tombstones_per_shard: per_shard,
+                tombstones: Mutex::new(Tombstones::default()),
+                max_tombstones: self.tombstones.unwrap_or(self.capacity),
                 tombstone_ttl: self.tombstone_ttl,
             }),
         }
@@ -124,8 +125,20 @@ struct Inner {
     len: AtomicUsize,
     capacity: usize,
     ttl: Duration,
-    tombstones_per_shard: usize,
+    /// Expired ids of the whole store, kept apart from the shards so that
+    /// their bound is exact; touched only when jobs expire and when a
+    /// missing id is looked up.
+    tombstones: Mutex<Tombstones>,
+    max_tombstones: usize,
     tombstone_ttl: Duration,
+}
+
+#[derive(Default)]
+struct Tombstones {
+    /// Expired ids, with when they are forgotten.
+    map: HashMap<JobId, Instant, BuildHasherDefault<IdHasher>>,
+    /// The same, in the order they are forgotten (one TTL for all).
+    order: VecDeque<(Instant, JobId)>,
 }
 
 #[derive(Default)]
@@ -135,10 +148,6 @@ struct Shard {
     /// they finished in). An entry whose job was deleted or re-timed is
     /// skipped when it comes up.
     expiry: VecDeque<(Instant, JobId)>,
-    /// Expired ids, with when they are forgotten; `tombstone_order` keeps
-    /// them in that order.
-    tombstones: HashMap<JobId, Instant, BuildHasherDefault<IdHasher>>,
-    tombstone_order: VecDeque<(Instant, JobId)>,
 }
 
 struct Entry {
@@ -197,7 +206,7 @@ impl MemoryStore {
         MemoryStoreBuilder {
             capacity: 100_000,
             ttl: Duration::from_secs(3600),
-            tombstones: 100_000,
+            tombstones: None,
             tombstone_ttl: Duration::from_secs(24 * 3600),
         }
     }
@@ -241,9 +250,9 @@ impl MemoryStore {
 }
 
 /// A poisoned lock only means another thread panicked while holding it; the
-/// shard's maps are still consistent (every update is a single insert or
-/// remove), so keep serving.
-fn lock(mutex: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
+/// maps are still consistent (every update is a single insert or remove),
+/// so keep serving.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -263,27 +272,40 @@ impl Inner {
                     entry.wake();
                 }
                 self.len.fetch_sub(1, Ordering::AcqRel);
-                self.bury(shard, id, at);
-            }
-        }
-        while let Some(&(forget_at, id)) = shard.tombstone_order.front() {
-            if forget_at > now && shard.tombstone_order.len() <= self.tombstones_per_shard {
-                break;
-            }
-            shard.tombstone_order.pop_front();
-            if shard.tombstones.get(&id) == Some(&forget_at) {
-                shard.tombstones.remove(&id);
+                self.bury(id, at);
             }
         }
     }
 
-    fn bury(&self, shard: &mut Shard, id: JobId, expired_at: Instant) {
-        if self.tombstones_per_shard == 0 {
+    /// Remembers an expired id, forgetting the oldest past the bound.
+    fn bury(&self, id: JobId, expired_at: Instant) {
+        if self.max_tombstones == 0 {
             return;
         }
+        let mut tombstones = lock(&self.tombstones);
         let forget_at = expired_at + self.tombstone_ttl;
-        shard.tombstones.insert(id, forget_at);
-        shard.tombstone_order.push_back((forget_at, id));
+        tombstones.map.insert(id, forget_at);
+        tombstones.order.push_back((forget_at, id));
+        self.forget(&mut tombstones, Instant::now());
+    }
+
+    /// Drops tombstones past their time or past the bound (oldest first).
+    fn forget(&self, tombstones: &mut Tombstones, now: Instant) {
+        while let Some(&(forget_at, id)) = tombstones.order.front() {
+            if forget_at > now && tombstones.map.len() <= self.max_tombstones {
+                break;
+            }
+            tombstones.order.pop_front();
+            if tombstones.map.get(&id) == Some(&forget_at) {
+                tombstones.map.remove(&id);
+            }
+        }
+    }
+
+    fn is_buried(&self, id: JobId) -> bool {
+        let mut tombstones = lock(&self.tombstones);
+        self.forget(&mut tombstones, Instant::now());
+        tombstones.map.contains_key(&id)
     }
 
     fn end(&self, shard: &mut Shard, id: JobId) {
@@ -296,8 +318,8 @@ impl Inner {
     }
 }
 
-fn lookup_missing(shard: &Shard, id: JobId) -> Lookup {
-    if shard.tombstones.contains_key(&id) {
+fn lookup_missing(inner: &Inner, id: JobId) -> Lookup {
+    if inner.is_buried(id) {
         Lookup::Expired
     } else {
         Lookup::Unknown
@@ -326,7 +348,6 @@ impl JobStore for MemoryStore {
             // Replacing a job with the same id keeps the count unchanged.
             self.inner.len.fetch_sub(1, Ordering::AcqRel);
         }
-        shard.tombstones.remove(&id);
         if terminal {
             self.inner.end(&mut shard, id);
         }
@@ -338,7 +359,7 @@ impl JobStore for MemoryStore {
         Ok(match shard.jobs.get(&id) {
             Some(entry) if entry.expired(Instant::now()) => Lookup::Expired,
             Some(entry) => Lookup::Found(entry.record.clone()),
-            None => lookup_missing(&shard, id),
+            None => lookup_missing(&self.inner, id),
         })
     }
 
@@ -386,7 +407,7 @@ impl JobStore for MemoryStore {
         let mut shard = self.shard(id);
         let now = Instant::now();
         let Some(entry) = shard.jobs.get_mut(&id) else {
-            return Ok(match lookup_missing(&shard, id) {
+            return Ok(match lookup_missing(&self.inner, id) {
                 Lookup::Expired => Cancel::Expired,
                 _ => Cancel::Unknown,
             });

@@ -23,6 +23,7 @@ use uuid::Uuid;
 /// let parsed: JobId = id.to_string().parse().unwrap();
 /// assert_eq!(id, parsed);
 /// assert!("not-a-uuid".parse::<JobId>().is_err());
+/// assert!(id.to_string().to_uppercase().parse::<JobId>().is_err());
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -84,10 +85,12 @@ impl std::error::Error for InvalidJobId {}
 impl FromStr for JobId {
     type Err = InvalidJobId;
 
-    /// Only the hyphenated form is accepted (36 characters), so that one
-    /// job has one URL; braces, `urn:uuid:` and the simple form are not.
+    /// Only the lower-case hyphenated form is accepted (36 characters), so
+    /// that one job has one URL; upper case, braces, `urn:uuid:` and the
+    /// simple form are not.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.len() != 36 {
+        // One spelling per job: lower-case hex, as the layer writes it.
+        if s.len() != 36 || s.bytes().any(|b| b.is_ascii_uppercase()) {
             return Err(InvalidJobId(()));
         }
         Uuid::try_parse(s).map(Self).map_err(|_| InvalidJobId(()))

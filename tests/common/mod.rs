@@ -64,7 +64,10 @@ impl Answer {
         assert_eq!(self.header("content-type"), Some("application/problem+json"));
         let doc = self.json();
         assert_eq!(doc["status"], status.as_u16());
-        assert!(doc["type"].is_string() && doc["title"].is_string() && doc["detail"].is_string(), "{doc}");
+        assert!(
+            doc["type"].is_string() && doc["title"].is_string() && doc["detail"].is_string(),
+            "{doc}"
+        );
         doc
     }
 
