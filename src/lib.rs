@@ -122,5 +122,8 @@ pub use store::{
     Outcome, StoreError, StoredResponse,
 };
 
+#[cfg(feature = "redis")]
+pub use store::{RedisStore, RedisStoreBuilder};
+
 /// The boxed error type used by the bodies and by service errors.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

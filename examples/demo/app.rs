@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Extension, Json, Router};
 use serde_json::{Value, json};
-use tower_accepted::{AcceptedLayer, Completion, Job, Problem};
+use tower_accepted::{AcceptedLayer, Completion, Job, JobStore, Problem};
 
 /// How long one page of a report takes.
 pub const PAGE: Duration = Duration::from_millis(300);
@@ -54,8 +54,8 @@ pub fn layer(completion: Completion) -> AcceptedLayer {
         })
 }
 
-/// The demo's routes, with the layer applied.
-pub fn app(layer: AcceptedLayer) -> Router {
+/// The demo's routes, with the layer applied (on any job store).
+pub fn app<St: JobStore>(layer: AcceptedLayer<St>) -> Router {
     Router::new()
         .route("/reports", post(report))
         .route("/echo", post(echo))

@@ -22,8 +22,12 @@ use std::future::Future;
 
 mod memory;
 mod record;
+#[cfg(feature = "redis")]
+mod redis;
 
 pub use memory::{MemoryStore, MemoryStoreBuilder};
+#[cfg(feature = "redis")]
+pub use redis::{RedisStore, RedisStoreBuilder};
 pub(crate) use record::unix_ms;
 pub use record::{InvalidJobId, JobError, JobId, JobRecord, JobStatus, Outcome, StoredResponse};
 

@@ -1,6 +1,9 @@
 //! Shared test helpers: a real server on 127.0.0.1 and a small HTTP client.
 #![allow(dead_code, unreachable_pub)]
 
+#[cfg(feature = "redis")]
+pub mod redis;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

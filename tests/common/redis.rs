@@ -1,0 +1,71 @@
+//! Helpers for tests against the real Redis (`REDIS_URL`, default
+//! `redis://127.0.0.1:6379`).
+#![allow(dead_code, unreachable_pub)]
+
+use std::time::Duration;
+
+use tower_accepted::{JobId, RedisStore};
+
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A namespace no other test uses.
+pub fn namespace() -> String {
+    format!("test-{}", JobId::new())
+}
+
+/// A store on the test Redis in `namespace`, with a short lease.
+pub async fn store(namespace: &str) -> RedisStore {
+    RedisStore::builder(redis_url())
+        .namespace(namespace)
+        .lease(Duration::from_millis(1000))
+        .build()
+        .await
+        .unwrap_or_else(|e| panic!("Redis must answer at {} for these tests: {e}", redis_url()))
+}
+
+/// A plain connection for checks made behind the store's back.
+pub async fn connection() -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+/// Every key of `namespace` with its time to live in ms (`-1`: none).
+pub async fn keys_with_ttl(namespace: &str) -> Vec<(String, i64)> {
+    let mut conn = connection().await;
+    let mut keys: Vec<String> = Vec::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{{{namespace}:*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        keys.extend(batch);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    let mut out = Vec::new();
+    for key in keys {
+        let ttl: i64 = redis::cmd("PTTL").arg(&key).query_async(&mut conn).await.unwrap();
+        out.push((key, ttl));
+    }
+    out
+}
+
+/// Asserts that every key of `namespace` has a time to live.
+pub async fn assert_every_key_expires(namespace: &str) {
+    let keys = keys_with_ttl(namespace).await;
+    let forever: Vec<_> = keys.iter().filter(|(_, ttl)| *ttl < 0).collect();
+    assert!(forever.is_empty(), "keys without a TTL: {forever:?}");
+}
