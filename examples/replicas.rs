@@ -18,7 +18,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let redis = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let addrs = std::env::var("ADDRS").unwrap_or_else(|_| "127.0.0.1:3010,127.0.0.1:3011".into());
     let namespace = std::env::var("NAMESPACE").unwrap_or_else(|_| "demo".into());
-    let lease = std::env::var("LEASE_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(5000);
+    let lease = std::env::var("LEASE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5000);
     let completion = app::completion_from_env()?;
 
     let mut servers = Vec::new();
@@ -36,7 +39,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let base = format!("http://{}", listener.local_addr()?);
         println!("replica listening on {base}");
         bases.push(base);
-        servers.push(tokio::spawn(async move { axum::serve(listener, app::app(layer)).await }));
+        servers.push(tokio::spawn(
+            async move { axum::serve(listener, app::app(layer)).await },
+        ));
     }
     let (a, b) = (&bases[0], bases.get(1).unwrap_or(&bases[0]));
     println!();

@@ -31,8 +31,9 @@ pub(crate) struct Runtime {
     /// Jobs running at once.
     running: Arc<Semaphore>,
     accepting: AtomicBool,
-    active: AtomicUsize,
-    idle: Notify,
+    /// Jobs admitted and not yet over, from admission on, so that a
+    /// shutdown also waits for submissions still being recorded.
+    active: Arc<Active>,
     force: Signal,
     forced: AtomicUsize,
 }
@@ -45,8 +46,7 @@ impl Runtime {
             admission: Arc::new(Semaphore::new(admitted)),
             running: Arc::new(Semaphore::new(max_running)),
             accepting: AtomicBool::new(true),
-            active: AtomicUsize::new(0),
-            idle: Notify::new(),
+            active: Arc::new(Active::default()),
             force: Signal::default(),
             forced: AtomicUsize::new(0),
         }
@@ -54,11 +54,20 @@ impl Runtime {
 
     /// A place for one more job, or `None` when running and queued jobs are
     /// at their limits or the runner is shutting down.
-    pub(crate) fn admit(&self) -> Option<OwnedSemaphorePermit> {
+    pub(crate) fn admit(&self) -> Option<Admission> {
         if !self.accepting() {
             return None;
         }
-        Arc::clone(&self.admission).try_acquire_owned().ok()
+        let permit = Arc::clone(&self.admission).try_acquire_owned().ok()?;
+        // SeqCst with `shutdown`: either it sees this count, or this sees
+        // that it stopped accepting.
+        self.active.count.fetch_add(1, Ordering::SeqCst);
+        let admission = Admission {
+            _permit: permit,
+            active: Arc::clone(&self.active),
+        };
+        // A shutdown that began meanwhile may have seen no job under way.
+        self.accepting().then_some(admission)
     }
 
     /// Whether a job could be admitted now (checked before reading a body).
@@ -67,13 +76,13 @@ impl Runtime {
     }
 
     pub(crate) fn accepting(&self) -> bool {
-        self.accepting.load(Ordering::Acquire)
+        self.accepting.load(Ordering::SeqCst)
     }
 
     /// Stops accepting, waits up to `deadline` for the jobs under way, then
     /// ends the rest as failed with `shutdown`; returns how many were.
     pub(crate) async fn shutdown(&self, deadline: Duration) -> usize {
-        self.accepting.store(false, Ordering::Release);
+        self.accepting.store(false, Ordering::SeqCst);
         if tokio::time::timeout(deadline, self.idle()).await.is_err() {
             self.force.fire();
             self.idle().await;
@@ -83,10 +92,10 @@ impl Runtime {
 
     async fn idle(&self) {
         loop {
-            let notified = self.idle.notified();
+            let notified = self.active.idle.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.active.load(Ordering::Acquire) == 0 {
+            if self.active.count.load(Ordering::SeqCst) == 0 {
                 return;
             }
             notified.await;
@@ -94,13 +103,24 @@ impl Runtime {
     }
 }
 
-/// Counts a job as under way for as long as it lives.
-struct ActiveGuard<'a>(&'a Runtime);
+/// How many jobs are under way, and a wake-up for when none is.
+#[derive(Default)]
+struct Active {
+    count: AtomicUsize,
+    idle: Notify,
+}
 
-impl Drop for ActiveGuard<'_> {
+/// A job's place: in the capacity, and among the jobs a shutdown waits for.
+/// Given back when dropped, whether the job ran or its submission failed.
+pub(crate) struct Admission {
+    _permit: OwnedSemaphorePermit,
+    active: Arc<Active>,
+}
+
+impl Drop for Admission {
     fn drop(&mut self) {
-        if self.0.active.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.idle.notify_waiters();
+        if self.active.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.active.idle.notify_waiters();
         }
     }
 }
@@ -110,13 +130,13 @@ pub(crate) struct Work<S, B> {
     pub(crate) service: S,
     pub(crate) request: Request<RequestBody<B>>,
     pub(crate) job: Job,
-    pub(crate) admission: OwnedSemaphorePermit,
+    pub(crate) admission: Admission,
     /// Who waits for the outcome in-process (`Prefer: wait`), if anyone.
     pub(crate) waiter: Option<oneshot::Sender<Outcome>>,
 }
 
-/// Runs `work` on a task of its own. The job is counted as under way before
-/// this returns, so that a shutdown right after sees it.
+/// Runs `work` on a task of its own (it has been counted as under way since
+/// its admission).
 pub(crate) fn spawn<S, St, B, ResBody>(shared: Arc<Shared<St>>, work: Work<S, B>)
 where
     S: Service<Request<RequestBody<B>>, Response = Response<ResBody>> + Send + 'static,
@@ -128,13 +148,7 @@ where
     ResBody::Data: Send,
     ResBody::Error: Into<BoxError>,
 {
-    shared.runtime.active.fetch_add(1, Ordering::AcqRel);
-    tokio::spawn(async move {
-        // Take over the count made above.
-        let guard = ActiveGuard(&shared.runtime);
-        run(&shared, work).await;
-        drop(guard);
-    });
+    tokio::spawn(async move { run(&shared, work).await });
 }
 
 async fn run<S, St, B, ResBody>(shared: &Shared<St>, work: Work<S, B>)

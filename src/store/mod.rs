@@ -26,10 +26,10 @@ mod record;
 mod redis;
 
 pub use memory::{MemoryStore, MemoryStoreBuilder};
-#[cfg(feature = "redis")]
-pub use redis::{RedisStore, RedisStoreBuilder};
 pub(crate) use record::unix_ms;
 pub use record::{InvalidJobId, JobError, JobId, JobRecord, JobStatus, Outcome, StoredResponse};
+#[cfg(feature = "redis")]
+pub use redis::{RedisStore, RedisStoreBuilder};
 
 /// What a store knows of an id.
 ///

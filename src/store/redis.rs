@@ -307,7 +307,13 @@ impl RedisStore {
         Self::ms(self.inner.ttl + self.inner.lease)
     }
 
-    async fn end(&self, id: JobId, mode: &str, status: JobStatus, outcome: Option<&Outcome>) -> Result<String, StoreError> {
+    async fn end(
+        &self,
+        id: JobId,
+        mode: &str,
+        status: JobStatus,
+        outcome: Option<&Outcome>,
+    ) -> Result<String, StoreError> {
         let (rs, rh, rb, error) = match outcome {
             Some(Outcome::Response(response)) => (
                 response.status.as_u16().to_string(),
@@ -431,7 +437,9 @@ fn encode_headers(headers: &HeaderMap) -> Vec<u8> {
 fn decode_headers(bytes: &[u8]) -> HeaderMap {
     let mut headers = HeaderMap::new();
     for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-        let Some(colon) = line.iter().position(|b| *b == b':') else { continue };
+        let Some(colon) = line.iter().position(|b| *b == b':') else {
+            continue;
+        };
         if let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(&line[..colon]),
             HeaderValue::from_bytes(&line[colon + 1..]),
@@ -715,7 +723,10 @@ async fn renew_leases(store: Weak<Inner>) {
                 .arg("PX")
                 .arg(RedisStore::ms(store.inner.lease))
                 .ignore();
-            pipe.cmd("PEXPIRE").arg(store.key(*id, "job")).arg(store.running_ttl()).ignore();
+            pipe.cmd("PEXPIRE")
+                .arg(store.key(*id, "job"))
+                .arg(store.running_ttl())
+                .ignore();
         }
         let Ok(states) = pipe.query_async::<Vec<Option<String>>>(&mut store.conn()).await else {
             continue;
