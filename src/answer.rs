@@ -25,21 +25,21 @@ pub(crate) async fn job_route<St: JobStore, B>(
     // Job routes take no body; let it go before any wait.
     drop(body);
     let head = parts.method == Method::HEAD;
+    let caller = shared.config.owner_of(&parts);
+    let caller = caller.as_deref();
     let mut response = match (route, &parts.method) {
         (JobRoute::Monitor(id), &Method::GET | &Method::HEAD) => {
             let prefs = protocol::preferences(&parts.headers);
             match protocol::query_wait(parts.uri.query()) {
-                Ok(wait) => monitor(shared, id, wait, prefs).await,
+                Ok(wait) => monitor(shared, id, caller, wait, prefs).await,
                 Err(_) => Problem::new(StatusCode::BAD_REQUEST)
                     .with_detail("`wait` is a non-negative number of seconds")
                     .into_response(),
             }
         }
-        (JobRoute::Monitor(id), &Method::DELETE) => cancel(shared, id).await,
-        (JobRoute::Result(id), &Method::GET | &Method::HEAD) => result(shared, id).await,
-        (JobRoute::Collection, &Method::GET | &Method::HEAD) => Problem::new(StatusCode::NOT_FOUND)
-            .with_detail("listing jobs needs an owner; job ids are the only way to a job")
-            .into_response(),
+        (JobRoute::Monitor(id), &Method::DELETE) => cancel(shared, id, caller).await,
+        (JobRoute::Result(id), &Method::GET | &Method::HEAD) => result(shared, id, caller).await,
+        (JobRoute::Collection, &Method::GET | &Method::HEAD) => crate::list::list(shared, caller, &parts.uri).await,
         (JobRoute::NotFound, _) => not_found(),
         (JobRoute::Monitor(_), _) => method_not_allowed("GET, HEAD, DELETE"),
         (JobRoute::Result(_) | JobRoute::Collection, _) => method_not_allowed("GET, HEAD"),
@@ -61,7 +61,7 @@ fn strip_body(response: &mut Response<Bytes>) {
     *response.body_mut() = Bytes::new();
 }
 
-fn not_found() -> Response<Bytes> {
+pub(crate) fn not_found() -> Response<Bytes> {
     Problem::new(StatusCode::NOT_FOUND)
         .with_detail("no job has this id")
         .into_response()
@@ -96,33 +96,45 @@ pub(crate) fn unavailable(config: &Config, error: &StoreError) -> Response<Bytes
         .into_response()
 }
 
+/// What `caller` may know of `id`: another owner's job is unknown to it.
+async fn lookup<St: JobStore>(shared: &Shared<St>, id: JobId, caller: Option<&str>) -> Result<Lookup, StoreError> {
+    Ok(match shared.store.get(id).await? {
+        Lookup::Found(record) if !record.visible_to(caller) => Lookup::Unknown,
+        other => other,
+    })
+}
+
 async fn monitor<St: JobStore>(
     shared: &Shared<St>,
     id: JobId,
+    caller: Option<&str>,
     query_wait: Option<Duration>,
     prefs: Preferences,
 ) -> Response<Bytes> {
     let config = &shared.config;
     let wait = query_wait.or(prefs.wait).map(|w| w.min(config.max_long_poll));
-    if let Some(wait) = wait.filter(|w| !w.is_zero()) {
-        // Resolves at once for a job already ended; a store error is
-        // answered by the lookup below.
+    let mut found = lookup(shared, id, caller).await;
+    if let Ok(Lookup::Found(record)) = &found
+        && !record.status.is_terminal()
+        && let Some(wait) = wait.filter(|w| !w.is_zero())
+    {
+        // A store error is answered by the lookup after it.
         let _ = tokio::time::timeout(wait, shared.store.wait_terminal(id)).await;
+        found = lookup(shared, id, caller).await;
     }
-    let mut response = match shared.store.get(id).await {
+    let mut response = match found {
         Ok(Lookup::Found(record)) => monitor_response(config, &record),
         Ok(Lookup::Expired) => gone(),
         Ok(Lookup::Unknown) => not_found(),
         Err(e) => unavailable(config, &e),
     };
-    if query_wait.is_none() {
-        if let Some(wait) = wait {
+    if query_wait.is_none()
+        && let Some(wait) = wait {
             let applied = format!("wait={}", whole_seconds(wait));
             if let Ok(value) = HeaderValue::from_str(&applied) {
                 response.headers_mut().insert(PREFERENCE_APPLIED, value);
             }
         }
-    }
     response
 }
 
@@ -158,9 +170,9 @@ pub(crate) fn monitor_response(config: &Config, record: &JobRecord) -> Response<
     response
 }
 
-async fn result<St: JobStore>(shared: &Shared<St>, id: JobId) -> Response<Bytes> {
+async fn result<St: JobStore>(shared: &Shared<St>, id: JobId, caller: Option<&str>) -> Response<Bytes> {
     let config = &shared.config;
-    let record = match shared.store.get(id).await {
+    let record = match lookup(shared, id, caller).await {
         Ok(Lookup::Found(record)) => record,
         Ok(Lookup::Expired) => return gone(),
         Ok(Lookup::Unknown) => return not_found(),
@@ -225,8 +237,15 @@ pub(crate) fn replay(stored: StoredResponse) -> Response<Bytes> {
     response
 }
 
-async fn cancel<St: JobStore>(shared: &Shared<St>, id: JobId) -> Response<Bytes> {
+async fn cancel<St: JobStore>(shared: &Shared<St>, id: JobId, caller: Option<&str>) -> Response<Bytes> {
     let config = &shared.config;
+    if config.owner.is_some() {
+        match lookup(shared, id, caller).await {
+            Ok(Lookup::Unknown) => return not_found(),
+            Err(e) => return unavailable(config, &e),
+            Ok(_) => {}
+        }
+    }
     let answer = match shared.store.cancel(id).await {
         Ok(Cancel::Canceled) => Ok(true),
         Ok(Cancel::AlreadyTerminal) => shared.store.delete(id).await,

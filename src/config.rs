@@ -15,6 +15,8 @@ use crate::store::{JobId, JobRecord};
 pub(crate) type DeferPredicate = Arc<dyn Fn(&Parts) -> bool + Send + Sync>;
 /// A change to every status document, made by the user.
 pub(crate) type MapDocument = Arc<dyn Fn(&JobRecord, &mut serde_json::Map<String, serde_json::Value>) + Send + Sync>;
+/// Who a request comes from, for owner scoping.
+pub(crate) type OwnerFn = Arc<dyn Fn(&Parts) -> Option<String> + Send + Sync>;
 /// A pre-acceptance check over the request head and its whole body.
 pub(crate) type Check = Arc<dyn Fn(&Parts, &Bytes) -> Result<(), Problem> + Send + Sync>;
 
@@ -61,6 +63,8 @@ pub(crate) struct Config {
     pub(crate) respond_async_only: bool,
     pub(crate) check: Option<Check>,
     pub(crate) map_document: Option<MapDocument>,
+    pub(crate) owner: Option<OwnerFn>,
+    pub(crate) max_list: usize,
     pub(crate) expose_errors: bool,
 }
 
@@ -88,6 +92,8 @@ impl Default for Config {
             respond_async_only: false,
             check: None,
             map_document: None,
+            owner: None,
+            max_list: 100,
             expose_errors: false,
         }
     }
@@ -103,6 +109,11 @@ pub(crate) fn template(text: &str) -> PathTemplate {
 }
 
 impl Config {
+    /// The owner of a request, when an owner function is set and names one.
+    pub(crate) fn owner_of(&self, parts: &Parts) -> Option<String> {
+        self.owner.as_ref().and_then(|owner| owner(parts))
+    }
+
     /// The URL of job `id` on `template`, absolute when a base URL is set.
     pub(crate) fn link(&self, template: &PathTemplate, id: JobId) -> String {
         let base = self.base_url.as_deref().unwrap_or("");

@@ -298,6 +298,43 @@ impl<St: JobStore> AcceptedLayer<St> {
         self.configure(|c| c.check = Some(check))
     }
 
+    /// Scopes jobs to their owner: `owner` names who a request comes from
+    /// (for example a user id that an authentication layer put in the
+    /// extensions), or `None` for anonymous requests. A job records its
+    /// owner; its monitor, result and cancel answer anyone else exactly as
+    /// for an unknown id (`404`), and `GET /jobs` lists the caller's own jobs.
+    /// Anonymous jobs stay reachable by whoever holds their id.
+    ///
+    /// Without an owner function, job ids are capabilities: 122 random bits
+    /// that whoever holds can use; `GET /jobs` answers `404`.
+    ///
+    /// Return an id, not a secret: the owner is stored with the job (and, in
+    /// Redis, in key names).
+    ///
+    /// ```
+    /// use tower_accepted::AcceptedLayer;
+    ///
+    /// #[derive(Clone)]
+    /// struct UserId(String);
+    ///
+    /// let layer = AcceptedLayer::new()
+    ///     .owner(|parts| parts.extensions.get::<UserId>().map(|user| user.0.clone()));
+    /// # let _ = layer;
+    /// ```
+    pub fn owner<F>(self, owner: F) -> Self
+    where
+        F: Fn(&Parts) -> Option<String> + Send + Sync + 'static,
+    {
+        let owner = Arc::new(owner);
+        self.configure(|c| c.owner = Some(owner))
+    }
+
+    /// The largest page of `GET /jobs` (default 100); larger `?limit=`
+    /// values are clamped to it.
+    pub fn max_list_limit(self, limit: usize) -> Self {
+        self.configure(|c| c.max_list = limit.max(1))
+    }
+
     /// Changes every status document (in `202` answers and from the
     /// monitor) before it is sent: add fields a client expects, rename or
     /// remove some. It costs a JSON tree per document, so it is off by

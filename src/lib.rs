@@ -102,6 +102,7 @@ mod config;
 mod future;
 mod job;
 mod layer;
+mod list;
 mod protocol;
 mod routes;
 mod runner;
@@ -118,8 +119,8 @@ pub use layer::AcceptedLayer;
 pub use protocol::Problem;
 pub use service::{Accepted, JobRoutes};
 pub use store::{
-    Cancel, InvalidJobId, JobError, JobId, JobRecord, JobStatus, JobStore, Lookup, MemoryStore, MemoryStoreBuilder,
-    Outcome, StoreError, StoredResponse,
+    Cancel, Created, IdempotencyKey, InvalidJobId, JobError, JobId, JobRecord, JobStatus, JobStore, ListCursor, Lookup,
+    MemoryStore, MemoryStoreBuilder, Outcome, Page, StoreError, StoredResponse,
 };
 
 #[cfg(feature = "redis")]

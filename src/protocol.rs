@@ -10,7 +10,7 @@ use http::{Response, StatusCode};
 use serde::Serialize;
 
 use crate::config::MapDocument;
-use crate::store::{JobError, JobId, JobRecord, JobStatus};
+use crate::store::{JobError, JobId, JobRecord, JobStatus, ListCursor};
 
 /// The media type of status documents.
 pub(crate) const JSON: HeaderValue = HeaderValue::from_static("application/json");
@@ -306,6 +306,103 @@ pub(crate) fn query_wait(query: Option<&str>) -> Result<Option<Duration>, Invali
         }
     }
     Ok(None)
+}
+
+/// `Idempotency-Key` (IETF httpapi draft).
+pub(crate) const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+
+/// Reads `Idempotency-Key`: a structured-field string (`"…"`) or, leniently,
+/// a bare token. Empty, longer than 255 characters, outside visible ASCII,
+/// or sent twice: a `400` problem.
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
+    let mut values = headers.get_all(IDEMPOTENCY_KEY).iter();
+    let Some(value) = values.next() else { return Ok(None) };
+    let bad = |detail: &str| Problem::new(StatusCode::BAD_REQUEST).with_detail(format!("Idempotency-Key {detail}"));
+    if values.next().is_some() {
+        return Err(bad("must be sent once"));
+    }
+    let raw = value.as_bytes();
+    let key = match raw {
+        [b'"', inner @ .., b'"'] if raw.len() >= 2 => {
+            let mut key = Vec::with_capacity(inner.len());
+            let mut bytes = inner.iter();
+            while let Some(&b) = bytes.next() {
+                match b {
+                    b'\\' => match bytes.next() {
+                        Some(&e @ (b'"' | b'\\')) => key.push(e),
+                        _ => return Err(bad("has a bad escape")),
+                    },
+                    b'"' => return Err(bad("has an unescaped quote")),
+                    _ => key.push(b),
+                }
+            }
+            key
+        }
+        // A bare token, as many clients send it; a stray quote is an error.
+        _ if raw.contains(&b'"') => return Err(bad("has an unbalanced quote")),
+        _ => raw.to_vec(),
+    };
+    if key.is_empty() {
+        return Err(bad("is empty"));
+    }
+    if key.len() > 255 {
+        return Err(bad("is longer than 255 characters"));
+    }
+    if !key.iter().all(|b| (0x21..=0x7e).contains(b)) {
+        return Err(bad("must be visible ASCII"));
+    }
+    Ok(String::from_utf8(key).ok())
+}
+
+/// A stable digest of what makes two submissions the same request: method,
+/// path, query and body (FNV-1a, 128 bits; the same on every replica and
+/// every Rust version).
+pub(crate) fn fingerprint(method: &http::Method, uri: &http::Uri, body: &[u8]) -> String {
+    const OFFSET: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
+    const PRIME: u128 = 0x0000_0000_0100_0000_0000_0000_0000_013b;
+    let mut hash = OFFSET;
+    let parts: [&[u8]; 4] = [
+        method.as_str().as_bytes(),
+        uri.path().as_bytes(),
+        uri.query().unwrap_or("").as_bytes(),
+        body,
+    ];
+    for part in parts {
+        for &b in (part.len() as u64).to_le_bytes().iter().chain(part) {
+            hash ^= u128::from(b);
+            hash = hash.wrapping_mul(PRIME);
+        }
+    }
+    format!("{hash:032x}")
+}
+
+/// `?limit=` and `?cursor=` of `GET /jobs`.
+pub(crate) fn list_params(query: Option<&str>, max: usize) -> Result<(usize, Option<ListCursor>), Problem> {
+    let mut limit = max;
+    let mut cursor = None;
+    let bad = |detail: &str| Problem::new(StatusCode::BAD_REQUEST).with_detail(detail.to_owned());
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match name {
+            "limit" => {
+                let valid = !value.is_empty() && value.len() <= 20 && value.bytes().all(|b| b.is_ascii_digit());
+                let n: u64 = if valid { value.parse().unwrap_or(u64::MAX) } else { 0 };
+                if n == 0 {
+                    return Err(bad("`limit` is a whole number from 1"));
+                }
+                limit = usize::try_from(n).unwrap_or(usize::MAX).min(max);
+            }
+            "cursor" => {
+                cursor = Some(
+                    value
+                        .parse::<ListCursor>()
+                        .map_err(|_| bad("`cursor` is not one this server gave"))?,
+                );
+            }
+            _ => {}
+        }
+    }
+    Ok((limit, cursor))
 }
 
 /// The seconds of a `Duration`, rounded up, for `Retry-After` and

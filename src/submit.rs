@@ -16,9 +16,9 @@ use crate::answer::{failure, monitor_response, replay, unavailable};
 use crate::body::{ReadError, RequestBody, read_limited};
 use crate::config::Shared;
 use crate::job::Job;
-use crate::protocol::{OPERATION_LOCATION, PREFERENCE_APPLIED, Preferences, Problem, whole_seconds};
+use crate::protocol::{self, OPERATION_LOCATION, PREFERENCE_APPLIED, Preferences, Problem, whole_seconds};
 use crate::runner::{self, Work};
-use crate::store::{JobId, JobRecord, JobStore, Outcome, StoreError};
+use crate::store::{Created, IdempotencyKey, JobId, JobRecord, JobStore, Outcome, StoreError};
 
 /// Accepts `request` as a job for `service` (already ready) and answers.
 pub(crate) async fn submit<S, St, B, ResBody>(
@@ -47,6 +47,11 @@ where
         return busy(config.retry_after, "too many jobs are under way; try again later");
     }
     let (parts, body) = request.into_parts();
+    // A malformed key is refused before the body is read.
+    let key = match protocol::idempotency_key(&parts.headers) {
+        Ok(key) => key,
+        Err(problem) => return problem.into_response(),
+    };
     let body = match tokio::time::timeout(config.body_timeout, read_limited(body, config.max_body)).await {
         Ok(Ok(body)) => body,
         Ok(Err(ReadError::TooLarge)) => {
@@ -68,18 +73,33 @@ where
                 .into_response();
         }
     };
-    if let Some(check) = &config.check {
-        if let Err(problem) = check(&parts, &body) {
+    if let Some(check) = &config.check
+        && let Err(problem) = check(&parts, &body) {
             return problem.into_response();
         }
-    }
     let Some(admission) = shared.runtime.admit() else {
         return busy(config.retry_after, "too many jobs are under way; try again later");
     };
     let id = JobId::new();
-    let record = JobRecord::pending(id);
-    match shared.store.create(record.clone()).await {
-        Ok(()) => {}
+    let owner = config.owner_of(&parts);
+    let record = JobRecord::pending(id).with_owner(owner.clone());
+    let created = match key {
+        None => shared.store.create(record.clone()).await.map(|()| Created::New),
+        Some(key) => {
+            let fingerprint = protocol::fingerprint(&parts.method, &parts.uri, &body);
+            let key = IdempotencyKey::new(owner.as_deref(), &key, fingerprint);
+            shared.store.create_once(record.clone(), key).await
+        }
+    };
+    match created {
+        Ok(Created::New) => {}
+        // A retry: the original job's 202, and nothing started.
+        Ok(Created::Existing(original)) => return accepted(&shared, &original, prefs),
+        Ok(Created::Mismatch) => {
+            return Problem::new(StatusCode::UNPROCESSABLE_ENTITY)
+                .with_detail("this Idempotency-Key was used for a different request")
+                .into_response();
+        }
         Err(StoreError::Full) => return busy(config.retry_after, "the job store is full; try again later"),
         Err(e) => return unavailable(config, &e),
     }
@@ -109,8 +129,8 @@ where
         },
     );
 
-    if let Some(outcome) = outcome {
-        if let Ok(Ok(outcome)) = tokio::time::timeout(wait, outcome).await {
+    if let Some(outcome) = outcome
+        && let Ok(Ok(outcome)) = tokio::time::timeout(wait, outcome).await {
             let mut response = match outcome {
                 Outcome::Response(stored) => replay(stored),
                 Outcome::Failed(error) => failure(&error),
@@ -123,7 +143,6 @@ where
             }
             return response;
         }
-    }
     accepted(&shared, &record, prefs)
 }
 

@@ -387,3 +387,57 @@ async fn prefer_wait_returns_the_response_itself() {
         started.elapsed()
     );
 }
+
+// DESIGN.md §2 "The demo's configuration": the demo switches on
+// `Idempotency-Key` and an owner function taken from `Authorization`.
+
+#[tokio::test]
+async fn idempotency_key_returns_the_original_job() {
+    let (_server, client, layer) = demo(Completion::SeeOther).await;
+    let body = json_body(&json!({ "pages": 1 }));
+    let headers = [
+        ("content-type", "application/json"),
+        ("idempotency-key", "\"order-42\""),
+    ];
+    let first = client.send(Method::POST, "/reports", &headers, body.clone()).await;
+    assert_accepted(&first);
+    let second = client.send(Method::POST, "/reports", &headers, body).await;
+    assert_accepted(&second);
+    assert_eq!(
+        second.location(),
+        first.location(),
+        "a repeated key returns the original job"
+    );
+    assert_eq!(layer.job_store().len(), 1, "one job for one key");
+
+    let other = client
+        .send(Method::POST, "/reports", &headers, json_body(&json!({ "pages": 2 })))
+        .await;
+    other.assert_problem(StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn a_bearer_lists_its_own_jobs() {
+    let (_server, client, _layer) = demo(Completion::SeeOther).await;
+    let auth = [("content-type", "application/json"), ("authorization", "Bearer alice")];
+    let accepted = client
+        .send(Method::POST, "/reports", &auth, json_body(&json!({ "pages": 1 })))
+        .await;
+    assert_accepted(&accepted);
+    let id = accepted.json()["id"].as_str().unwrap().to_owned();
+
+    let list = client.send(Method::GET, "/jobs", &auth[1..], Bytes::new()).await;
+    assert_eq!(list.status, StatusCode::OK, "body: {:?}", list.body);
+    let doc = list.json();
+    let ids: Vec<&str> = doc["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [id.as_str()]);
+    assert_eq!(doc["next"], Value::Null);
+
+    let anonymous = client.get("/jobs").await;
+    anonymous.assert_problem(StatusCode::NOT_FOUND);
+}

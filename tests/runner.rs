@@ -880,6 +880,21 @@ impl JobStore for SlowCreate {
         self.gate.acquire().await.unwrap().forget();
         self.inner.create(record).await
     }
+    async fn create_once(
+        &self,
+        record: JobRecord,
+        key: tower_accepted::IdempotencyKey,
+    ) -> Result<tower_accepted::Created, StoreError> {
+        self.inner.create_once(record, key).await
+    }
+    async fn list(
+        &self,
+        owner: &str,
+        limit: usize,
+        after: Option<tower_accepted::ListCursor>,
+    ) -> Result<tower_accepted::Page, StoreError> {
+        self.inner.list(owner, limit, after).await
+    }
     async fn get(&self, id: JobId) -> Result<Lookup, StoreError> {
         self.inner.get(id).await
     }

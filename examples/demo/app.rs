@@ -43,6 +43,12 @@ pub fn layer(completion: Completion) -> AcceptedLayer {
         .max_retry_after(Duration::from_secs(10))
         .max_wait(Duration::from_secs(10))
         .max_long_poll(Duration::from_secs(30))
+        .max_list_limit(50)
+        // Jobs belong to who submitted them: for demonstration any bearer
+        // token stands for a user; requests without one are anonymous (they
+        // can use the job ids they hold, but cannot list). `Idempotency-Key`
+        // needs no configuration.
+        .owner(demo_user)
         // "Process it enough to ensure it is a valid request": a bad report
         // request is refused with 400 before any job exists.
         .check(|parts, body| {
@@ -52,6 +58,21 @@ pub fn layer(completion: Completion) -> AcceptedLayer {
                 Ok(())
             }
         })
+}
+
+/// The user a request comes from: a digest of its bearer token (a real
+/// application takes a user id from its authentication layer instead).
+fn demo_user(parts: &axum::http::request::Parts) -> Option<String> {
+    use std::hash::{Hash, Hasher};
+    let token = parts
+        .headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")?;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    token.hash(&mut hasher);
+    Some(format!("user-{:016x}", hasher.finish()))
 }
 
 /// The demo's routes, with the layer applied (on any job store).

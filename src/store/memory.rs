@@ -9,7 +9,11 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::{Cancel, JobId, JobRecord, JobStatus, JobStore, Lookup, Outcome, StoreError, StoredResponse};
+use super::index::{KeyIndex, OwnerIndex};
+use super::{
+    Cancel, Created, IdempotencyKey, JobId, JobRecord, JobStatus, JobStore, ListCursor, Lookup, Outcome, Page,
+    StoreError, StoredResponse,
+};
 
 /// Shards of the map: enough that two cores (or sixty-four) rarely meet on
 /// one lock, few enough to cost nothing when idle.
@@ -115,6 +119,8 @@ impl MemoryStoreBuilder {
                 tombstones: Mutex::new(Tombstones::default()),
                 max_tombstones: self.tombstones.unwrap_or(self.capacity),
                 tombstone_ttl: self.tombstone_ttl,
+                owners: OwnerIndex::default(),
+                keys: KeyIndex::default(),
             }),
         }
     }
@@ -131,6 +137,8 @@ struct Inner {
     tombstones: Mutex<Tombstones>,
     max_tombstones: usize,
     tombstone_ttl: Duration,
+    owners: OwnerIndex,
+    keys: KeyIndex,
 }
 
 #[derive(Default)]
@@ -156,6 +164,8 @@ struct Entry {
     expires_at: Option<Instant>,
     /// Created when the first waiter comes, dropped when the job ends.
     waiters: Option<Arc<Notify>>,
+    /// The idempotency key (scope) this job holds, if any.
+    key: Option<String>,
 }
 
 impl Entry {
@@ -240,6 +250,18 @@ impl MemoryStore {
         shard
     }
 
+    /// Takes a slot of the capacity, clearing expired jobs when full.
+    fn reserve(&self) -> Result<(), StoreError> {
+        if !self.reserve_slot() {
+            // Expired jobs may still hold slots in shards nobody touched.
+            self.purge_expired();
+            if !self.reserve_slot() {
+                return Err(StoreError::Full);
+            }
+        }
+        Ok(())
+    }
+
     fn reserve_slot(&self) -> bool {
         let capacity = self.inner.capacity;
         self.inner
@@ -270,10 +292,47 @@ impl Inner {
             if current {
                 if let Some(mut entry) = shard.jobs.remove(&id) {
                     entry.wake();
+                    self.unindex(&entry);
                 }
                 self.len.fetch_sub(1, Ordering::AcqRel);
                 self.bury(id, at);
             }
+        }
+    }
+
+    /// Removes a job that leaves the store from the side indexes.
+    fn unindex(&self, entry: &Entry) {
+        let record = &entry.record;
+        if let Some(owner) = &record.owner {
+            self.owners.remove(owner, record.created_at_ms, record.id);
+        }
+        if let Some(key) = &entry.key {
+            self.keys.release(key, record.id);
+        }
+    }
+
+    /// Adds a job to a shard (its slot already reserved) and to the owner
+    /// index.
+    fn insert(&self, shard: &mut Shard, record: JobRecord, key: Option<String>) {
+        let id = record.id;
+        let terminal = record.status.is_terminal();
+        if let Some(owner) = &record.owner {
+            self.owners.insert(owner, record.created_at_ms, id);
+        }
+        let entry = Entry {
+            record,
+            response: None,
+            expires_at: None,
+            waiters: None,
+            key,
+        };
+        if let Some(replaced) = shard.jobs.insert(id, entry) {
+            // Replacing a job with the same id keeps the count unchanged.
+            self.len.fetch_sub(1, Ordering::AcqRel);
+            self.unindex(&replaced);
+        }
+        if terminal {
+            self.end(shard, id);
         }
     }
 
@@ -328,30 +387,54 @@ fn lookup_missing(inner: &Inner, id: JobId) -> Lookup {
 
 impl JobStore for MemoryStore {
     async fn create(&self, record: JobRecord) -> Result<(), StoreError> {
-        if !self.reserve_slot() {
-            // Expired jobs may still hold slots in shards nobody touched.
-            self.purge_expired();
-            if !self.reserve_slot() {
-                return Err(StoreError::Full);
+        self.reserve()?;
+        let mut shard = self.shard(record.id);
+        self.inner.insert(&mut shard, record, None);
+        Ok(())
+    }
+
+    async fn create_once(&self, record: JobRecord, key: IdempotencyKey) -> Result<Created, StoreError> {
+        // A holder found in the key index but gone from its shard was
+        // removed meanwhile: its key is free again, so look once more.
+        for _ in 0..8 {
+            self.reserve()?;
+            let id = record.id;
+            let mut shard = self.shard(id);
+            let Some((holder, fingerprint)) = self.inner.keys.claim(key.scope(), id, key.fingerprint()) else {
+                self.inner.insert(&mut shard, record, Some(key.scope().to_owned()));
+                return Ok(Created::New);
+            };
+            drop(shard);
+            self.inner.len.fetch_sub(1, Ordering::AcqRel);
+            if fingerprint != key.fingerprint() {
+                return Ok(Created::Mismatch);
+            }
+            if let Lookup::Found(existing) = self.get(holder).await? {
+                return Ok(Created::Existing(existing));
             }
         }
-        let id = record.id;
-        let terminal = record.status.is_terminal();
-        let mut shard = self.shard(id);
-        let entry = Entry {
-            record,
-            response: None,
-            expires_at: None,
-            waiters: None,
+        Err(StoreError::Unavailable(
+            "the idempotency key kept changing hands".into(),
+        ))
+    }
+
+    async fn list(&self, owner: &str, limit: usize, after: Option<ListCursor>) -> Result<Page, StoreError> {
+        let cursors = self.inner.owners.page(owner, limit.saturating_add(1), after);
+        let more = cursors.len() > limit;
+        let mut jobs = Vec::with_capacity(limit.min(cursors.len()));
+        let now = Instant::now();
+        for cursor in cursors.iter().take(limit) {
+            let shard = self.shard(cursor.id);
+            if let Some(entry) = shard.jobs.get(&cursor.id).filter(|e| !e.expired(now)) {
+                jobs.push(entry.record.clone());
+            }
+        }
+        let next = if more {
+            cursors.get(limit.saturating_sub(1)).copied()
+        } else {
+            None
         };
-        if shard.jobs.insert(id, entry).is_some() {
-            // Replacing a job with the same id keeps the count unchanged.
-            self.inner.len.fetch_sub(1, Ordering::AcqRel);
-        }
-        if terminal {
-            self.inner.end(&mut shard, id);
-        }
-        Ok(())
+        Ok(Page { jobs, next })
     }
 
     async fn get(&self, id: JobId) -> Result<Lookup, StoreError> {
@@ -377,13 +460,12 @@ impl JobStore for MemoryStore {
 
     async fn set_progress(&self, id: JobId, progress: Option<f32>, message: Option<String>) -> Result<(), StoreError> {
         let mut shard = self.shard(id);
-        if let Some(entry) = shard.jobs.get_mut(&id) {
-            if !entry.record.status.is_terminal() {
+        if let Some(entry) = shard.jobs.get_mut(&id)
+            && !entry.record.status.is_terminal() {
                 entry.record.progress = progress;
                 entry.record.message = message;
                 entry.record.touch();
             }
-        }
         Ok(())
     }
 
@@ -429,6 +511,7 @@ impl JobStore for MemoryStore {
         match shard.jobs.remove(&id) {
             Some(mut entry) => {
                 entry.wake();
+                self.inner.unindex(&entry);
                 self.inner.len.fetch_sub(1, Ordering::AcqRel);
                 Ok(true)
             }

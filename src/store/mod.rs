@@ -20,6 +20,7 @@
 use std::fmt;
 use std::future::Future;
 
+mod index;
 mod memory;
 mod record;
 #[cfg(feature = "redis")]
@@ -27,7 +28,10 @@ mod redis;
 
 pub use memory::{MemoryStore, MemoryStoreBuilder};
 pub(crate) use record::unix_ms;
-pub use record::{InvalidJobId, JobError, JobId, JobRecord, JobStatus, Outcome, StoredResponse};
+pub use record::{
+    Created, IdempotencyKey, InvalidJobId, JobError, JobId, JobRecord, JobStatus, ListCursor, Outcome, Page,
+    StoredResponse,
+};
 #[cfg(feature = "redis")]
 pub use redis::{RedisStore, RedisStoreBuilder};
 
@@ -144,6 +148,25 @@ pub trait JobStore: Send + Sync + 'static {
     /// Adds a new job (normally `pending`). Fails with [`StoreError::Full`]
     /// when the store is at its capacity.
     fn create(&self, record: JobRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Adds a new job unless `key` is taken, atomically: of any number of
+    /// concurrent calls with one key, exactly one creates its job. The key is
+    /// held as long as the job is kept (it expires with it).
+    fn create_once(
+        &self,
+        record: JobRecord,
+        key: IdempotencyKey,
+    ) -> impl Future<Output = Result<Created, StoreError>> + Send;
+
+    /// The jobs of `owner` not yet expired, newest first (by creation time,
+    /// then id): at most `limit`, starting after `after`. Pages stay stable
+    /// while jobs are added, since new jobs sort before every cursor.
+    fn list(
+        &self,
+        owner: &str,
+        limit: usize,
+        after: Option<ListCursor>,
+    ) -> impl Future<Output = Result<Page, StoreError>> + Send;
 
     /// What the store knows of `id`.
     fn get(&self, id: JobId) -> impl Future<Output = Result<Lookup, StoreError>> + Send;

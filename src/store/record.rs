@@ -287,6 +287,9 @@ pub struct JobRecord {
     pub result_status: Option<u16>,
     /// Why the job failed.
     pub error: Option<JobError>,
+    /// Who submitted the job, as the layer's owner function named them;
+    /// `None` for anonymous jobs, which anyone holding the id may use.
+    pub owner: Option<String>,
 }
 
 impl JobRecord {
@@ -302,7 +305,20 @@ impl JobRecord {
             message: None,
             result_status: None,
             error: None,
+            owner: None,
         }
+    }
+
+    /// The same record, owned by `owner`.
+    pub fn with_owner(mut self, owner: Option<String>) -> Self {
+        self.owner = owner;
+        self
+    }
+
+    /// Whether a caller named `caller` may see this job: anyone for an
+    /// anonymous job (its id is the capability), only its owner otherwise.
+    pub fn visible_to(&self, caller: Option<&str>) -> bool {
+        self.owner.is_none() || self.owner.as_deref() == caller
     }
 
     /// Records a terminal outcome (status, error and result status), now.
@@ -332,4 +348,108 @@ pub(crate) fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// An `Idempotency-Key` as a store keeps it: the key scoped by its owner, and
+/// the fingerprint of the request that first used it.
+///
+/// ```
+/// use tower_accepted::IdempotencyKey;
+///
+/// let key = IdempotencyKey::new(Some("alice"), "order-42", "POST /orders 9f2c…");
+/// assert_ne!(key.scope(), IdempotencyKey::new(Some("bob"), "order-42", "").scope());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    scope: String,
+    fingerprint: String,
+}
+
+impl IdempotencyKey {
+    /// The key `key` of `owner` (or of anonymous callers), for a request
+    /// whose fingerprint is `fingerprint`.
+    pub fn new(owner: Option<&str>, key: &str, fingerprint: impl Into<String>) -> Self {
+        // Owners and keys are visible ASCII or the owner function's text;
+        // a length prefix keeps `("a:b", "c")` apart from `("a", "b:c")`.
+        let owner = owner.unwrap_or("");
+        Self {
+            scope: format!("{}:{owner}:{key}", owner.len()),
+            fingerprint: fingerprint.into(),
+        }
+    }
+
+    /// The owner and key together: what identifies the submission.
+    pub fn scope(&self) -> &str {
+        &self.scope
+    }
+
+    /// The fingerprint of the request (method, path, query, body digest).
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+}
+
+/// The answer of [`JobStore::create_once`](super::JobStore::create_once).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Created {
+    /// The key was new: the job was created.
+    New,
+    /// The key is taken by this job, for the same request: nothing created.
+    Existing(JobRecord),
+    /// The key is taken by a job for a different request: nothing created.
+    Mismatch,
+}
+
+/// Where a listing of jobs goes on: after the job with this creation time
+/// and id, newest first. Opaque to clients (written as 48 hex digits).
+///
+/// ```
+/// use tower_accepted::{JobId, ListCursor};
+///
+/// let cursor = ListCursor::new(1_795_000_000_000, JobId::new());
+/// assert_eq!(cursor.to_string().parse::<ListCursor>().unwrap(), cursor);
+/// assert!("nope".parse::<ListCursor>().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ListCursor {
+    /// Creation time of the last job of the previous page, in ms.
+    pub created_at_ms: u64,
+    /// Its id.
+    pub id: JobId,
+}
+
+impl ListCursor {
+    /// The cursor after the job created at `created_at_ms` with `id`.
+    pub fn new(created_at_ms: u64, id: JobId) -> Self {
+        Self { created_at_ms, id }
+    }
+}
+
+impl fmt::Display for ListCursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}{}", self.created_at_ms, self.id.as_uuid().simple())
+    }
+}
+
+impl FromStr for ListCursor {
+    type Err = InvalidJobId;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let valid = s.len() == 48 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !valid {
+            return Err(InvalidJobId(()));
+        }
+        let created_at_ms = u64::from_str_radix(&s[..16], 16).map_err(|_| InvalidJobId(()))?;
+        let id = Uuid::try_parse(&s[16..]).map_err(|_| InvalidJobId(()))?;
+        Ok(Self::new(created_at_ms, JobId::from(id)))
+    }
+}
+
+/// One page of a listing: jobs newest first, and where the next page starts.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Page {
+    /// The jobs, newest first.
+    pub jobs: Vec<JobRecord>,
+    /// The cursor of the next page, when there may be one.
+    pub next: Option<ListCursor>,
 }

@@ -1,0 +1,152 @@
+//! [`RedisStoreBuilder`]: how a [`RedisStore`] connects and what it keeps.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, Script};
+
+use super::tasks::{Waiters, listen, renew_leases};
+use super::{Inner, RedisStore, lock, scripts, unavailable};
+use crate::store::StoreError;
+
+/// Configures a [`RedisStore`]; made by [`RedisStore::builder`].
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use tower_accepted::RedisStore;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tower_accepted::StoreError> {
+/// let store = RedisStore::builder("redis://127.0.0.1:6379")
+///     .namespace("app")
+///     .ttl(Duration::from_secs(600))
+///     .lease(Duration::from_secs(3))
+///     .build()
+///     .await?;
+/// # let _ = store;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct RedisStoreBuilder {
+    url: String,
+    client: Option<Client>,
+    conn: Option<ConnectionManager>,
+    namespace: String,
+    ttl: Duration,
+    tombstone_ttl: Duration,
+    lease: Duration,
+    timeout: Duration,
+}
+
+impl RedisStoreBuilder {
+    pub(super) fn new(url: String) -> Self {
+        Self {
+            url,
+            client: None,
+            conn: None,
+            namespace: "tower-accepted".into(),
+            ttl: Duration::from_secs(3600),
+            tombstone_ttl: Duration::from_secs(24 * 3600),
+            lease: Duration::from_secs(5),
+            timeout: Duration::from_secs(2),
+        }
+    }
+
+    /// Uses an existing client (for its connection settings) instead of the
+    /// URL.
+    pub fn client(mut self, client: Client) -> Self {
+        self.client = Some(client);
+        self
+    }
+
+    /// Uses an existing connection manager for commands (the store still
+    /// opens one connection of its own for pub/sub).
+    pub fn connection_manager(mut self, conn: ConnectionManager) -> Self {
+        self.conn = Some(conn);
+        self
+    }
+
+    /// The prefix of every key and channel, so that several applications can
+    /// share one Redis (default `tower-accepted`).
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// How long a finished or canceled job is kept (default one hour).
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// How long an expired id is remembered for `410 Gone` (default 24 h).
+    pub fn tombstone_ttl(mut self, ttl: Duration) -> Self {
+        self.tombstone_ttl = ttl;
+        self
+    }
+
+    /// How long a job survives its replica going silent before it is
+    /// reported `lost` (default 5 s; renewed every third of it).
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease.max(Duration::from_millis(300));
+        self
+    }
+
+    /// The longest a command may take before it fails (default 2 s).
+    pub fn command_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Connects, starts listening for ended jobs and renewing leases.
+    /// Must be called within a tokio runtime.
+    pub async fn build(self) -> Result<RedisStore, StoreError> {
+        let client = match self.client {
+            Some(client) => client,
+            None => Client::open(self.url.as_str()).map_err(unavailable)?,
+        };
+        let conn = match self.conn {
+            Some(conn) => conn,
+            None => {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(self.timeout))
+                    .set_response_timeout(Some(self.timeout))
+                    .set_number_of_retries(2)
+                    .set_max_delay(Duration::from_millis(500));
+                ConnectionManager::new_with_config(client.clone(), config)
+                    .await
+                    .map_err(unavailable)?
+            }
+        };
+        let channel = format!("{}:ended", self.namespace);
+        let waiters = Arc::new(Waiters::default());
+        let (subscribed_tx, subscribed_rx) = tokio::sync::oneshot::channel();
+        let listener = tokio::spawn(listen(client, channel.clone(), Arc::clone(&waiters), subscribed_tx));
+        let inner = Arc::new(Inner {
+            conn,
+            namespace: self.namespace,
+            channel,
+            ttl: self.ttl,
+            tombstone_ttl: self.tombstone_ttl,
+            lease: self.lease,
+            create: Script::new(scripts::CREATE),
+            end: Script::new(scripts::END),
+            delete: Script::new(scripts::DELETE),
+            start: Script::new(scripts::START),
+            progress: Script::new(scripts::PROGRESS),
+            waiters,
+            owned: Mutex::new(HashMap::new()),
+            tasks: Mutex::new(vec![listener]),
+        });
+        let heartbeat = tokio::spawn(renew_leases(Arc::downgrade(&inner)));
+        lock(&inner.tasks).push(heartbeat);
+        // Wake-ups are only reliable once the listener is subscribed.
+        match tokio::time::timeout(self.timeout, subscribed_rx).await {
+            Ok(Ok(())) => Ok(RedisStore { inner }),
+            _ => Err(StoreError::Unavailable("could not subscribe to the job channel".into())),
+        }
+    }
+}

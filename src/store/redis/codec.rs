@@ -1,0 +1,103 @@
+//! Records and headers as Redis keeps them.
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::store::{JobError, JobId, JobRecord, JobStatus};
+
+/// The fields of a record, in the order they are read.
+pub(super) const FIELDS: [&str; 9] = ["st", "c", "u", "p", "m", "rs", "ec", "em", "o"];
+
+fn text(field: &Option<Vec<u8>>) -> Option<&str> {
+    field.as_deref().and_then(|b| std::str::from_utf8(b).ok())
+}
+
+pub(super) fn parse_status(word: &str) -> Option<JobStatus> {
+    Some(match word {
+        "pending" => JobStatus::Pending,
+        "running" => JobStatus::Running,
+        "succeeded" => JobStatus::Succeeded,
+        "failed" => JobStatus::Failed,
+        "canceled" => JobStatus::Canceled,
+        _ => return None,
+    })
+}
+
+/// A record from the fields of [`FIELDS`]; `None` when the job is not there.
+pub(super) fn parse_record(id: JobId, fields: &[Option<Vec<u8>>]) -> Option<JobRecord> {
+    let field = |i: usize| fields.get(i).and_then(text);
+    let status = parse_status(field(0)?)?;
+    let number = |i: usize| field(i).and_then(|t| t.parse::<u64>().ok()).unwrap_or(0);
+    let error = match (field(6), field(7)) {
+        (Some(code), message) => Some(JobError::new(code, message.unwrap_or(""))),
+        _ => None,
+    };
+    Some(JobRecord {
+        id,
+        status,
+        created_at_ms: number(1),
+        updated_at_ms: number(2),
+        progress: field(3).and_then(|t| t.parse().ok()),
+        message: field(4).map(str::to_owned),
+        result_status: field(5).and_then(|t| t.parse().ok()),
+        error,
+        owner: field(8).map(str::to_owned),
+    })
+}
+
+/// Headers as `name:value` lines. Header values cannot hold control
+/// characters, so a newline always ends one; names cannot hold `:`.
+pub(super) fn encode_headers(headers: &HeaderMap) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.push(b':');
+        out.extend_from_slice(value.as_bytes());
+        out.push(b'\n');
+    }
+    out
+}
+
+pub(super) fn decode_headers(bytes: &[u8]) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let Some(colon) = line.iter().position(|b| *b == b':') else {
+            continue;
+        };
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(&line[..colon]),
+            HeaderValue::from_bytes(&line[colon + 1..]),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    headers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_round_trip() {
+        let mut headers = HeaderMap::new();
+        headers.append("set-cookie", HeaderValue::from_static("a=1"));
+        headers.append("set-cookie", HeaderValue::from_static("b=2: with colon"));
+        headers.insert("x-bytes", HeaderValue::from_bytes(&[0xe2, 0x82, 0xac]).unwrap());
+        assert_eq!(decode_headers(&encode_headers(&headers)), headers);
+    }
+
+    #[test]
+    fn records_parse() {
+        let id = JobId::new();
+        let fields: Vec<Option<Vec<u8>>> = ["failed", "1000", "2000", "0.5", "half", "500", "http_status", "oops"]
+            .iter()
+            .map(|s| Some(s.as_bytes().to_vec()))
+            .collect();
+        let record = parse_record(id, &fields).unwrap();
+        assert_eq!(record.status, JobStatus::Failed);
+        assert_eq!(record.progress, Some(0.5));
+        assert_eq!(record.result_status, Some(500));
+        assert_eq!(record.error.unwrap().code, "http_status");
+        assert!(parse_record(id, &[None, None]).is_none());
+    }
+}

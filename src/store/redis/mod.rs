@@ -1,0 +1,488 @@
+//! [`RedisStore`]: jobs shared by several replicas through Redis (feature
+//! `redis`).
+
+mod builder;
+mod codec;
+mod scripts;
+mod tasks;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::StatusCode;
+use redis::aio::ConnectionManager;
+use redis::{RedisError, Script};
+use tokio::task::JoinHandle;
+
+pub use builder::RedisStoreBuilder;
+use codec::{FIELDS, decode_headers, encode_headers, parse_record};
+use tasks::{Owned, Waiters};
+
+use super::{
+    Cancel, Created, IdempotencyKey, JobError, JobId, JobRecord, JobStatus, JobStore, ListCursor, Lookup, Outcome,
+    Page, StoreError, StoredResponse, unix_ms,
+};
+
+/// Jobs kept in Redis, so that several replicas of an application behind a
+/// load balancer share them: a job submitted on one replica can be polled,
+/// waited for, fetched and canceled on any other.
+///
+/// - **Keys.** Each job has a hash `{ns:id}:job` (state, progress, stored
+///   response), a lease `{ns:id}:lease` while it runs, and a tombstone
+///   `{ns:id}:gone` once it ends; the hash tag keeps them in one slot of a
+///   Redis Cluster. Every key has a time to live: a finished job lives `ttl`
+///   (default one hour), its tombstone `ttl + tombstone_ttl` (default 24 h
+///   more) so that an expired id answers `410 Gone`.
+/// - **Waking.** Ending a job publishes its id on the channel `ns:ended`;
+///   each store listens on one connection and wakes its local waiters within
+///   milliseconds (long polls, and the runner that must drop a job canceled
+///   elsewhere).
+/// - **Lost jobs.** The replica running a job renews its lease (default 5 s,
+///   renewed every third of it). When a replica dies, its leases lapse and
+///   the next reader ends the job `failed` with `error.code = "lost"`.
+/// - **Cost.** One round trip per operation (a pipeline, a transaction or a
+///   script); no `KEYS` or `SCAN`.
+/// - **Faults.** Every command has a timeout; while Redis is unreachable,
+///   operations fail with [`StoreError::Unavailable`] (the layer answers
+///   `503` + `Retry-After`) and the connection is re-made in the background.
+///   A Redis that refuses writes for lack of memory (`maxmemory`) is
+///   reported as [`StoreError::Full`]; bound the store with `maxmemory`.
+///
+/// ```no_run
+/// use tower_accepted::{AcceptedLayer, RedisStore};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tower_accepted::StoreError> {
+/// let store = RedisStore::builder("redis://127.0.0.1:6379")
+///     .namespace("reports")
+///     .build()
+///     .await?;
+/// let layer = AcceptedLayer::new().store(store);
+/// # let _ = layer;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    conn: ConnectionManager,
+    namespace: String,
+    channel: String,
+    ttl: Duration,
+    tombstone_ttl: Duration,
+    lease: Duration,
+    create: Script,
+    end: Script,
+    delete: Script,
+    start: Script,
+    progress: Script,
+    waiters: Arc<Waiters>,
+    /// Jobs this replica created and has not seen end: it renews their
+    /// leases.
+    owned: Mutex<HashMap<JobId, Owned>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for task in lock(&self.tasks).drain(..) {
+            task.abort();
+        }
+    }
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("namespace", &self.inner.namespace)
+            .field("ttl", &self.inner.ttl)
+            .field("lease", &self.inner.lease)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// A builder for a store on the Redis at `url`, such as
+    /// `redis://127.0.0.1:6379`.
+    pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
+        RedisStoreBuilder::new(url.into())
+    }
+
+    /// A store with the default settings on the Redis at `url`.
+    pub async fn connect(url: impl Into<String>) -> Result<Self, StoreError> {
+        Self::builder(url).build().await
+    }
+
+    /// The namespace (key prefix) of this store.
+    pub fn namespace(&self) -> &str {
+        &self.inner.namespace
+    }
+
+    fn key(&self, id: JobId, what: &str) -> String {
+        format!("{{{}:{}}}:{}", self.inner.namespace, id, what)
+    }
+
+    /// The sorted set of an owner's jobs (members: list cursors, which sort
+    /// by creation time then id).
+    fn owner_index(&self, owner: &str) -> String {
+        format!("{{{}}}:owner:{}", self.inner.namespace, owner)
+    }
+
+    fn idempotency_key(&self, key: &IdempotencyKey) -> String {
+        format!("{{{}}}:key:{}", self.inner.namespace, key.scope())
+    }
+
+    /// Runs the create script; `Some(holder)` when the idempotency key is
+    /// taken (`"<id> <fingerprint>"`).
+    async fn create_job(&self, record: &JobRecord, key: Option<&IdempotencyKey>) -> Result<Option<String>, StoreError> {
+        let id = record.id;
+        let mut fields: Vec<(&str, String)> = vec![
+            ("st", record.status.as_str().to_owned()),
+            ("c", record.created_at_ms.to_string()),
+            ("u", record.updated_at_ms.to_string()),
+        ];
+        if let Some(p) = record.progress {
+            fields.push(("p", p.to_string()));
+        }
+        if let Some(m) = &record.message {
+            fields.push(("m", m.clone()));
+        }
+        if let Some(o) = &record.owner {
+            fields.push(("o", o.clone()));
+        }
+        let owner_index = record.owner.as_deref().map(|o| self.owner_index(o));
+        let idempotency_key = key.map(|k| self.idempotency_key(k));
+        let member = ListCursor::new(record.created_at_ms, id).to_string();
+        let owned = Owned {
+            owner_index: owner_index.clone(),
+            idempotency_key: idempotency_key.clone(),
+        };
+        lock(&self.inner.owned).insert(id, owned);
+        let answer: Result<String, RedisError> = self
+            .inner
+            .create
+            .key(self.key(id, "job"))
+            .key(self.key(id, "lease"))
+            .key(self.key(id, "gone"))
+            .key(owner_index.as_deref().unwrap_or(""))
+            .key(idempotency_key.as_deref().unwrap_or(""))
+            .arg(self.running_ttl())
+            .arg(Self::ms(self.inner.lease))
+            .arg(member)
+            .arg(if owner_index.is_some() { "1" } else { "" })
+            .arg(if key.is_some() { "1" } else { "" })
+            .arg(key.map_or("", IdempotencyKey::fingerprint))
+            .arg(id.to_string())
+            .arg(fields)
+            .invoke_async(&mut self.conn())
+            .await;
+        match answer {
+            Ok(answer) if answer == "new" => Ok(None),
+            Ok(holder) => {
+                lock(&self.inner.owned).remove(&id);
+                Ok(Some(holder))
+            }
+            Err(e) => {
+                lock(&self.inner.owned).remove(&id);
+                Err(store_error(e))
+            }
+        }
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.inner.conn.clone()
+    }
+
+    fn ms(duration: Duration) -> u64 {
+        u64::try_from(duration.as_millis()).unwrap_or(u64::MAX).max(1)
+    }
+
+    /// The time to live of a job's hash while it runs: longer than a lease,
+    /// so that a reader finds a lost job and ends it.
+    fn running_ttl(&self) -> u64 {
+        Self::ms(self.inner.ttl + self.inner.lease)
+    }
+
+    async fn end(
+        &self,
+        id: JobId,
+        mode: &str,
+        status: JobStatus,
+        outcome: Option<&Outcome>,
+    ) -> Result<String, StoreError> {
+        let (rs, rh, rb, error) = match outcome {
+            Some(Outcome::Response(response)) => (
+                response.status.as_u16().to_string(),
+                encode_headers(&response.headers),
+                response.body.to_vec(),
+                outcome.and_then(Outcome::error),
+            ),
+            Some(Outcome::Failed(error)) => (String::new(), Vec::new(), Vec::new(), Some(error.clone())),
+            None => (String::new(), Vec::new(), Vec::new(), None),
+        };
+        let (ec, em) = error.map_or((String::new(), String::new()), |e| (e.code, e.message));
+        let answer: String = self
+            .inner
+            .end
+            .key(self.key(id, "job"))
+            .key(self.key(id, "gone"))
+            .key(self.key(id, "lease"))
+            .arg(mode)
+            .arg(unix_ms())
+            .arg(Self::ms(self.inner.ttl))
+            .arg(Self::ms(self.inner.ttl + self.inner.tombstone_ttl))
+            .arg(&self.inner.channel)
+            .arg(id.to_string())
+            .arg(status.as_str())
+            .arg(rs)
+            .arg(rh)
+            .arg(rb)
+            .arg(ec)
+            .arg(em)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(store_error)?;
+        if answer == "ended" || answer == "terminal" || answer == "unknown" {
+            lock(&self.inner.owned).remove(&id);
+        }
+        Ok(answer)
+    }
+
+    /// Reads a job: its record fields, whether its tombstone and its lease
+    /// exist.
+    async fn read(&self, id: JobId) -> Result<(Vec<Option<Vec<u8>>>, bool, bool), StoreError> {
+        redis::pipe()
+            .cmd("HMGET")
+            .arg(self.key(id, "job"))
+            .arg(&FIELDS[..])
+            .cmd("EXISTS")
+            .arg(self.key(id, "gone"))
+            .cmd("EXISTS")
+            .arg(self.key(id, "lease"))
+            .query_async(&mut self.conn())
+            .await
+            .map_err(store_error)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn unavailable(e: RedisError) -> StoreError {
+    StoreError::Unavailable(Box::new(e))
+}
+
+fn store_error(e: RedisError) -> StoreError {
+    if e.code() == Some("OOM") {
+        StoreError::Full
+    } else {
+        unavailable(e)
+    }
+}
+
+impl JobStore for RedisStore {
+    async fn create(&self, record: JobRecord) -> Result<(), StoreError> {
+        self.create_job(&record, None).await.map(|_| ())
+    }
+
+    async fn create_once(&self, record: JobRecord, key: IdempotencyKey) -> Result<Created, StoreError> {
+        // A key whose job is gone (deleted meanwhile) is freed and tried
+        // again.
+        for _ in 0..8 {
+            let Some(holder) = self.create_job(&record, Some(&key)).await? else {
+                return Ok(Created::New);
+            };
+            let (id, fingerprint) = holder.split_once(' ').unwrap_or((holder.as_str(), ""));
+            if fingerprint != key.fingerprint() {
+                return Ok(Created::Mismatch);
+            }
+            let Ok(id) = id.parse::<JobId>() else {
+                return Ok(Created::Mismatch);
+            };
+            if let Lookup::Found(existing) = self.get(id).await? {
+                return Ok(Created::Existing(existing));
+            }
+            let stale = self.idempotency_key(&key);
+            let _: Result<(), RedisError> = redis::Script::new(
+                "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end return 0",
+            )
+            .key(stale)
+            .arg(&holder)
+            .invoke_async(&mut self.conn())
+            .await
+            .map(|_: i64| ());
+        }
+        Err(StoreError::Unavailable(
+            "the idempotency key kept changing hands".into(),
+        ))
+    }
+
+    async fn list(&self, owner: &str, limit: usize, after: Option<ListCursor>) -> Result<Page, StoreError> {
+        let index = self.owner_index(owner);
+        let start = after.map_or_else(|| "+".to_owned(), |c| format!("({c}"));
+        let members: Vec<String> = redis::cmd("ZREVRANGEBYLEX")
+            .arg(&index)
+            .arg(start)
+            .arg("-")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit.saturating_add(1))
+            .query_async(&mut self.conn())
+            .await
+            .map_err(store_error)?;
+        let cursors: Vec<ListCursor> = members.iter().filter_map(|m| m.parse().ok()).collect();
+        let more = cursors.len() > limit;
+        let shown = &cursors[..cursors.len().min(limit)];
+        let mut pipe = redis::pipe();
+        for cursor in shown {
+            pipe.cmd("HMGET").arg(self.key(cursor.id, "job")).arg(&FIELDS[..]);
+        }
+        let rows: Vec<Vec<Option<Vec<u8>>>> = if shown.is_empty() {
+            Vec::new()
+        } else {
+            pipe.query_async(&mut self.conn()).await.map_err(store_error)?
+        };
+        let mut jobs = Vec::with_capacity(shown.len());
+        let mut gone = Vec::new();
+        for (cursor, fields) in shown.iter().zip(rows) {
+            match parse_record(cursor.id, &fields) {
+                Some(record) => jobs.push(record),
+                None => gone.push(cursor.to_string()),
+            }
+        }
+        if !gone.is_empty() {
+            // Expired jobs leave their entry; clear it now.
+            let _: Result<i64, RedisError> = redis::cmd("ZREM")
+                .arg(&index)
+                .arg(gone)
+                .query_async(&mut self.conn())
+                .await;
+        }
+        let next = if more { shown.last().copied() } else { None };
+        Ok(Page { jobs, next })
+    }
+
+    async fn get(&self, id: JobId) -> Result<Lookup, StoreError> {
+        let (fields, gone, leased) = self.read(id).await?;
+        match parse_record(id, &fields) {
+            Some(record) if !record.status.is_terminal() && !leased => {
+                // The replica running it stopped renewing its lease.
+                let message = "the replica running the job stopped before it finished";
+                let lost = Outcome::Failed(JobError::new(JobError::LOST, message));
+                self.end(id, "lost", JobStatus::Failed, Some(&lost)).await?;
+                let (fields, gone, _) = self.read(id).await?;
+                Ok(match parse_record(id, &fields) {
+                    Some(record) => Lookup::Found(record),
+                    None if gone => Lookup::Expired,
+                    None => Lookup::Unknown,
+                })
+            }
+            Some(record) => Ok(Lookup::Found(record)),
+            None if gone => Ok(Lookup::Expired),
+            None => Ok(Lookup::Unknown),
+        }
+    }
+
+    async fn start(&self, id: JobId) -> Result<bool, StoreError> {
+        let started: i64 = self
+            .inner
+            .start
+            .key(self.key(id, "job"))
+            .key(self.key(id, "lease"))
+            .arg(unix_ms())
+            .arg(Self::ms(self.inner.lease))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(store_error)?;
+        Ok(started == 1)
+    }
+
+    async fn set_progress(&self, id: JobId, progress: Option<f32>, message: Option<String>) -> Result<(), StoreError> {
+        let _: i64 = self
+            .inner
+            .progress
+            .key(self.key(id, "job"))
+            .arg(unix_ms())
+            .arg(progress.map(|p| p.to_string()).unwrap_or_default())
+            .arg(if message.is_some() { "1" } else { "" })
+            .arg(message.unwrap_or_default())
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn finish(&self, id: JobId, outcome: Outcome) -> Result<bool, StoreError> {
+        let answer = self.end(id, "finish", outcome.status(), Some(&outcome)).await?;
+        Ok(answer == "ended")
+    }
+
+    async fn cancel(&self, id: JobId) -> Result<Cancel, StoreError> {
+        let answer = self.end(id, "cancel", JobStatus::Canceled, None).await?;
+        Ok(match answer.as_str() {
+            "ended" => Cancel::Canceled,
+            "terminal" => Cancel::AlreadyTerminal,
+            "expired" => Cancel::Expired,
+            _ => Cancel::Unknown,
+        })
+    }
+
+    async fn delete(&self, id: JobId) -> Result<bool, StoreError> {
+        let removed: i64 = self
+            .inner
+            .delete
+            .key(self.key(id, "job"))
+            .key(self.key(id, "gone"))
+            .key(self.key(id, "lease"))
+            .arg(&self.inner.channel)
+            .arg(id.to_string())
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(store_error)?;
+        lock(&self.inner.owned).remove(&id);
+        Ok(removed == 1)
+    }
+
+    async fn response(&self, id: JobId) -> Result<Option<StoredResponse>, StoreError> {
+        let (status, headers, body): (Option<u16>, Option<Vec<u8>>, Option<Vec<u8>>) = redis::cmd("HMGET")
+            .arg(self.key(id, "job"))
+            .arg(&["rs", "rh", "rb"])
+            .query_async(&mut self.conn())
+            .await
+            .map_err(store_error)?;
+        let Some(status) = status.and_then(|s| StatusCode::from_u16(s).ok()) else {
+            return Ok(None);
+        };
+        Ok(Some(StoredResponse::new(
+            status,
+            decode_headers(&headers.unwrap_or_default()),
+            Bytes::from(body.unwrap_or_default()),
+        )))
+    }
+
+    async fn wait_terminal(&self, id: JobId) -> Result<(), StoreError> {
+        let waiter = self.inner.waiters.register(id);
+        loop {
+            let notified = waiter.notify.notified();
+            tokio::pin!(notified);
+            // Registered before the state is read: an end published after
+            // the read wakes us.
+            notified.as_mut().enable();
+            match self.get(id).await? {
+                Lookup::Found(record) if !record.status.is_terminal() => {}
+                _ => return Ok(()),
+            }
+            // A lease lapses without a message: look again after one.
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep(self.inner.lease) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! The store's background work: waking local waiters when jobs end
+//! anywhere, and renewing the leases of the jobs this replica runs.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::{Client, RedisError};
+use tokio::sync::Notify;
+
+use super::codec::parse_status;
+use super::{Inner, RedisStore, lock};
+use crate::store::{JobId, JobStatus};
+
+/// The keys besides its own that a job this replica runs keeps alive.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Owned {
+    pub(super) owner_index: Option<String>,
+    pub(super) idempotency_key: Option<String>,
+}
+
+/// Local waiters by job id, woken by the listener.
+#[derive(Default)]
+pub(super) struct Waiters {
+    map: Mutex<HashMap<JobId, Arc<Notify>>>,
+}
+
+/// One waiter's registration; removed from the map with the last waiter.
+pub(super) struct Waiter<'a> {
+    waiters: &'a Waiters,
+    id: JobId,
+    pub(super) notify: Arc<Notify>,
+}
+
+impl Waiters {
+    pub(super) fn register(&self, id: JobId) -> Waiter<'_> {
+        let notify = Arc::clone(lock(&self.map).entry(id).or_default());
+        Waiter {
+            waiters: self,
+            id,
+            notify,
+        }
+    }
+
+    fn wake(&self, id: JobId) {
+        if let Some(notify) = lock(&self.map).get(&id) {
+            notify.notify_waiters();
+        }
+    }
+
+    fn wake_all(&self) {
+        for notify in lock(&self.map).values() {
+            notify.notify_waiters();
+        }
+    }
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        let mut map = lock(&self.waiters.map);
+        // The map's reference and ours: no other waiter is left.
+        if map.get(&self.id).is_some_and(|n| Arc::strong_count(n) <= 2) {
+            map.remove(&self.id);
+        }
+    }
+}
+
+/// Listens for ended jobs on the store's channel and wakes local waiters;
+/// reconnects with backoff, and wakes everyone after a reconnection, since
+/// messages sent meanwhile were missed.
+pub(super) async fn listen(
+    client: Client,
+    channel: String,
+    waiters: Arc<Waiters>,
+    subscribed: tokio::sync::oneshot::Sender<()>,
+) {
+    let mut subscribed = Some(subscribed);
+    let mut delay = Duration::from_millis(50);
+    loop {
+        if let Ok(mut pubsub) = client.get_async_pubsub().await
+            && pubsub.subscribe(&channel).await.is_ok() {
+                delay = Duration::from_millis(50);
+                if let Some(tx) = subscribed.take() {
+                    let _ = tx.send(());
+                }
+                waiters.wake_all();
+                let mut messages = pubsub.into_on_message();
+                while let Some(message) = messages.next().await {
+                    if let Some(id) = message
+                        .get_payload::<String>()
+                        .ok()
+                        .and_then(|p| p.parse::<JobId>().ok())
+                    {
+                        waiters.wake(id);
+                    }
+                }
+            }
+        waiters.wake_all();
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Renews the leases of the jobs this replica runs, every third of a lease,
+/// in one pipeline; forgets jobs that ended.
+pub(super) async fn renew_leases(store: Weak<Inner>) {
+    let period = match store.upgrade() {
+        Some(inner) => inner.lease / 3,
+        None => return,
+    };
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let Some(inner) = store.upgrade() else { return };
+        let store = RedisStore { inner };
+        let owned: Vec<(JobId, Owned)> = lock(&store.inner.owned)
+            .iter()
+            .map(|(id, o)| (*id, o.clone()))
+            .collect();
+        if owned.is_empty() {
+            continue;
+        }
+        let ttl = store.running_ttl();
+        let mut pipe = redis::pipe();
+        for (id, extra) in &owned {
+            pipe.cmd("HGET").arg(store.key(*id, "job")).arg("st");
+            pipe.cmd("SET")
+                .arg(store.key(*id, "lease"))
+                .arg(1)
+                .arg("PX")
+                .arg(RedisStore::ms(store.inner.lease))
+                .ignore();
+            pipe.cmd("PEXPIRE").arg(store.key(*id, "job")).arg(ttl).ignore();
+            // The owner index and the idempotency key live as long as the job.
+            for key in [&extra.owner_index, &extra.idempotency_key].into_iter().flatten() {
+                pipe.cmd("PEXPIRE").arg(key).arg(ttl).ignore();
+            }
+        }
+        let ids: Vec<JobId> = owned.iter().map(|(id, _)| *id).collect();
+        let Ok(states) = pipe.query_async::<Vec<Option<String>>>(&mut store.conn()).await else {
+            continue;
+        };
+        let ended: Vec<JobId> = ids
+            .iter()
+            .zip(states)
+            .filter(|(_, st)| st.as_deref().and_then(parse_status).is_none_or(JobStatus::is_terminal))
+            .map(|(id, _)| *id)
+            .collect();
+        if ended.is_empty() {
+            continue;
+        }
+        let mut cleanup = redis::pipe();
+        for id in &ended {
+            lock(&store.inner.owned).remove(id);
+            cleanup.cmd("DEL").arg(store.key(*id, "lease")).ignore();
+        }
+        let _: Result<(), RedisError> = cleanup.query_async(&mut store.conn()).await;
+    }
+}
