@@ -51,7 +51,7 @@ pub(crate) async fn job_route<St: JobStore, B>(
 }
 
 /// A `HEAD` answer: the headers of the `GET` answer, no body.
-fn strip_body(response: &mut Response<Bytes>) {
+pub(crate) fn strip_body(response: &mut Response<Bytes>) {
     let len = response.body().len();
     if !response.headers().contains_key(header::CONTENT_LENGTH) {
         response
@@ -129,12 +129,13 @@ async fn monitor<St: JobStore>(
         Err(e) => unavailable(config, &e),
     };
     if query_wait.is_none()
-        && let Some(wait) = wait {
-            let applied = format!("wait={}", whole_seconds(wait));
-            if let Ok(value) = HeaderValue::from_str(&applied) {
-                response.headers_mut().insert(PREFERENCE_APPLIED, value);
-            }
+        && let Some(wait) = wait
+    {
+        let applied = format!("wait={}", whole_seconds(wait));
+        if let Ok(value) = HeaderValue::from_str(&applied) {
+            response.headers_mut().insert(PREFERENCE_APPLIED, value);
         }
+    }
     response
 }
 

@@ -21,7 +21,7 @@ use crate::store::{JobRecord, JobStore, MemoryStore};
 ///
 /// Defaults: job routes `/jobs/{id}` and `/jobs/{id}/result` with relative
 /// links; `303 See Other` on completion; every request that reaches the layer
-/// is deferred; request bodies up to 2 MiB read within 30 s; results up to
+/// is deferred but `OPTIONS` (CORS preflights); request bodies up to 2 MiB read within 30 s; results up to
 /// 16 MiB; 64 jobs running and 1,024 queued; jobs time out after 15 minutes;
 /// `Retry-After: 1`, up to 30 s as progress estimates allow; `Prefer: wait`
 /// up to 10 s, no grace period; long polls up to 60 s; a [`MemoryStore`].
@@ -252,7 +252,8 @@ impl<St: JobStore> AcceptedLayer<St> {
     }
 
     /// Defers only the requests for which `predicate` is true; the others
-    /// go to the wrapped service as they are.
+    /// go to the wrapped service as they are. Without a predicate every
+    /// request but `OPTIONS` is deferred.
     ///
     /// ```
     /// use http::Method;

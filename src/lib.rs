@@ -100,6 +100,8 @@ mod answer;
 mod body;
 mod config;
 mod future;
+#[doc(hidden)]
+pub mod fuzzing;
 mod job;
 mod layer;
 mod list;

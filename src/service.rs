@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{Request, Response};
+use http::{Method, Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
@@ -97,7 +97,8 @@ fn defers<B>(config: &Config, request: Request<B>, prefs: &Preferences) -> (bool
         return (false, request);
     }
     match &config.defer {
-        None => (true, request),
+        // CORS preflights and other OPTIONS requests must be answered at once.
+        None => (request.method() != Method::OPTIONS, request),
         Some(predicate) => {
             let (parts, body) = request.into_parts();
             let defer = predicate(&parts);

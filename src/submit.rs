@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
-use http::{Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
 use tokio::sync::oneshot;
 use tower_service::Service;
 
 use crate::BoxError;
-use crate::answer::{failure, monitor_response, replay, unavailable};
+use crate::answer::{failure, monitor_response, replay, strip_body, unavailable};
 use crate::body::{ReadError, RequestBody, read_limited};
 use crate::config::Shared;
 use crate::job::Job;
@@ -20,8 +20,34 @@ use crate::protocol::{self, OPERATION_LOCATION, PREFERENCE_APPLIED, Preferences,
 use crate::runner::{self, Work};
 use crate::store::{Created, IdempotencyKey, JobId, JobRecord, JobStore, Outcome, StoreError};
 
-/// Accepts `request` as a job for `service` (already ready) and answers.
+/// Accepts `request` as a job for `service` (already ready) and answers;
+/// a `HEAD` submission gets the answer's headers without its body.
 pub(crate) async fn submit<S, St, B, ResBody>(
+    shared: Arc<Shared<St>>,
+    service: S,
+    request: Request<B>,
+    prefs: Preferences,
+) -> Response<Bytes>
+where
+    S: Service<Request<RequestBody<B>>, Response = Response<ResBody>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    St: JobStore,
+    B: Body + Send + 'static,
+    B::Error: Into<BoxError>,
+    ResBody: Body + Send + 'static,
+    ResBody::Data: Send,
+    ResBody::Error: Into<BoxError>,
+{
+    let head = request.method() == Method::HEAD;
+    let mut response = accept(shared, service, request, prefs).await;
+    if head {
+        strip_body(&mut response);
+    }
+    response
+}
+
+async fn accept<S, St, B, ResBody>(
     shared: Arc<Shared<St>>,
     service: S,
     request: Request<B>,
@@ -74,9 +100,10 @@ where
         }
     };
     if let Some(check) = &config.check
-        && let Err(problem) = check(&parts, &body) {
-            return problem.into_response();
-        }
+        && let Err(problem) = check(&parts, &body)
+    {
+        return problem.into_response();
+    }
     let Some(admission) = shared.runtime.admit() else {
         return busy(config.retry_after, "too many jobs are under way; try again later");
     };
@@ -130,19 +157,20 @@ where
     );
 
     if let Some(outcome) = outcome
-        && let Ok(Ok(outcome)) = tokio::time::timeout(wait, outcome).await {
-            let mut response = match outcome {
-                Outcome::Response(stored) => replay(stored),
-                Outcome::Failed(error) => failure(&error),
-            };
-            if let Some(asked) = prefs.wait {
-                let applied = format!("wait={}", whole_seconds(asked.min(config.max_wait)));
-                if let Ok(value) = HeaderValue::from_str(&applied) {
-                    response.headers_mut().insert(PREFERENCE_APPLIED, value);
-                }
+        && let Ok(Ok(outcome)) = tokio::time::timeout(wait, outcome).await
+    {
+        let mut response = match outcome {
+            Outcome::Response(stored) => replay(stored),
+            Outcome::Failed(error) => failure(&error),
+        };
+        if let Some(asked) = prefs.wait {
+            let applied = format!("wait={}", whole_seconds(asked.min(config.max_wait)));
+            if let Ok(value) = HeaderValue::from_str(&applied) {
+                response.headers_mut().insert(PREFERENCE_APPLIED, value);
             }
-            return response;
         }
+        return response;
+    }
     accepted(&shared, &record, prefs)
 }
 

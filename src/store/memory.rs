@@ -461,11 +461,12 @@ impl JobStore for MemoryStore {
     async fn set_progress(&self, id: JobId, progress: Option<f32>, message: Option<String>) -> Result<(), StoreError> {
         let mut shard = self.shard(id);
         if let Some(entry) = shard.jobs.get_mut(&id)
-            && !entry.record.status.is_terminal() {
-                entry.record.progress = progress;
-                entry.record.message = message;
-                entry.record.touch();
-            }
+            && !entry.record.status.is_terminal()
+        {
+            entry.record.progress = progress;
+            entry.record.message = message;
+            entry.record.touch();
+        }
         Ok(())
     }
 

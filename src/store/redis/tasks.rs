@@ -79,23 +79,24 @@ pub(super) async fn listen(
     let mut delay = Duration::from_millis(50);
     loop {
         if let Ok(mut pubsub) = client.get_async_pubsub().await
-            && pubsub.subscribe(&channel).await.is_ok() {
-                delay = Duration::from_millis(50);
-                if let Some(tx) = subscribed.take() {
-                    let _ = tx.send(());
-                }
-                waiters.wake_all();
-                let mut messages = pubsub.into_on_message();
-                while let Some(message) = messages.next().await {
-                    if let Some(id) = message
-                        .get_payload::<String>()
-                        .ok()
-                        .and_then(|p| p.parse::<JobId>().ok())
-                    {
-                        waiters.wake(id);
-                    }
+            && pubsub.subscribe(&channel).await.is_ok()
+        {
+            delay = Duration::from_millis(50);
+            if let Some(tx) = subscribed.take() {
+                let _ = tx.send(());
+            }
+            waiters.wake_all();
+            let mut messages = pubsub.into_on_message();
+            while let Some(message) = messages.next().await {
+                if let Some(id) = message
+                    .get_payload::<String>()
+                    .ok()
+                    .and_then(|p| p.parse::<JobId>().ok())
+                {
+                    waiters.wake(id);
                 }
             }
+        }
         waiters.wake_all();
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(2));
