@@ -92,6 +92,14 @@
 //! - An invalid `wait` in `Prefer` is ignored (RFC 7240); in the query it is
 //!   a `400`.
 //! - Trailers of a handler's response are not stored.
+//! - `OPTIONS` requests (CORS preflights) are not deferred unless a
+//!   [`defer_if`](AcceptedLayer::defer_if) predicate says so; a deferred
+//!   `HEAD` gets its `202` without a body.
+//! - With an [`owner`](AcceptedLayer::owner) function, a job submitted
+//!   anonymously stays reachable by whoever holds its id; an owned job is
+//!   unknown (`404`) to everyone but its owner.
+//! - `Idempotency-Key` needs no configuration; a key is scoped by owner and
+//!   is held as long as its job is kept.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
