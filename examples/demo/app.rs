@@ -40,7 +40,7 @@ pub fn layer(completion: Completion) -> AcceptedLayer {
         .max_queued(64)
         .timeout(Duration::from_secs(120))
         .retry_after(Duration::from_secs(1))
-        .max_retry_after(Duration::from_secs(10))
+        .max_retry_after(Duration::from_secs(2))
         .max_wait(Duration::from_secs(10))
         .max_long_poll(Duration::from_secs(30))
         .max_list_limit(50)
@@ -78,10 +78,18 @@ fn demo_user(parts: &axum::http::request::Parts) -> Option<String> {
 /// The demo's routes, with the layer applied (on any job store).
 pub fn app<St: JobStore>(layer: AcceptedLayer<St>) -> Router {
     Router::new()
+        // The demo page (a GET: the layer defers only POSTs, so it is served at once).
+        .route("/", axum::routing::get(demo_page))
         .route("/reports", post(report))
         .route("/echo", post(echo))
         .route("/fail", post(fail))
         .layer(layer)
+}
+
+/// `GET /`: a small page that starts reports and follows them in the browser
+/// through the public protocol alone (`examples/demo/index.html`).
+async fn demo_page() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("index.html"))
 }
 
 /// The page count of a report request: `{"pages": N}`, 1 to 100, default 10.

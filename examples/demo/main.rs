@@ -16,6 +16,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let base = format!("http://{}", listener.local_addr()?);
     println!("tower-accepted demo listening on {base} (completion style {completion:?})");
     println!();
+    println!("Demo page: {base}/   (open it in a browser: start reports, watch them, cancel them)");
+    println!();
     println!("Start a report (10 pages, about 3 s) and poll it:");
     println!("  curl -i -X POST {base}/reports -H 'content-type: application/json' -d '{{\"pages\": 10}}'");
     println!("  curl -i {base}/jobs/<id>             # 200 + Retry-After while running, then 303");
