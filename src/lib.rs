@@ -60,6 +60,11 @@
 //! with [`AcceptedLayer::respond_async_only`] only requests with
 //! `Prefer: respond-async` are deferred.
 //!
+//! On the client side, the `client` feature adds `FollowLayer`: a tower
+//! layer for HTTP clients that follows a `202 Accepted` (of this crate's
+//! servers, and of the other common styles) to the final response; see the
+//! `client` module.
+//!
 //! # Progress and cancellation
 //!
 //! The handler finds a [`Job`] handle in the request extensions
@@ -106,6 +111,9 @@
 
 mod answer;
 mod body;
+#[cfg(feature = "client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client")))]
+pub mod client;
 mod config;
 mod future;
 #[doc(hidden)]
@@ -135,6 +143,9 @@ pub use store::{
 
 #[cfg(feature = "redis")]
 pub use store::{RedisStore, RedisStoreBuilder};
+
+#[cfg(feature = "client")]
+pub use client::{Follow, FollowLayer};
 
 /// The boxed error type used by the bodies and by service errors.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -1,0 +1,135 @@
+//! When to poll again: `Retry-After`, or exponential backoff with jitter.
+
+use std::time::{Duration, SystemTime};
+
+use http::HeaderMap;
+use http::header::RETRY_AFTER;
+
+use super::http_date;
+
+/// The delay a monitor's answer asks for: `Retry-After` in seconds or as an
+/// HTTP-date (RFC 9110 §10.2.3), or, as Azure services send it,
+/// `retry-after-ms` / `x-ms-retry-after-ms` in milliseconds. A date in the
+/// past is no delay. `None` when there is none, or none that parses.
+pub(crate) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    if let Some(value) = headers.get(RETRY_AFTER).and_then(|v| v.to_str().ok()) {
+        let value = value.trim();
+        if let Some(seconds) = whole_number(value) {
+            return Some(Duration::from_secs(seconds));
+        }
+        if let Some(date) = http_date::parse(value) {
+            return Some(date.duration_since(now).unwrap_or(Duration::ZERO));
+        }
+    }
+    ["retry-after-ms", "x-ms-retry-after-ms"].iter().find_map(|name| {
+        let value = headers.get(*name)?.to_str().ok()?;
+        whole_number(value.trim()).map(Duration::from_millis)
+    })
+}
+
+/// A non-negative decimal integer; huge ones saturate.
+fn whole_number(text: &str) -> Option<u64> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(text.parse().unwrap_or(u64::MAX))
+}
+
+/// Exponential backoff with "equal jitter": the n-th delay is drawn from
+/// `[d/2, d]` where `d = initial × 2ⁿ`, capped at the maximum. Jitter keeps
+/// many clients that started together from polling in step.
+#[derive(Debug, Clone)]
+pub(crate) struct Backoff {
+    next: Duration,
+    state: u64,
+}
+
+impl Backoff {
+    pub(crate) fn new(initial: Duration) -> Self {
+        // A seed from the operating system's randomness (as UUID v4 draws it),
+        // so that clients started together do not draw the same delays.
+        let (a, b) = uuid::Uuid::new_v4().as_u64_pair();
+        Self {
+            next: initial,
+            state: (a ^ b.rotate_left(17)) | 1,
+        }
+    }
+
+    /// The next delay, within `[min, max]`.
+    pub(crate) fn next_delay(&mut self, min: Duration, max: Duration) -> Duration {
+        let ceiling = self.next.clamp(min, max.max(min));
+        self.next = ceiling.saturating_mul(2);
+        let half = ceiling / 2;
+        let spread = u64::try_from((ceiling - half).as_nanos()).unwrap_or(u64::MAX);
+        let jitter = if spread == 0 { 0 } else { self.random() % (spread + 1) };
+        (half + Duration::from_nanos(jitter)).clamp(min, max.max(min))
+    }
+
+    /// Starts again from `initial`, as after an answer that set the pace.
+    pub(crate) fn reset(&mut self, initial: Duration) {
+        self.next = initial;
+    }
+
+    /// xorshift64*.
+    fn random(&mut self) -> u64 {
+        let mut x = self.state;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.state = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn retry_after_forms() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777);
+        let mut headers = HeaderMap::new();
+        assert_eq!(retry_after(&headers, now), None);
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("3"));
+        assert_eq!(retry_after(&headers, now), Some(Duration::from_secs(3)));
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("Sun, 06 Nov 1994 08:49:47 GMT"));
+        assert_eq!(retry_after(&headers, now), Some(Duration::from_secs(10)));
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("Sun, 06 Nov 1994 08:00:00 GMT"));
+        assert_eq!(retry_after(&headers, now), Some(Duration::ZERO));
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("99999999999999999999999"));
+        assert_eq!(retry_after(&headers, now), Some(Duration::from_secs(u64::MAX)));
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&headers, now), None);
+        headers.insert("retry-after-ms", HeaderValue::from_static("250"));
+        assert_eq!(retry_after(&headers, now), Some(Duration::from_millis(250)));
+        headers.remove("retry-after-ms");
+        headers.insert("x-ms-retry-after-ms", HeaderValue::from_static("40"));
+        assert_eq!(retry_after(&headers, now), Some(Duration::from_millis(40)));
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("-1"));
+        assert_eq!(retry_after(&headers, now), Some(Duration::from_millis(40)));
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter_within_bounds() {
+        let (min, max) = (Duration::from_millis(10), Duration::from_secs(8));
+        let mut backoff = Backoff::new(Duration::from_millis(500));
+        let mut ceiling = Duration::from_millis(500);
+        for _ in 0..20 {
+            let delay = backoff.next_delay(min, max);
+            assert!(delay >= ceiling / 2 && delay <= ceiling, "{delay:?} for {ceiling:?}");
+            ceiling = (ceiling * 2).min(max);
+        }
+        // Delays are drawn, not fixed: 50 draws are not all equal.
+        let mut backoff = Backoff::new(Duration::from_secs(1));
+        let draws: Vec<Duration> = (0..50)
+            .map(|_| {
+                backoff.reset(Duration::from_secs(1));
+                backoff.next_delay(min, max)
+            })
+            .collect();
+        assert!(draws.iter().any(|d| *d != draws[0]));
+        backoff.reset(Duration::ZERO);
+        assert_eq!(backoff.next_delay(min, max), min);
+    }
+}

@@ -1,0 +1,744 @@
+//! The following client against stand-in servers of every style in common
+//! use (written here, served over real HTTP on 127.0.0.1): `Location`
+//! monitors with `303` or `201`, Microsoft's `Operation-Location`, Azure's
+//! `Location` that answers `202` while running, and results polled
+//! directly; and the timing, links and headers of the polls.
+#![cfg(feature = "client")]
+
+mod common;
+mod follow;
+
+use std::convert::Infallible;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HOST, LOCATION, RETRY_AFTER};
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use serde_json::json;
+use tower::{Layer, ServiceExt};
+use tower_accepted::FollowLayer;
+
+use common::serve;
+use follow::{Counter, call, fast, follower, logged, post as follow_post};
+
+fn json_response(status: StatusCode, headers: &[(&'static str, String)], body: serde_json::Value) -> Response {
+    let mut response = (status, axum::Json(body)).into_response();
+    for (name, value) in headers {
+        response.headers_mut().insert(*name, value.parse().unwrap());
+    }
+    response
+}
+
+fn host(headers: &HeaderMap) -> String {
+    headers[HOST].to_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn location_monitor_then_303_with_relative_links() {
+    let polls = Counter::default();
+    let app = Router::new()
+        .route(
+            "/api/v1/submit",
+            post(|| async { json_response(StatusCode::ACCEPTED, &[("location", "jobs/7".into())], json!({})) }),
+        )
+        .route(
+            "/api/v1/jobs/7",
+            get(move || {
+                let n = polls.next();
+                async move {
+                    if n < 2 {
+                        json_response(
+                            StatusCode::OK,
+                            &[("retry-after", "0".into())],
+                            json!({"status": "running"}),
+                        )
+                    } else {
+                        json_response(
+                            StatusCode::SEE_OTHER,
+                            &[("location", "../results/7#part".into())],
+                            json!({"status": "succeeded"}),
+                        )
+                    }
+                }
+            }),
+        )
+        .route(
+            "/api/v1/results/7",
+            get(|| async {
+                (
+                    [
+                        (CONTENT_TYPE, "text/plain"),
+                        (http::HeaderName::from_static("x-result"), "7"),
+                    ],
+                    "result 7",
+                )
+            }),
+        );
+    let (app, log) = logged(app);
+    let server = serve(app).await;
+    let answer = follow_post(&follower(fast()), &server.url("/api/v1/submit"), "")
+        .await
+        .unwrap();
+    assert_eq!(
+        (answer.status, answer.body.as_ref()),
+        (StatusCode::OK, &b"result 7"[..])
+    );
+    assert_eq!(answer.header("x-result"), Some("7"));
+    assert_eq!(
+        log.paths(),
+        [
+            "POST /api/v1/submit",
+            "GET /api/v1/jobs/7",
+            "GET /api/v1/jobs/7",
+            "GET /api/v1/jobs/7",
+            "GET /api/v1/results/7"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn two_oh_two_as_the_original_node_server_answers() {
+    // mcumcu/two-oh-two: `GET /deferredjob` → 202 + Location: /monitor/{id};
+    // the monitor answers `200 {"job_id": "still working..."}`, then
+    // `201` + Location: /result/{id}; the result is `{"result": …}`.
+    let polls = Counter::default();
+    let app = Router::new()
+        .route(
+            "/deferredjob",
+            get(|| async {
+                json_response(
+                    StatusCode::ACCEPTED,
+                    &[("location", "/monitor/0.42".into())],
+                    json!({"job_id": 0.42}),
+                )
+            }),
+        )
+        .route(
+            "/monitor/{id}",
+            get(move |axum::extract::Path(id): axum::extract::Path<String>| {
+                let n = polls.next();
+                async move {
+                    if n < 3 {
+                        json_response(StatusCode::OK, &[], json!({"job_id": "still working..."}))
+                    } else {
+                        json_response(
+                            StatusCode::CREATED,
+                            &[("location", format!("/result/{id}"))],
+                            json!({"job_id": id}),
+                        )
+                    }
+                }
+            }),
+        )
+        .route(
+            "/result/{id}",
+            get(|axum::extract::Path(id): axum::extract::Path<String>| async move {
+                json_response(
+                    StatusCode::OK,
+                    &[],
+                    json!({"result": format!("Result of long-running process {id}.")}),
+                )
+            }),
+        );
+    let (app, log) = logged(app);
+    let server = serve(app).await;
+    let answer = call(&follower(fast()), Method::GET, &server.url("/deferredjob"), &[], "")
+        .await
+        .unwrap();
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.json()["result"], "Result of long-running process 0.42.");
+    assert_eq!(log.to("/monitor/0.42").len(), 4);
+    assert_eq!(log.to("/result/0.42").len(), 1);
+}
+
+#[tokio::test]
+async fn operation_location_in_every_case_with_resource_location() {
+    for (not_started, running, succeeded) in [
+        ("NotStarted", "Running", "Succeeded"),
+        ("notstarted", "running", "succeeded"),
+        ("NOTSTARTED", "InProgress", "SUCCEEDED"),
+        ("pending", "running", "succeeded"),
+    ] {
+        let polls = Counter::default();
+        let app = Router::new()
+            .route(
+                "/lro",
+                post(move |headers: HeaderMap| async move {
+                    let monitor = format!("http://{}/operations/1?api-version=2024-01-01", host(&headers));
+                    json_response(
+                        StatusCode::ACCEPTED,
+                        &[("operation-location", monitor), ("retry-after", "0".into())],
+                        json!({"status": not_started}),
+                    )
+                }),
+            )
+            .route(
+                "/operations/1",
+                get(move || {
+                    let n = polls.next();
+                    async move {
+                        match n {
+                            0 => json_response(StatusCode::OK, &[], json!({"id": "1", "status": not_started})),
+                            1 => json_response(
+                                StatusCode::OK,
+                                &[],
+                                json!({"id": "1", "status": running, "percentComplete": 50}),
+                            ),
+                            _ => json_response(
+                                StatusCode::OK,
+                                &[],
+                                json!({"id": "1", "status": succeeded, "resourceLocation": "/things/1"}),
+                            ),
+                        }
+                    }
+                }),
+            )
+            .route(
+                "/things/1",
+                get(|| async { json_response(StatusCode::OK, &[], json!({"name": "thing 1"})) }),
+            );
+        let (app, log) = logged(app);
+        let server = serve(app).await;
+        let progress = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = progress.clone();
+        let client = follower(fast().on_status(move |doc| record.lock().unwrap().push(doc.progress())));
+        let answer = follow_post(&client, &server.url("/lro"), "").await.unwrap();
+        assert_eq!(answer.json(), json!({"name": "thing 1"}), "{running}");
+        assert_eq!(log.to("/operations/1?api-version=2024-01-01").len(), 3);
+        assert!(progress.lock().unwrap().contains(&Some(0.5)));
+    }
+}
+
+#[tokio::test]
+async fn operation_location_without_resource_location() {
+    // PUT: the final GET is the original URL. POST: the 202's Location when
+    // it differs, else the final status document itself.
+    let app = Router::new()
+        .route(
+            "/things/2",
+            put(|| async {
+                json_response(
+                    StatusCode::ACCEPTED,
+                    &[("operation-location", "/ops/put".into())],
+                    json!({}),
+                )
+            })
+            .get(|| async { json_response(StatusCode::OK, &[], json!({"name": "thing 2"})) }),
+        )
+        .route(
+            "/post-with-location",
+            post(|| async {
+                json_response(
+                    StatusCode::ACCEPTED,
+                    &[
+                        ("operation-location", "/ops/post".into()),
+                        ("location", "/outcome".into()),
+                    ],
+                    json!({}),
+                )
+            }),
+        )
+        .route(
+            "/post-alone",
+            post(|| async {
+                json_response(
+                    StatusCode::ACCEPTED,
+                    &[("operation-location", "/ops/post".into())],
+                    json!({}),
+                )
+            }),
+        )
+        .route(
+            "/ops/{op}",
+            get(|| async { json_response(StatusCode::OK, &[], json!({"status": "Succeeded", "summary": 3})) }),
+        )
+        .route("/outcome", get(|| async { "the outcome" }));
+    let server = serve(app).await;
+    let client = follower(fast());
+    let answer = call(&client, Method::PUT, &server.url("/things/2"), &[], "{}")
+        .await
+        .unwrap();
+    assert_eq!(answer.json(), json!({"name": "thing 2"}));
+    let answer = follow_post(&client, &server.url("/post-with-location"), "")
+        .await
+        .unwrap();
+    assert_eq!(answer.body, "the outcome");
+    let answer = follow_post(&client, &server.url("/post-alone"), "").await.unwrap();
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.json()["summary"], 3);
+}
+
+#[tokio::test]
+async fn azure_location_style_202_while_running_then_the_result() {
+    let polls = Counter::default();
+    let app = Router::new()
+        .route(
+            "/vms",
+            post(|| async {
+                json_response(
+                    StatusCode::ACCEPTED,
+                    &[("location", "/poll/1".into()), ("retry-after", "0".into())],
+                    json!(null),
+                )
+            }),
+        )
+        .route(
+            "/poll/1",
+            get(move || {
+                let n = polls.next();
+                async move {
+                    if n < 2 {
+                        (StatusCode::ACCEPTED, [(RETRY_AFTER, "0")]).into_response()
+                    } else {
+                        // The resource itself; its own `status` is no job status.
+                        json_response(StatusCode::OK, &[], json!({"name": "vm1", "status": "Running"}))
+                    }
+                }
+            }),
+        );
+    let (app, log) = logged(app);
+    let server = serve(app).await;
+    let answer = follow_post(&follower(fast()), &server.url("/vms"), "").await.unwrap();
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.json(), json!({"name": "vm1", "status": "Running"}));
+    assert_eq!(log.to("/poll/1").len(), 3);
+}
+
+#[tokio::test]
+async fn result_polled_directly_404_until_ready() {
+    let polls = Counter::default();
+    let app = Router::new()
+        .route(
+            "/things",
+            post(|| async {
+                json_response(
+                    StatusCode::ACCEPTED,
+                    &[("location", "/things/9".into())],
+                    json!({"token": "9"}),
+                )
+            }),
+        )
+        .route(
+            "/things/9",
+            get(move || {
+                let n = polls.next();
+                async move {
+                    if n < 3 {
+                        StatusCode::NOT_FOUND.into_response()
+                    } else {
+                        json_response(StatusCode::OK, &[], json!({"thing": 9}))
+                    }
+                }
+            }),
+        );
+    let (app, log) = logged(app);
+    let server = serve(app).await;
+    let answer = follow_post(&follower(fast()), &server.url("/things"), "")
+        .await
+        .unwrap();
+    assert_eq!(answer.json(), json!({"thing": 9}));
+    assert_eq!(log.to("/things/9").len(), 4);
+}
+
+#[tokio::test]
+async fn a_large_result_is_streamed_through() {
+    // 2 MiB of JSON from a `Location` URL: more than a status document may
+    // be (1 MiB), so it is the result, read past the part already read.
+    let big: String = format!("[{}0]", "1234567,".repeat(256 * 1024));
+    let expected = big.clone();
+    let app = Router::new()
+        .route(
+            "/big",
+            post(|| async { json_response(StatusCode::ACCEPTED, &[("location", "/big/result".into())], json!({})) }),
+        )
+        .route(
+            "/big/result",
+            get(move || {
+                let big = big.clone();
+                async move {
+                    // Chunked, so that the length is only known at the end.
+                    let chunks = big.as_bytes().chunks(64 * 1024).map(Bytes::copy_from_slice).collect();
+                    let body = axum::body::Body::new(Chunks(chunks));
+                    ([(CONTENT_TYPE, "application/json")], body).into_response()
+                }
+            }),
+        );
+    let server = serve(app).await;
+    let answer = follow_post(&follower(fast()), &server.url("/big"), "").await.unwrap();
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.body.len(), expected.len());
+    assert!(answer.body == expected.as_bytes());
+}
+
+/// A body sent in chunks, without a length.
+struct Chunks(std::collections::VecDeque<Bytes>);
+
+impl http_body::Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        std::task::Poll::Ready(self.0.pop_front().map(|chunk| Ok(http_body::Frame::data(chunk))))
+    }
+}
+
+/// `t` as an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
+fn http_date(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(days % 7) as usize];
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ][month as usize - 1];
+    format!(
+        "{weekday}, {day:02} {month} {year} {:02}:{:02}:{:02} GMT",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// A `Location` monitor whose `n`-th running answer carries `retry_after(n)`
+/// and which answers `303` to `/done` after `running` polls.
+fn paced_monitor(running: usize, retry_after: fn(usize) -> Option<String>) -> Router {
+    let polls = Counter::default();
+    Router::new()
+        .route(
+            "/submit",
+            post(|| async { json_response(StatusCode::ACCEPTED, &[("location", "/m".into())], json!({})) }),
+        )
+        .route(
+            "/m",
+            get(move || {
+                let n = polls.next();
+                async move {
+                    if n < running {
+                        let headers: Vec<(&'static str, String)> =
+                            retry_after(n).map(|v| ("retry-after", v)).into_iter().collect();
+                        json_response(StatusCode::OK, &headers, json!({"status": "running"}))
+                    } else {
+                        json_response(StatusCode::SEE_OTHER, &[("location", "/done".into())], json!({}))
+                    }
+                }
+            }),
+        )
+        .route("/done", get(|| async { "done" }))
+}
+
+fn gaps(log: &follow::Log, path: &str) -> Vec<Duration> {
+    let times: Vec<_> = log.to(path).iter().map(|s| s.at).collect();
+    times.windows(2).map(|w| w[1] - w[0]).collect()
+}
+
+#[tokio::test]
+async fn retry_after_in_seconds_and_as_a_date_paces_the_polls() {
+    let (app, log) = logged(paced_monitor(2, |n| {
+        Some(match n {
+            0 => "1".to_owned(),
+            _ => http_date(SystemTime::now() + Duration::from_secs(2)),
+        })
+    }));
+    let server = serve(app).await;
+    let client = follower(fast().max_interval(Duration::from_secs(5)));
+    let answer = follow_post(&client, &server.url("/submit"), "").await.unwrap();
+    assert_eq!(answer.body, "done");
+    let gaps = gaps(&log, "/m");
+    assert_eq!(gaps.len(), 2, "{gaps:?}");
+    assert!(gaps[0] >= Duration::from_millis(950), "Retry-After: 1 → {gaps:?}");
+    // The date has whole seconds: between 1 and 2 s from the answer.
+    assert!(gaps[1] >= Duration::from_millis(950), "Retry-After: <date> → {gaps:?}");
+    assert!(gaps.iter().all(|g| *g < Duration::from_secs(4)), "{gaps:?}");
+}
+
+#[tokio::test]
+async fn retry_after_is_kept_within_the_configured_bounds() {
+    // An hour is cut to the maximum; zero is raised to the minimum.
+    let (app, log) = logged(paced_monitor(4, |n| {
+        Some(if n % 2 == 0 { "3600" } else { "0" }.to_owned())
+    }));
+    let server = serve(app).await;
+    let client = follower(
+        FollowLayer::new()
+            .long_poll(Duration::ZERO)
+            .min_interval(Duration::from_millis(250))
+            .max_interval(Duration::from_millis(400)),
+    );
+    let answer = follow_post(&client, &server.url("/submit"), "").await.unwrap();
+    assert_eq!(answer.body, "done");
+    let gaps = gaps(&log, "/m");
+    assert_eq!(gaps.len(), 4);
+    assert!(gaps.iter().all(|g| *g >= Duration::from_millis(240)), "{gaps:?}");
+    assert!(gaps.iter().all(|g| *g < Duration::from_secs(3)), "{gaps:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_retry_after_the_backoff_doubles_with_jitter() {
+    // In process and on paused time, so that the delays can be measured
+    // exactly: a monitor that never sends `Retry-After`.
+    let times = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = times.clone();
+    let service = tower::service_fn(move |request: Request<Full<Bytes>>| {
+        let record = record.clone();
+        async move {
+            let mut times = record.lock().unwrap();
+            let response = if request.method() == Method::POST {
+                Response::builder()
+                    .status(202)
+                    .header(LOCATION, "/m")
+                    .body(axum::body::Body::empty())
+            } else if request.uri().path() == "/m" {
+                times.push(tokio::time::Instant::now());
+                if times.len() < 7 {
+                    Response::builder()
+                        .header(CONTENT_TYPE, "application/json")
+                        .body(axum::body::Body::from(r#"{"status":"running"}"#))
+                } else {
+                    Response::builder()
+                        .status(303)
+                        .header(LOCATION, "/r")
+                        .body(axum::body::Body::empty())
+                }
+            } else {
+                Response::builder().body(axum::body::Body::from("r"))
+            };
+            Ok::<_, Infallible>(response.unwrap())
+        }
+    });
+    let client = FollowLayer::new()
+        .long_poll(Duration::ZERO)
+        .initial_interval(Duration::from_secs(1))
+        .max_interval(Duration::from_secs(8))
+        .layer(service);
+    let start = tokio::time::Instant::now();
+    let request = Request::post("/submit").body(Full::new(Bytes::new())).unwrap();
+    let response = client.oneshot(request).await.unwrap();
+    assert_eq!(response.into_body().collect().await.unwrap().to_bytes(), "r");
+    let times = times.lock().unwrap().clone();
+    let mut previous = start;
+    let mut ceiling = Duration::from_secs(1);
+    let mut delays = Vec::new();
+    for t in times {
+        let delay = t - previous;
+        assert!(
+            delay >= ceiling / 2 && delay <= ceiling,
+            "{delay:?} not in [{:?}, {ceiling:?}]",
+            ceiling / 2
+        );
+        delays.push(delay);
+        previous = t;
+        ceiling = (ceiling * 2).min(Duration::from_secs(8));
+    }
+    assert_eq!(delays.len(), 7, "{delays:?}");
+}
+
+#[tokio::test]
+async fn long_polls_held_by_the_server_are_sent_again_at_once() {
+    // The monitor holds each poll 200 ms, says so with Preference-Applied,
+    // and asks for `Retry-After: 5`, which a held poll makes moot.
+    let polls = Counter::default();
+    let app = Router::new()
+        .route(
+            "/submit",
+            post(|| async {
+                json_response(
+                    StatusCode::ACCEPTED,
+                    &[("location", "/m".into()), ("retry-after", "5".into())],
+                    json!({}),
+                )
+            }),
+        )
+        .route(
+            "/m",
+            get(move |headers: HeaderMap| {
+                let n = polls.next();
+                async move {
+                    let prefer = headers
+                        .get("prefer")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned();
+                    if n < 3 {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        json_response(
+                            StatusCode::OK,
+                            &[("preference-applied", prefer), ("retry-after", "5".into())],
+                            json!({"status": "running"}),
+                        )
+                    } else {
+                        json_response(StatusCode::SEE_OTHER, &[("location", "/done".into())], json!({}))
+                    }
+                }
+            }),
+        )
+        .route("/done", get(|| async { "done" }));
+    let (app, log) = logged(app);
+    let server = serve(app).await;
+    let started = std::time::Instant::now();
+    let answer = follow_post(&follower(FollowLayer::new()), &server.url("/submit"), "")
+        .await
+        .unwrap();
+    assert_eq!(answer.body, "done");
+    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    let polls = log.to("/m");
+    assert_eq!(polls.len(), 4);
+    assert!(polls.iter().all(|p| p.headers["prefer"] == "wait=30"));
+}
+
+#[tokio::test]
+async fn headers_go_with_the_polls_to_the_same_origin_only() {
+    // Server B is another origin; server A's job is followed on both.
+    let other = Router::new()
+        .route(
+            "/ops/1",
+            get(|| async {
+                json_response(
+                    StatusCode::OK,
+                    &[],
+                    json!({"status": "succeeded", "resourceLocation": "/r"}),
+                )
+            }),
+        )
+        .route("/r", get(|| async { "from b" }));
+    let (other, other_log) = logged(other);
+    let b = serve(other).await;
+    let b_monitor = b.url("/ops/1");
+    let app = Router::new()
+        .route(
+            "/same",
+            post(|| async { json_response(StatusCode::ACCEPTED, &[("location", "/m".into())], json!({})) }),
+        )
+        .route(
+            "/cross",
+            post(move || {
+                let monitor = b_monitor.clone();
+                async move { json_response(StatusCode::ACCEPTED, &[("operation-location", monitor)], json!({})) }
+            }),
+        )
+        .route(
+            "/m",
+            get(|| async {
+                json_response(
+                    StatusCode::SEE_OTHER,
+                    &[("location", "/r".into())],
+                    json!({"status": "succeeded"}),
+                )
+            }),
+        )
+        .route("/r", get(|| async { "from a" }));
+    let (app, log) = logged(app);
+    let a = serve(app).await;
+    let headers = [
+        ("authorization", "Bearer secret"),
+        ("cookie", "session=1"),
+        ("x-tenant", "blue"),
+        ("x-trace", "not forwarded"),
+    ];
+    let layer = || fast().forward_headers(|name| name == "x-tenant");
+
+    let answer = call(&follower(layer()), Method::POST, &a.url("/same"), &headers, "")
+        .await
+        .unwrap();
+    assert_eq!(answer.body, "from a");
+    for seen in log.all().iter().filter(|s| s.method == Method::GET) {
+        assert_eq!(seen.headers["authorization"], "Bearer secret", "{}", seen.path);
+        assert_eq!(seen.headers["cookie"], "session=1");
+        assert_eq!(seen.headers["x-tenant"], "blue");
+        assert!(!seen.headers.contains_key("x-trace"));
+    }
+    assert_eq!(log.all().iter().filter(|s| s.method == Method::GET).count(), 2);
+
+    let answer = call(&follower(layer()), Method::POST, &a.url("/cross"), &headers, "")
+        .await
+        .unwrap();
+    assert_eq!(answer.body, "from b");
+    let seen = other_log.all();
+    assert_eq!(seen.len(), 2);
+    assert!(
+        seen.iter()
+            .all(|s| !s.headers.contains_key("authorization") && !s.headers.contains_key("x-tenant"))
+    );
+
+    let client = follower(layer().forward_cross_origin(true));
+    let answer = call(&client, Method::POST, &a.url("/cross"), &headers, "")
+        .await
+        .unwrap();
+    assert_eq!(answer.body, "from b");
+    let seen = other_log.all();
+    assert_eq!(seen.len(), 4);
+    assert!(
+        seen[2..]
+            .iter()
+            .all(|s| s.headers["authorization"] == "Bearer secret" && s.headers["x-tenant"] == "blue")
+    );
+}
+
+#[tokio::test]
+async fn monitor_redirects_are_followed() {
+    let app = Router::new()
+        .route(
+            "/submit",
+            post(|| async {
+                json_response(
+                    StatusCode::ACCEPTED,
+                    &[("operation-location", "/old/1".into())],
+                    json!({}),
+                )
+            }),
+        )
+        .route(
+            "/old/1",
+            get(|| async { (StatusCode::TEMPORARY_REDIRECT, [(LOCATION, "/new/1")]).into_response() }),
+        )
+        .route(
+            "/new/1",
+            get(|| async {
+                json_response(
+                    StatusCode::OK,
+                    &[],
+                    json!({"status": "Succeeded", "result": "1/result"}),
+                )
+            }),
+        )
+        .route("/new/1/result", get(|| async { "moved result" }));
+    let (app, log) = logged(app);
+    let server = serve(app).await;
+    let answer = follow_post(&follower(fast()), &server.url("/submit"), "")
+        .await
+        .unwrap();
+    assert_eq!(answer.body, "moved result");
+    assert_eq!(
+        log.paths(),
+        ["POST /submit", "GET /old/1", "GET /new/1", "GET /new/1/result"]
+    );
+}
+
+#[tokio::test]
+async fn a_202_without_a_monitor_is_the_answer() {
+    let app = Router::new().route("/fire", post(|| async { (StatusCode::ACCEPTED, "queued") }));
+    let (app, log) = logged(app);
+    let server = serve(app).await;
+    let answer = follow_post(&follower(fast()), &server.url("/fire"), "").await.unwrap();
+    assert_eq!(
+        (answer.status, answer.body.as_ref()),
+        (StatusCode::ACCEPTED, &b"queued"[..])
+    );
+    assert_eq!(log.all().len(), 1);
+}
