@@ -8,7 +8,8 @@ use http::{Method, Request, Response, StatusCode};
 
 use crate::config::{Completion, Config, Shared};
 use crate::protocol::{
-    self, JSON, NO_STORE, PREFERENCE_APPLIED, Preferences, Problem, retry_after_secs, status_document, whole_seconds,
+    self, JSON, NO_STORE, PREFERENCE_APPLIED, Preferences, Problem, result_link_shown, retry_after_secs, seconds_value,
+    status_document, whole_seconds,
 };
 use crate::routes::JobRoute;
 use crate::store::{
@@ -141,20 +142,24 @@ async fn monitor<St: JobStore>(
 
 /// The status monitor's answer for `record`, per the completion style.
 pub(crate) fn monitor_response(config: &Config, record: &JobRecord) -> Response<Bytes> {
-    let result = config.link(&config.routes.result, record.id);
+    let every_terminal_result = config.completion == Completion::Ok;
+    let result =
+        result_link_shown(record, every_terminal_result).then(|| config.link(&config.routes.result, record.id));
     let body = status_document(
         record,
-        &result,
-        config.completion == Completion::Ok,
+        result.as_deref(),
+        every_terminal_result,
         config.map_document.as_ref(),
     );
     let mut response = Response::new(body);
+    // Room for every header a monitor or a `202` carries, at once.
+    *response.headers_mut() = http::HeaderMap::with_capacity(6);
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, JSON);
     headers.insert(header::CACHE_CONTROL, NO_STORE);
     if !record.status.is_terminal() {
-        let seconds = retry_after_secs(record, config.retry_after, config.max_retry_after, unix_ms());
-        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        let seconds = retry_after_secs(record, config.retry_after, config.max_retry_after, unix_ms);
+        headers.insert(header::RETRY_AFTER, seconds_value(seconds));
     } else if record.has_response() {
         let status = match config.completion {
             Completion::SeeOther => Some(StatusCode::SEE_OTHER),
@@ -162,7 +167,7 @@ pub(crate) fn monitor_response(config: &Config, record: &JobRecord) -> Response<
             Completion::Ok => None,
         };
         if let Some(status) = status {
-            if let Ok(location) = HeaderValue::try_from(result) {
+            if let Some(Ok(location)) = result.map(HeaderValue::try_from) {
                 headers.insert(header::LOCATION, location);
             }
             *response.status_mut() = status;
@@ -182,7 +187,7 @@ async fn result<St: JobStore>(shared: &Shared<St>, id: JobId, caller: Option<&st
     match record.status {
         JobStatus::Pending | JobStatus::Running => {
             let monitor = config.link(&config.routes.monitor, id);
-            let seconds = retry_after_secs(&record, config.retry_after, config.max_retry_after, unix_ms());
+            let seconds = retry_after_secs(&record, config.retry_after, config.max_retry_after, unix_ms);
             let mut response = Problem::new(StatusCode::NOT_FOUND)
                 .with_detail(format!(
                     "the job is {}; its result is not ready",

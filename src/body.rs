@@ -1,12 +1,13 @@
 //! The body types the layer hands on: [`RequestBody`] to the wrapped
 //! service and [`ResponseBody`] to the server.
 
+use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::Empty;
 use pin_project_lite::pin_project;
 
 use crate::BoxError;
@@ -229,41 +230,75 @@ pub(crate) enum ReadError {
 
 /// Reads `body` whole, refusing to hold more than `limit` bytes. Trailers
 /// are not kept.
-pub(crate) async fn read_limited<B>(body: B, limit: usize) -> Result<Bytes, ReadError>
+pub(crate) fn read_limited<B>(body: B, limit: usize) -> ReadLimited<B>
 where
     B: Body,
     B::Error: Into<BoxError>,
 {
-    if body.size_hint().lower() > limit as u64 {
-        return Err(ReadError::TooLarge);
+    let too_large = body.size_hint().lower() > limit as u64;
+    ReadLimited {
+        body,
+        limit,
+        len: 0,
+        first: None,
+        rest: BytesMut::new(),
+        too_large,
     }
-    let mut body = std::pin::pin!(body);
-    let mut first: Option<Bytes> = None;
-    let mut rest = BytesMut::new();
-    let mut len = 0usize;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| ReadError::Body(e.into()))?;
-        let Ok(mut data) = frame.into_data() else { continue };
-        len = len.saturating_add(data.remaining());
-        if len > limit {
-            return Err(ReadError::TooLarge);
-        }
+}
+
+pin_project! {
+    /// The future of [`read_limited`]: small, since it sits in every job.
+    pub(crate) struct ReadLimited<B> {
+        #[pin]
+        body: B,
+        limit: usize,
+        len: usize,
         // One chunk (the common case) is kept as it is, without a copy.
-        match &first {
-            None if rest.is_empty() => first = Some(data.copy_to_bytes(data.remaining())),
-            _ => {
-                if let Some(first) = first.take() {
-                    rest.reserve(len);
-                    rest.extend_from_slice(&first);
+        first: Option<Bytes>,
+        rest: BytesMut,
+        too_large: bool,
+    }
+}
+
+impl<B> Future for ReadLimited<B>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    type Output = Result<Bytes, ReadError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if *this.too_large {
+            return Poll::Ready(Err(ReadError::TooLarge));
+        }
+        loop {
+            let frame = match ready!(this.body.as_mut().poll_frame(cx)) {
+                Some(Ok(frame)) => frame,
+                Some(Err(e)) => return Poll::Ready(Err(ReadError::Body(e.into()))),
+                None => break,
+            };
+            let Ok(mut data) = frame.into_data() else { continue };
+            *this.len = this.len.saturating_add(data.remaining());
+            if *this.len > *this.limit {
+                return Poll::Ready(Err(ReadError::TooLarge));
+            }
+            match &this.first {
+                None if this.rest.is_empty() => *this.first = Some(data.copy_to_bytes(data.remaining())),
+                _ => {
+                    if let Some(first) = this.first.take() {
+                        this.rest.reserve(*this.len);
+                        this.rest.extend_from_slice(&first);
+                    }
+                    this.rest.extend_from_slice(&data.copy_to_bytes(data.remaining()));
                 }
-                rest.extend_from_slice(&data.copy_to_bytes(data.remaining()));
             }
         }
+        Poll::Ready(Ok(match this.first.take() {
+            Some(first) => first,
+            None => std::mem::take(this.rest).freeze(),
+        }))
     }
-    Ok(match first {
-        Some(first) => first,
-        None => rest.freeze(),
-    })
 }
 
 #[cfg(test)]

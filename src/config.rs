@@ -117,7 +117,7 @@ impl Config {
     /// The URL of job `id` on `template`, absolute when a base URL is set.
     pub(crate) fn link(&self, template: &PathTemplate, id: JobId) -> String {
         let base = self.base_url.as_deref().unwrap_or("");
-        let mut out = String::with_capacity(base.len() + 64);
+        let mut out = String::with_capacity(base.len() + template.len());
         out.push_str(base);
         template.render(id, &mut out);
         out

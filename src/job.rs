@@ -155,10 +155,9 @@ impl Job {
         Some((report.progress, report.message.clone()))
     }
 
-    /// Resolves when a report is made (at once if one was made since the
-    /// last time).
-    pub(crate) async fn reported(&self) {
-        self.inner.reported.notified().await;
+    /// Notified (with a permit kept) when a report is made.
+    pub(crate) fn reported_notify(&self) -> &Notify {
+        &self.inner.reported
     }
 
     pub(crate) fn cancel(&self) {
@@ -177,6 +176,11 @@ impl Signal {
     pub(crate) fn fire(&self) {
         self.fired.store(true, Ordering::Release);
         self.notify.notify_waiters();
+    }
+
+    /// What a waiter registers with before it reads the flag.
+    pub(crate) fn notify(&self) -> &Notify {
+        &self.notify
     }
 
     pub(crate) fn is_fired(&self) -> bool {

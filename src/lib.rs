@@ -119,6 +119,7 @@ mod future;
 #[doc(hidden)]
 pub mod fuzzing;
 mod job;
+mod json;
 mod layer;
 mod list;
 mod protocol;

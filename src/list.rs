@@ -6,7 +6,7 @@ use http::{Response, StatusCode, Uri};
 
 use crate::answer::unavailable;
 use crate::config::{Completion, Shared};
-use crate::protocol::{self, JSON, NO_STORE, Problem, status_document};
+use crate::protocol::{self, JSON, NO_STORE, Problem, result_link_shown, status_document};
 use crate::store::JobStore;
 
 /// The listing for `caller`: only with an owner function and an owner,
@@ -32,11 +32,13 @@ pub(crate) async fn list<St: JobStore>(shared: &Shared<St>, caller: Option<&str>
         if i > 0 {
             body.put_u8(b',');
         }
-        let result = config.link(&config.routes.result, record.id);
+        let every_terminal_result = config.completion == Completion::Ok;
+        let result =
+            result_link_shown(record, every_terminal_result).then(|| config.link(&config.routes.result, record.id));
         body.put_slice(&status_document(
             record,
-            &result,
-            config.completion == Completion::Ok,
+            result.as_deref(),
+            every_terminal_result,
             config.map_document.as_ref(),
         ));
     }

@@ -1,6 +1,7 @@
 //! The wire formats: status documents, problem documents (RFC 9457),
 //! `Prefer` (RFC 7240), `Retry-After` (RFC 9110) and `wait` parameters.
 
+use std::cell::Cell;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use http::{Response, StatusCode};
 use serde::Serialize;
 
 use crate::config::MapDocument;
+use crate::json;
 use crate::store::{JobError, JobId, JobRecord, JobStatus, ListCursor};
 
 /// The media type of status documents.
@@ -47,6 +49,9 @@ pub struct Problem {
     retry_after: Option<u64>,
 }
 
+/// The problem document as `serde` writes it: the reference the hand-written
+/// encoder is tested against.
+#[cfg(test)]
 #[derive(Serialize)]
 struct ProblemBody<'a> {
     #[serde(rename = "type")]
@@ -115,14 +120,19 @@ impl Problem {
             .title
             .as_deref()
             .unwrap_or_else(|| self.status.canonical_reason().unwrap_or("Error"));
-        let body = ProblemBody {
-            type_uri: self.type_uri.as_deref().unwrap_or("about:blank"),
-            title,
-            status: self.status.as_u16(),
-            detail: self.detail.as_deref(),
-            code: self.code.as_deref(),
-        };
-        serde_json::to_vec(&body).map(Bytes::from).unwrap_or_default()
+        json::document(|out| {
+            let mut body = json::Object::new(out);
+            body.str("type", self.type_uri.as_deref().unwrap_or("about:blank"));
+            body.str("title", title);
+            body.uint("status", u64::from(self.status.as_u16()));
+            if let Some(detail) = &self.detail {
+                body.str("detail", detail);
+            }
+            if let Some(code) = &self.code {
+                body.str("code", code);
+            }
+            body.end();
+        })
     }
 
     /// The problem as a response with `Content-Type: application/problem+json`.
@@ -133,7 +143,7 @@ impl Problem {
         headers.insert(header::CONTENT_TYPE, PROBLEM_JSON);
         headers.insert(header::CACHE_CONTROL, NO_STORE);
         if let Some(seconds) = self.retry_after {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            headers.insert(header::RETRY_AFTER, seconds_value(seconds));
         }
         response
     }
@@ -149,6 +159,9 @@ impl std::fmt::Display for Problem {
     }
 }
 
+/// The status document as `serde` writes it: the form used when the user
+/// maps documents, and the reference the hand-written encoder is tested
+/// against.
 #[derive(Serialize)]
 struct StatusDocument<'a> {
     id: JobId,
@@ -169,21 +182,23 @@ struct StatusDocument<'a> {
     resource_location: Option<&'a str>,
 }
 
-/// The status document of `record`, whose result is at `result_link`.
-/// `every_terminal_result` names the
-/// result (and `resourceLocation`) for every terminal state, as Microsoft's
-/// guidelines want; otherwise only for jobs with a stored response. `map`
-/// is the user's change to the document, if any.
+/// The status document of `record`. `result` is the link to its result
+/// when the document names it (`result`, and `resourceLocation` too when
+/// `every_terminal_result`, as Microsoft's guidelines want); see
+/// [`result_link_shown`]. `map` is the user's change to the document, if any.
+///
+/// Without `map` the document is written by a small encoder, byte for byte as
+/// `serde_json` would write [`StatusDocument`] (the tests check it); with one
+/// it goes through a `serde_json` tree, as `map` needs.
 pub(crate) fn status_document(
     record: &JobRecord,
-    result_link: &str,
+    result: Option<&str>,
     every_terminal_result: bool,
     map: Option<&MapDocument>,
 ) -> Bytes {
-    let result = if record.has_response() || every_terminal_result && record.status.is_terminal() {
-        Some(result_link)
-    } else {
-        None
+    let resource_location = result.filter(|_| every_terminal_result);
+    let Some(map) = map else {
+        return json::document(|out| encode_status_document(out, record, result, resource_location));
     };
     let document = StatusDocument {
         id: record.id,
@@ -195,26 +210,107 @@ pub(crate) fn status_document(
         result,
         result_status: record.result_status,
         error: record.error.as_ref(),
-        resource_location: result.filter(|_| every_terminal_result),
+        resource_location,
     };
-    match map {
-        None => serde_json::to_vec(&document),
-        Some(map) => serde_json::to_value(&document).and_then(|mut value| {
+    serde_json::to_value(&document)
+        .and_then(|mut value| {
             if let Some(object) = value.as_object_mut() {
                 map(record, object);
             }
             serde_json::to_vec(&value)
-        }),
-    }
-    .map(Bytes::from)
-    .unwrap_or_default()
+        })
+        .map(Bytes::from)
+        .unwrap_or_default()
 }
 
-/// `ms` since the Unix epoch as an RFC 3339 UTC timestamp, to the second.
-pub(crate) fn rfc3339(ms: u64) -> String {
+/// Whether the status document of `record` names its result: when it has a
+/// stored response, or, with `every_terminal_result`, once it ended.
+pub(crate) fn result_link_shown(record: &JobRecord, every_terminal_result: bool) -> bool {
+    record.has_response() || every_terminal_result && record.status.is_terminal()
+}
+
+/// The status document, in the field order of [`StatusDocument`].
+fn encode_status_document(
+    out: &mut Vec<u8>,
+    record: &JobRecord,
+    result: Option<&str>,
+    resource_location: Option<&str>,
+) {
+    let mut id = uuid::Uuid::encode_buffer();
+    let mut doc = json::Object::new(out);
+    doc.plain("id", record.id.as_uuid().hyphenated().encode_lower(&mut id).as_bytes());
+    doc.plain("status", record.status.as_str().as_bytes());
+    write_timestamp(&mut doc, "created_at", record.created_at_ms);
+    write_timestamp(&mut doc, "updated_at", record.updated_at_ms);
+    if let Some(progress) = record.progress {
+        doc.serialized("progress", &progress);
+    }
+    if let Some(message) = &record.message {
+        doc.str("message", message);
+    }
+    if let Some(result) = result {
+        doc.str("result", result);
+    }
+    if let Some(status) = record.result_status {
+        doc.uint("result_status", u64::from(status));
+    }
+    if let Some(error) = &record.error {
+        doc.object("error", |e| {
+            e.str("code", &error.code);
+            e.str("message", &error.message);
+        });
+    }
+    if let Some(location) = resource_location {
+        doc.str("resourceLocation", location);
+    }
+    doc.end();
+}
+
+fn write_timestamp(doc: &mut json::Object<'_>, key: &str, ms: u64) {
+    // Documents written in the same second share their timestamps: the last
+    // one is kept by the thread.
+    thread_local! {
+        static LAST: Cell<(u64, [u8; 20])> = const { Cell::new((u64::MAX, [0; 20])) };
+    }
+    let secs = ms / 1000;
+    let cached = LAST.with(|last| {
+        let (at, bytes) = last.get();
+        if at == secs {
+            return Some(bytes);
+        }
+        let bytes = rfc3339_bytes(ms)?;
+        last.set((secs, bytes));
+        Some(bytes)
+    });
+    match cached {
+        Some(bytes) => doc.plain(key, &bytes),
+        None => doc.str(key, &rfc3339(ms)),
+    }
+}
+
+/// `ms` as an RFC 3339 UTC timestamp of 20 bytes, for years 0 to 9999 (all
+/// of them, in practice); `None` past that.
+pub(crate) fn rfc3339_bytes(ms: u64) -> Option<[u8; 20]> {
     let secs = ms / 1000;
     let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let (year, month, day) = civil(days);
+    if !(0..=9999).contains(&year) {
+        return None;
+    }
+    let two = |n: u64| [b'0' + (n / 10) as u8, b'0' + (n % 10) as u8];
+    let year = year as u64;
+    let (y1, y2) = (two(year / 100), two(year % 100));
+    let (mo, d) = (two(month as u64), two(day as u64));
+    let (h, mi, s) = (two(rem / 3600), two(rem / 60 % 60), two(rem % 60));
+    Some([
+        y1[0], y1[1], y2[0], y2[1], b'-', mo[0], mo[1], b'-', d[0], d[1], b'T', h[0], h[1], b':', mi[0], mi[1], b':',
+        s[0], s[1], b'Z',
+    ])
+}
+
+/// The civil date (year, month, day) of `days` since 1970-01-01 (Howard
+/// Hinnant's algorithm).
+fn civil(days: u64) -> (i64, i64, i64) {
     let z = days as i64 + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -224,6 +320,17 @@ pub(crate) fn rfc3339(ms: u64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// `ms` since the Unix epoch as an RFC 3339 UTC timestamp, to the second.
+pub(crate) fn rfc3339(ms: u64) -> String {
+    if let Some(bytes) = rfc3339_bytes(ms) {
+        return bytes.iter().map(|&b| char::from(b)).collect();
+    }
+    let secs = ms / 1000;
+    let rem = secs % 86_400;
+    let (year, month, day) = civil(secs / 86_400);
     let mut out = String::with_capacity(20);
     let _ = write!(
         out,
@@ -235,15 +342,30 @@ pub(crate) fn rfc3339(ms: u64) -> String {
     out
 }
 
+/// A number of seconds as a header value (`Retry-After`), without an
+/// allocation for the common small ones.
+pub(crate) fn seconds_value(seconds: u64) -> HeaderValue {
+    const SMALL: [&str; 61] = [
+        "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16", "17", "18", "19",
+        "20", "21", "22", "23", "24", "25", "26", "27", "28", "29", "30", "31", "32", "33", "34", "35", "36", "37",
+        "38", "39", "40", "41", "42", "43", "44", "45", "46", "47", "48", "49", "50", "51", "52", "53", "54", "55",
+        "56", "57", "58", "59", "60",
+    ];
+    match SMALL.get(seconds as usize) {
+        Some(text) if seconds < SMALL.len() as u64 => HeaderValue::from_static(text),
+        _ => HeaderValue::from(seconds),
+    }
+}
+
 /// Seconds a client should wait before polling `record` again: the
 /// configured interval, or, once the handler reports progress, the estimated
 /// time left, within `[base, max]`.
-pub(crate) fn retry_after_secs(record: &JobRecord, base: u64, max: u64, now_ms: u64) -> u64 {
+pub(crate) fn retry_after_secs(record: &JobRecord, base: u64, max: u64, now_ms: impl FnOnce() -> u64) -> u64 {
     let base = base.max(1);
     let max = max.max(base);
     match record.progress {
         Some(p) if record.status == JobStatus::Running && p > 0.0 && p < 1.0 => {
-            let elapsed = now_ms.saturating_sub(record.created_at_ms) as f64 / 1000.0;
+            let elapsed = now_ms().saturating_sub(record.created_at_ms) as f64 / 1000.0;
             let left = elapsed * f64::from(1.0 - p) / f64::from(p);
             (left.ceil() as u64).clamp(base, max)
         }
@@ -415,6 +537,10 @@ pub(crate) fn whole_seconds(d: Duration) -> u64 {
 /// `Connection` names, so that a stored response can be replayed on another
 /// connection.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most responses carry none: one pass over the names, without hashing.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -440,15 +566,155 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove("proxy-connection");
 }
 
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    [
+        header::CONNECTION,
+        header::TRANSFER_ENCODING,
+        header::TE,
+        header::TRAILER,
+        header::UPGRADE,
+        header::PROXY_AUTHENTICATE,
+        header::PROXY_AUTHORIZATION,
+    ]
+    .contains(name)
+        || name == "keep-alive"
+        || name == "proxy-connection"
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The document as `serde_json` writes [`StatusDocument`].
+    fn serde_document(record: &JobRecord, result: Option<&str>, every_terminal_result: bool) -> Vec<u8> {
+        serde_json::to_vec(&StatusDocument {
+            id: record.id,
+            status: record.status,
+            created_at: rfc3339(record.created_at_ms),
+            updated_at: rfc3339(record.updated_at_ms),
+            progress: record.progress,
+            message: record.message.as_deref(),
+            result,
+            result_status: record.result_status,
+            error: record.error.as_ref(),
+            resource_location: result.filter(|_| every_terminal_result),
+        })
+        .unwrap()
+    }
+
+    fn assert_same_document(record: &JobRecord, result: Option<&str>, every_terminal_result: bool) {
+        let ours = status_document(record, result, every_terminal_result, None);
+        let reference = serde_document(record, result, every_terminal_result);
+        assert_eq!(
+            String::from_utf8_lossy(&ours),
+            String::from_utf8_lossy(&reference),
+            "{record:?}"
+        );
+    }
+
+    #[test]
+    fn status_documents_are_byte_compatible_with_serde() {
+        let mut record = JobRecord::pending(JobId::new());
+        assert_same_document(&record, None, false);
+        record.status = JobStatus::Running;
+        record.progress = Some(0.4);
+        record.message = Some("rendering page 4 of 10".into());
+        assert_same_document(&record, None, false);
+        for message in [
+            "quote \" backslash \\ slash /",
+            "control \u{0}\u{1}\u{8}\t\n\u{b}\u{c}\r\u{1b}\u{1f}\u{7f}",
+            "non-ASCII: é ß 東京 🦀 \u{2028}",
+            "",
+        ] {
+            record.message = Some(message.into());
+            assert_same_document(&record, None, false);
+        }
+        for progress in [0.0, 1.0, 0.1, 1.0 / 3.0, 1e-7, 0.999_999_9] {
+            record.progress = Some(progress);
+            assert_same_document(&record, None, false);
+        }
+        record.status = JobStatus::Failed;
+        record.result_status = Some(404);
+        record.error = Some(JobError::new(
+            JobError::HTTP_STATUS,
+            "the handler answered 404 Not Found",
+        ));
+        assert_same_document(&record, Some("/jobs/x/result"), false);
+        assert_same_document(&record, Some("https://api.example.com/v1/jobs/x/result"), true);
+        record.result_status = None;
+        record.error = Some(JobError::new("odd \"code\"\n", "a panic: \u{1}\\ é"));
+        assert_same_document(&record, Some("/r"), true);
+        record.status = JobStatus::Canceled;
+        record.error = None;
+        record.progress = None;
+        record.message = None;
+        assert_same_document(&record, Some("/r"), true);
+        // Timestamps at the edges of the fast path.
+        for ms in [0, 951_782_400_000, 253_402_300_799_999, 253_402_300_800_000, u64::MAX] {
+            record.created_at_ms = ms;
+            record.updated_at_ms = ms;
+            assert_same_document(&record, None, false);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_message_is_encoded_as_serde_does(
+            message in proptest::prelude::any::<String>(),
+            code in "\\PC*",
+            progress in proptest::prelude::any::<f32>(),
+            created in proptest::prelude::any::<u64>(),
+            result_status in proptest::prelude::any::<u16>(),
+        ) {
+            let mut record = JobRecord::pending(JobId::new());
+            record.status = JobStatus::Failed;
+            record.message = Some(message.clone());
+            record.progress = Some(progress);
+            record.created_at_ms = created;
+            record.result_status = Some(result_status);
+            record.error = Some(JobError::new(code, message));
+            let ours = status_document(&record, Some("/jobs/x/result"), true, None);
+            proptest::prop_assert_eq!(ours.to_vec(), serde_document(&record, Some("/jobs/x/result"), true));
+        }
+    }
+
+    #[test]
+    fn problem_documents_are_byte_compatible_with_serde() {
+        let problems = [
+            Problem::new(StatusCode::NOT_FOUND),
+            Problem::new(StatusCode::BAD_REQUEST).with_detail("`wait` is \"bad\"\n\u{1} é"),
+            Problem::new(StatusCode::INTERNAL_SERVER_ERROR)
+                .with_detail("the handler panicked")
+                .with_code("panicked")
+                .with_title("Oops \\")
+                .with_type("https://example.com/problems/x"),
+            Problem::new(StatusCode::from_u16(599).unwrap()).with_code("c"),
+        ];
+        for problem in problems {
+            let title = problem
+                .title
+                .as_deref()
+                .unwrap_or_else(|| problem.status.canonical_reason().unwrap_or("Error"));
+            let reference = serde_json::to_vec(&ProblemBody {
+                type_uri: problem.type_uri.as_deref().unwrap_or("about:blank"),
+                title,
+                status: problem.status.as_u16(),
+                detail: problem.detail.as_deref(),
+                code: problem.code.as_deref(),
+            })
+            .unwrap();
+            assert_eq!(problem.to_json().to_vec(), reference, "{problem:?}");
+        }
+    }
 
     #[test]
     fn timestamps() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_795_341_603_000), "2026-11-22T10:00:03Z");
         assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(253_402_300_799_999), "9999-12-31T23:59:59Z");
+        assert_eq!(rfc3339(253_402_300_800_000), "10000-01-01T00:00:00Z");
+        assert_eq!(rfc3339_bytes(253_402_300_800_000), None);
     }
 
     #[test]
@@ -488,16 +754,39 @@ mod tests {
         strip_hop_by_hop(&mut headers);
         assert_eq!(headers.len(), 1);
         assert_eq!(headers["x-kept"], "yes");
+        for name in [
+            "te",
+            "trailer",
+            "upgrade",
+            "proxy-authenticate",
+            "proxy-authorization",
+            "proxy-connection",
+        ] {
+            headers.insert(HeaderName::from_static(name), HeaderValue::from_static("x"));
+            strip_hop_by_hop(&mut headers);
+            assert_eq!(headers.len(), 1, "{name}");
+        }
+        // A `Connection` header alone names the headers to remove too.
+        headers.insert(header::CONNECTION, HeaderValue::from_static("x-kept"));
+        strip_hop_by_hop(&mut headers);
+        assert!(headers.is_empty());
+    }
+
+    #[test]
+    fn seconds_values() {
+        for n in [0, 1, 9, 10, 59, 60, 61, 3600, u64::MAX] {
+            assert_eq!(seconds_value(n), HeaderValue::from(n), "{n}");
+        }
     }
 
     #[test]
     fn retry_after_follows_progress() {
         let mut record = JobRecord::pending(JobId::new());
-        assert_eq!(retry_after_secs(&record, 1, 30, record.created_at_ms), 1);
+        assert_eq!(retry_after_secs(&record, 1, 30, || record.created_at_ms), 1);
         record.status = JobStatus::Running;
         record.progress = Some(0.25);
         // 10 s for a quarter: 30 s left, capped at 20.
-        assert_eq!(retry_after_secs(&record, 1, 20, record.created_at_ms + 10_000), 20);
-        assert_eq!(retry_after_secs(&record, 1, 60, record.created_at_ms + 2_000), 6);
+        assert_eq!(retry_after_secs(&record, 1, 20, || record.created_at_ms + 10_000), 20);
+        assert_eq!(retry_after_secs(&record, 1, 60, || record.created_at_ms + 2_000), 6);
     }
 }

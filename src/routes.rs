@@ -74,11 +74,17 @@ impl PathTemplate {
         (!trimmed.is_empty()).then_some(trimmed)
     }
 
+    /// The length of a rendered path.
+    pub(crate) fn len(&self) -> usize {
+        self.prefix.len() + 36 + self.suffix.len()
+    }
+
     /// The path of job `id`.
     pub(crate) fn render(&self, id: JobId, out: &mut String) {
-        use std::fmt::Write;
+        let mut buffer = uuid::Uuid::encode_buffer();
+        out.reserve(self.prefix.len() + 36 + self.suffix.len());
         out.push_str(&self.prefix);
-        let _ = write!(out, "{id}");
+        out.push_str(id.as_uuid().hyphenated().encode_lower(&mut buffer));
         out.push_str(&self.suffix);
     }
 }

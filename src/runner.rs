@@ -7,18 +7,18 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
 use pin_project_lite::pin_project;
+use tokio::sync::futures::Notified;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 use tower_service::Service;
 
 use crate::BoxError;
-use crate::body::{ReadError, RequestBody, read_limited};
+use crate::body::{ReadError, ReadLimited, RequestBody, read_limited};
 use crate::config::Shared;
 use crate::job::{Job, Signal};
 use crate::protocol::strip_hop_by_hop;
@@ -26,13 +26,12 @@ use crate::store::{JobError, JobId, JobStore, Outcome, StoredResponse};
 
 /// The runner's state, shared by every clone of a layer.
 pub(crate) struct Runtime {
-    /// Jobs accepted and not yet ended (running and queued): the capacity.
-    admission: Arc<Semaphore>,
     /// Jobs running at once.
     running: Arc<Semaphore>,
     accepting: AtomicBool,
-    /// Jobs admitted and not yet over, from admission on, so that a
-    /// shutdown also waits for submissions still being recorded.
+    /// Jobs admitted and not yet over (running and queued, from admission
+    /// on): bounded by the capacity, and what a shutdown waits for, so that
+    /// it also waits for submissions still being recorded.
     active: Arc<Active>,
     force: Signal,
     forced: AtomicUsize,
@@ -43,10 +42,13 @@ impl Runtime {
         let max_running = max_running.clamp(1, Semaphore::MAX_PERMITS);
         let admitted = max_running.saturating_add(max_queued).min(Semaphore::MAX_PERMITS);
         Self {
-            admission: Arc::new(Semaphore::new(admitted)),
             running: Arc::new(Semaphore::new(max_running)),
             accepting: AtomicBool::new(true),
-            active: Arc::new(Active::default()),
+            active: Arc::new(Active {
+                count: AtomicUsize::new(0),
+                limit: admitted,
+                idle: Notify::new(),
+            }),
             force: Signal::default(),
             forced: AtomicUsize::new(0),
         }
@@ -58,12 +60,15 @@ impl Runtime {
         if !self.accepting() {
             return None;
         }
-        let permit = Arc::clone(&self.admission).try_acquire_owned().ok()?;
+        // A counter rather than a semaphore: admission never waits.
         // SeqCst with `shutdown`: either it sees this count, or this sees
         // that it stopped accepting.
-        self.active.count.fetch_add(1, Ordering::SeqCst);
+        let limit = self.active.limit;
+        self.active
+            .count
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < limit).then_some(n + 1))
+            .ok()?;
         let admission = Admission {
-            _permit: permit,
             active: Arc::clone(&self.active),
         };
         // A shutdown that began meanwhile may have seen no job under way.
@@ -72,7 +77,7 @@ impl Runtime {
 
     /// Whether a job could be admitted now (checked before reading a body).
     pub(crate) fn has_room(&self) -> bool {
-        self.admission.available_permits() > 0
+        self.active.count.load(Ordering::Acquire) < self.active.limit
     }
 
     pub(crate) fn accepting(&self) -> bool {
@@ -103,17 +108,17 @@ impl Runtime {
     }
 }
 
-/// How many jobs are under way, and a wake-up for when none is.
-#[derive(Default)]
+/// How many jobs are under way, how many may be, and a wake-up for when
+/// none is.
 struct Active {
     count: AtomicUsize,
+    limit: usize,
     idle: Notify,
 }
 
 /// A job's place: in the capacity, and among the jobs a shutdown waits for.
 /// Given back when dropped, whether the job ran or its submission failed.
 pub(crate) struct Admission {
-    _permit: OwnedSemaphorePermit,
     active: Arc<Active>,
 }
 
@@ -135,6 +140,11 @@ pub(crate) struct Work<S, B> {
     pub(crate) waiter: Option<oneshot::Sender<Outcome>>,
 }
 
+/// The handler's work as the task polls it: the service called, its
+/// response read whole, a panic caught. Boxed, so that a job's task stays
+/// small whatever the service's future weighs, and is cheap to move.
+type HandlerWork<S, R, B> = Pin<Box<CatchUnwind<Capture<S, R, <S as Service<R>>::Future, B>>>>;
+
 /// Runs `work` on a task of its own (it has been counted as under way since
 /// its admission).
 pub(crate) fn spawn<S, St, B, ResBody>(shared: Arc<Shared<St>>, work: Work<S, B>)
@@ -148,155 +158,269 @@ where
     ResBody::Data: Send,
     ResBody::Error: Into<BoxError>,
 {
-    tokio::spawn(async move { run(&shared, work).await });
-}
-
-async fn run<S, St, B, ResBody>(shared: &Shared<St>, work: Work<S, B>)
-where
-    S: Service<Request<RequestBody<B>>, Response = Response<ResBody>>,
-    S::Error: Into<BoxError>,
-    St: JobStore,
-    ResBody: Body,
-    ResBody::Error: Into<BoxError>,
-{
     let Work {
-        mut service,
+        service,
         request,
         job,
         admission,
         waiter,
     } = work;
-    let id = job.id();
-    let store = &*shared.store;
+    let handler: HandlerWork<S, _, ResBody> = Box::pin(CatchUnwind {
+        future: Capture {
+            limit: shared.config.max_result,
+            expose: shared.config.expose_errors,
+            state: CaptureState::Call { service, request },
+        },
+    });
+    // Boxed too: tokio moves a task's future several times while it spawns
+    // and ends it, and a pointer is cheaper to move than the state.
+    tokio::spawn(Box::pin(run(shared, job, admission, waiter, handler)));
+}
+
+/// The job's task. (A function returning an `async` block rather than an
+/// `async fn`, so that its arguments are held once in the task's state.)
+#[allow(clippy::manual_async_fn, reason = "an `async fn` holds its arguments twice")]
+fn run<St, W>(
+    shared: Arc<Shared<St>>,
+    job: Job,
+    admission: Admission,
+    waiter: Option<oneshot::Sender<Outcome>>,
+    handler: W,
+) -> impl Future<Output = ()>
+where
+    St: JobStore,
+    W: Future<Output = Result<Result<StoredResponse, JobError>, Box<dyn Any + Send>>>,
+{
+    async move {
+        let id = job.id();
+        let shared = &*shared;
+        let runtime = &shared.runtime;
+        // A runner at once (the common case, without a wait), or a place in
+        // the queue, waited for apart so that its state does not weigh on
+        // every job's task.
+        let running = match Arc::clone(&runtime.running).try_acquire_owned() {
+            Ok(permit) => (!runtime.force.is_fired()).then_some(permit),
+            Err(_) => match Box::pin(queue(shared, &job)).await {
+                Queued::Run(permit) => Some(permit),
+                Queued::Forced => None,
+                Queued::Ended => return,
+            },
+        };
+        let outcome = match running {
+            None => Outcome::Failed(shutdown_error()),
+            Some(running) => {
+                if let Ok(false) = shared.store.start(id).await {
+                    // Canceled or deleted just before it could start.
+                    job.cancel();
+                    return;
+                }
+                // `Drive` owns the handler's future: it is dropped with it,
+                // before anyone can see the job ended, so that its drop
+                // guards ran. A job that ends elsewhere (a client's DELETE)
+                // is seen by `wait_terminal`; one that ended since `start`,
+                // at once.
+                let work = tokio::time::timeout(shared.config.timeout, handler);
+                let outcome = Drive::new(shared, &job, work, shared.store.wait_terminal(id)).await;
+                drop(running);
+                let Some(outcome) = outcome else {
+                    job.cancel();
+                    return;
+                };
+                // The last report (often `1.0` just before returning)
+                // belongs in the record too.
+                if let Some((progress, message)) = job.take_report() {
+                    let _ = shared.store.set_progress(id, progress, message).await;
+                }
+                if matches!(&outcome, Outcome::Failed(e) if e.code == JobError::TIMEOUT || e.code == JobError::SHUTDOWN)
+                {
+                    job.cancel();
+                }
+                outcome
+            }
+        };
+        end(shared, &job, outcome, waiter).await;
+        drop(admission);
+    }
+}
+
+/// How a wait in the queue ended.
+enum Queued {
+    Run(OwnedSemaphorePermit),
+    Forced,
+    /// The job was canceled or deleted meanwhile; its handle is canceled.
+    Ended,
+}
+
+/// Waits for a runner, unless the job ends elsewhere meanwhile (a client's
+/// `DELETE`) or a shutdown ends it.
+async fn queue<St: JobStore>(shared: &Shared<St>, job: &Job) -> Queued {
     let runtime = &shared.runtime;
-    let config = &shared.config;
-
-    // A job that ends elsewhere (a client's DELETE) while it waits or runs.
-    let ended = store.wait_terminal(id);
+    let ended = shared.store.wait_terminal(job.id());
     tokio::pin!(ended);
-
-    let running = tokio::select! {
+    let permit = tokio::select! {
         biased;
         _ = runtime.force.fired() => None,
         result = &mut ended => {
             if result.is_ok() {
                 job.cancel();
-                return;
+                return Queued::Ended;
             }
             // The store could not tell; wait for a runner as usual.
             Arc::clone(&runtime.running).acquire_owned().await.ok()
         }
         permit = Arc::clone(&runtime.running).acquire_owned() => permit.ok(),
     };
-    let Some(running) = running else {
-        end(shared, &job, Outcome::Failed(shutdown_error()), waiter).await;
-        return;
-    };
-    if let Ok(false) = store.start(id).await {
-        // Canceled or deleted just before it could start.
-        job.cancel();
-        return;
-    }
-
-    let expose = config.expose_errors;
-    let max_result = config.max_result;
-    let work = CatchUnwind {
-        future: async move {
-            let response = service.call(request).await.map_err(|e| {
-                let e: BoxError = e.into();
-                JobError::new(JobError::ERROR, detail(expose, "the service failed", &*e))
-            })?;
-            capture(response, max_result, expose).await
-        },
-    };
-    // `drive` owns the handler's future, so it is dropped when `drive`
-    // returns: before anyone can see the job ended, its drop guards ran.
-    let outcome = drive(shared, &job, tokio::time::timeout(config.timeout, work), ended).await;
-    drop(running);
-    match outcome {
-        None => job.cancel(),
-        Some(outcome) => {
-            // The last report (often `1.0` just before returning) belongs in
-            // the record too.
-            if let Some((progress, message)) = job.take_report() {
-                let _ = store.set_progress(id, progress, message).await;
-            }
-            if matches!(&outcome, Outcome::Failed(e) if e.code == JobError::TIMEOUT || e.code == JobError::SHUTDOWN) {
-                job.cancel();
-            }
-            end(shared, &job, outcome, waiter).await;
-        }
-    }
-    drop(admission);
+    permit.map_or(Queued::Forced, Queued::Run)
 }
 
-/// Polls the job's work until it ends, is canceled through the store, or
-/// is ended by a shutdown, and writes the handler's reports meanwhile.
-/// `None` means the job was canceled (or deleted) elsewhere.
-async fn drive<St, W>(
-    shared: &Shared<St>,
-    job: &Job,
-    work: tokio::time::Timeout<CatchUnwind<W>>,
-    mut ended: Pin<&mut impl Future<Output = Result<(), crate::store::StoreError>>>,
-) -> Option<Outcome>
+type Report<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+pin_project! {
+    /// Polls the job's work until it ends, is canceled through the store, or
+    /// is ended by a shutdown, and writes the handler's reports meanwhile;
+    /// `None` means the job was canceled (or deleted) elsewhere. A future of
+    /// its own rather than a `select!` in a loop, so that each source is
+    /// registered once and a job's task stays small.
+    struct Drive<'a, St, W, E> {
+        shared: &'a Shared<St>,
+        job: &'a Job,
+        #[pin]
+        work: tokio::time::Timeout<W>,
+        #[pin]
+        ended: E,
+        watch_store: bool,
+        // Woken by a shutdown that gives up waiting.
+        #[pin]
+        forced: Notified<'a>,
+        // Woken by the handler's reports.
+        #[pin]
+        reported: Notified<'a>,
+        // A report being written: it is finished before anything else is
+        // looked at, as the handler's order of reports and outcome asks.
+        writing: Option<Report<'a>>,
+    }
+}
+
+impl<'a, St, W, E> Drive<'a, St, W, E> {
+    fn new(shared: &'a Shared<St>, job: &'a Job, work: tokio::time::Timeout<W>, ended: E) -> Self {
+        Self {
+            shared,
+            job,
+            work,
+            ended,
+            watch_store: true,
+            forced: shared.runtime.force.notify().notified(),
+            reported: job.reported_notify().notified(),
+            writing: None,
+        }
+    }
+}
+
+impl<'a, St, W, E> Future for Drive<'a, St, W, E>
 where
     St: JobStore,
-    W: Future<Output = Result<StoredResponse, JobError>>,
+    W: Future<Output = Result<Result<StoredResponse, JobError>, Box<dyn Any + Send>>>,
+    E: Future<Output = Result<(), crate::store::StoreError>>,
 {
-    let id = job.id();
-    let store = &*shared.store;
-    let config = &shared.config;
-    let expose = config.expose_errors;
-    tokio::pin!(work);
-    let mut watch_store = true;
-    loop {
-        tokio::select! {
-            biased;
-            result = &mut work => return Some(match result {
-                Ok(Ok(Ok(stored))) => Outcome::Response(stored),
-                Ok(Ok(Err(error))) => Outcome::Failed(error),
-                Ok(Err(payload)) => Outcome::Failed(panicked(expose, &*payload)),
-                Err(_elapsed) => Outcome::Failed(JobError::new(
-                    JobError::TIMEOUT,
-                    format!("the job ran longer than {:?}", config.timeout),
-                )),
-            }),
-            result = &mut ended, if watch_store => {
+    type Output = Option<Outcome>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let shared: &'a Shared<St> = this.shared;
+        let job: &'a Job = this.job;
+        loop {
+            if let Some(writing) = this.writing.as_mut() {
+                ready!(writing.as_mut().poll(cx));
+                *this.writing = None;
+            }
+            if let Poll::Ready(result) = this.work.as_mut().poll(cx) {
+                let expose = shared.config.expose_errors;
+                return Poll::Ready(Some(match result {
+                    Ok(Ok(Ok(stored))) => Outcome::Response(stored),
+                    Ok(Ok(Err(error))) => Outcome::Failed(error),
+                    Ok(Err(payload)) => Outcome::Failed(panicked(expose, &*payload)),
+                    Err(_elapsed) => Outcome::Failed(JobError::new(
+                        JobError::TIMEOUT,
+                        format!("the job ran longer than {:?}", shared.config.timeout),
+                    )),
+                }));
+            }
+            if *this.watch_store
+                && let Poll::Ready(result) = this.ended.as_mut().poll(cx)
+            {
                 if result.is_ok() {
-                    return None;
+                    return Poll::Ready(None);
                 }
-                watch_store = false;
+                // The store could not tell; the job runs on.
+                *this.watch_store = false;
             }
-            _ = shared.runtime.force.fired() => return Some(Outcome::Failed(shutdown_error())),
-            _ = job.reported() => {
+            // Registered before the flag is read: a shutdown after the read
+            // wakes this task.
+            if this.forced.as_mut().poll(cx).is_ready() {
+                this.forced.set(shared.runtime.force.notify().notified());
+                continue;
+            }
+            if shared.runtime.force.is_fired() {
+                return Poll::Ready(Some(Outcome::Failed(shutdown_error())));
+            }
+            if this.reported.as_mut().poll(cx).is_ready() {
+                this.reported.set(job.reported_notify().notified());
                 if let Some((progress, message)) = job.take_report() {
-                    let _ = store.set_progress(id, progress, message).await;
+                    let write = shared.store.set_progress(job.id(), progress, message);
+                    *this.writing = Some(Box::pin(async move {
+                        let _ = write.await;
+                    }));
                 }
+                continue;
             }
+            return Poll::Pending;
         }
     }
 }
 
 /// Records `outcome` (retrying a store that fails for a moment) and hands it
 /// to the in-process waiter.
-async fn end<St: JobStore>(shared: &Shared<St>, job: &Job, outcome: Outcome, waiter: Option<oneshot::Sender<Outcome>>) {
-    let id: JobId = job.id();
-    if matches!(&outcome, Outcome::Failed(e) if e.code == JobError::SHUTDOWN) {
-        shared.runtime.forced.fetch_add(1, Ordering::AcqRel);
-        job.cancel();
-    }
-    let mut delay = Duration::from_millis(50);
-    for _ in 0..5 {
-        match shared.store.finish(id, outcome.clone()).await {
-            Ok(_) => break,
-            Err(_) => {
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-            }
+///
+/// (A function returning an `async` block rather than an `async fn`, so that
+/// the outcome is held once in the task's state, not twice.)
+#[allow(clippy::manual_async_fn, reason = "an `async fn` holds its arguments twice")]
+fn end<'a, St: JobStore>(
+    shared: &'a Shared<St>,
+    job: &'a Job,
+    outcome: Outcome,
+    waiter: Option<oneshot::Sender<Outcome>>,
+) -> impl Future<Output = ()> + 'a {
+    async move {
+        let id: JobId = job.id();
+        if matches!(&outcome, Outcome::Failed(e) if e.code == JobError::SHUTDOWN) {
+            shared.runtime.forced.fetch_add(1, Ordering::AcqRel);
+            job.cancel();
+        }
+        // The store takes the outcome; a copy stays for the waiter, and for
+        // a retry if the store can fail.
+        if waiter.is_none() && !shared.store.finish_can_fail() {
+            let _ = shared.store.finish(id, outcome).await;
+            return;
+        }
+        if shared.store.finish(id, outcome.clone()).await.is_err() {
+            Box::pin(retry_finish(shared, id, &outcome)).await;
+        }
+        if let Some(waiter) = waiter {
+            let _ = waiter.send(outcome);
         }
     }
-    if let Some(waiter) = waiter {
-        let _ = waiter.send(outcome);
+}
+
+/// Tries `finish` again a few times, further and further apart, for a store
+/// that fails for a moment.
+async fn retry_finish<St: JobStore>(shared: &Shared<St>, id: JobId, outcome: &Outcome) {
+    let mut delay = Duration::from_millis(50);
+    for _ in 0..4 {
+        tokio::time::sleep(delay).await;
+        delay *= 2;
+        if shared.store.finish(id, outcome.clone()).await.is_ok() {
+            return;
+        }
     }
 }
 
@@ -324,23 +448,89 @@ fn panicked(expose: bool, payload: &(dyn Any + Send)) -> JobError {
     JobError::new(JobError::PANICKED, message)
 }
 
-/// Reads a response whole into a [`StoredResponse`], without its hop-by-hop
-/// headers.
-async fn capture<B>(response: Response<B>, limit: usize, expose: bool) -> Result<StoredResponse, JobError>
+pin_project! {
+    /// The handler's work: calls the service, then reads its response
+    /// whole into a [`StoredResponse`], without its hop-by-hop headers. One
+    /// state at a time, so that a job's task stays small.
+    struct Capture<S, R, F, B> {
+        limit: usize,
+        expose: bool,
+        #[pin]
+        state: CaptureState<S, R, F, B>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    #[project_replace = StateTaken]
+    enum CaptureState<S, R, F, B> {
+        Call { service: S, request: R },
+        Respond { #[pin] future: F },
+        Read { #[pin] body: ReadLimited<B>, parts: http::response::Parts },
+        Done,
+    }
+}
+
+impl<S, R, B> Future for Capture<S, R, S::Future, B>
 where
+    S: Service<R, Response = Response<B>>,
+    S::Error: Into<BoxError>,
     B: Body,
     B::Error: Into<BoxError>,
 {
-    let (mut parts, body) = response.into_parts();
-    let body: Bytes = read_limited(body, limit).await.map_err(|e| match e {
-        ReadError::TooLarge => JobError::new(
-            JobError::RESULT_TOO_LARGE,
-            format!("the response body is larger than {limit} bytes"),
-        ),
-        ReadError::Body(e) => JobError::new(JobError::ERROR, detail(expose, "the response body failed", &*e)),
-    })?;
-    strip_hop_by_hop(&mut parts.headers);
-    Ok(StoredResponse::new(parts.status, parts.headers, body))
+    type Output = Result<StoredResponse, JobError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Call { .. } => {
+                    if let StateTaken::Call { mut service, request } =
+                        this.state.as_mut().project_replace(CaptureState::Done)
+                    {
+                        let future = service.call(request);
+                        this.state.set(CaptureState::Respond { future });
+                    }
+                }
+                StateProj::Respond { future } => {
+                    let response = match ready!(future.poll(cx)) {
+                        Ok(response) => response,
+                        Err(e) => {
+                            this.state.set(CaptureState::Done);
+                            let e: BoxError = e.into();
+                            let message = detail(*this.expose, "the service failed", &*e);
+                            return Poll::Ready(Err(JobError::new(JobError::ERROR, message)));
+                        }
+                    };
+                    let (parts, body) = response.into_parts();
+                    let body = read_limited(body, *this.limit);
+                    this.state.set(CaptureState::Read { body, parts });
+                }
+                StateProj::Read { body, .. } => {
+                    let result = ready!(body.poll(cx));
+                    let StateTaken::Read { mut parts, .. } = this.state.as_mut().project_replace(CaptureState::Done)
+                    else {
+                        continue;
+                    };
+                    let limit = *this.limit;
+                    let body = result.map_err(|e| match e {
+                        ReadError::TooLarge => JobError::new(
+                            JobError::RESULT_TOO_LARGE,
+                            format!("the response body is larger than {limit} bytes"),
+                        ),
+                        ReadError::Body(e) => {
+                            JobError::new(JobError::ERROR, detail(*this.expose, "the response body failed", &*e))
+                        }
+                    })?;
+                    strip_hop_by_hop(&mut parts.headers);
+                    return Poll::Ready(Ok(StoredResponse::new(parts.status, parts.headers, body)));
+                }
+                StateProj::Done => {
+                    return Poll::Ready(Err(JobError::new(JobError::ERROR, "the job was polled after it ended")));
+                }
+            }
+        }
+    }
 }
 
 pin_project! {

@@ -1,18 +1,22 @@
 //! [`MemoryStore`]: jobs in this process's memory.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use tokio::time::Instant;
 
 use super::index::{KeyIndex, OwnerIndex};
 use super::{
-    Cancel, Created, IdempotencyKey, JobId, JobRecord, JobStatus, JobStore, ListCursor, Lookup, Outcome, Page,
-    StoreError, StoredResponse,
+    Cancel, Created, IdempotencyKey, JobError, JobId, JobRecord, JobStatus, JobStore, ListCursor, Lookup, Outcome,
+    Page, StoreError, StoredResponse, unix_ms,
 };
 
 /// Shards of the map: enough that two cores (or sixty-four) rarely meet on
@@ -112,6 +116,7 @@ impl MemoryStoreBuilder {
     pub fn build(self) -> MemoryStore {
         MemoryStore {
             inner: Arc::new(Inner {
+                epoch: Instant::now(),
                 shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
                 len: AtomicUsize::new(0),
                 capacity: self.capacity,
@@ -127,6 +132,8 @@ impl MemoryStoreBuilder {
 }
 
 struct Inner {
+    /// Expiry times are kept as nanoseconds after this instant.
+    epoch: Instant,
     shards: Box<[Mutex<Shard>]>,
     len: AtomicUsize,
     capacity: usize,
@@ -153,31 +160,211 @@ struct Tombstones {
 struct Shard {
     jobs: HashMap<JobId, Entry, BuildHasherDefault<IdHasher>>,
     /// Finished jobs in the order they expire (one TTL for all, so the order
-    /// they finished in). An entry whose job was deleted or re-timed is
-    /// skipped when it comes up.
-    expiry: VecDeque<(Instant, JobId)>,
+    /// they finished in), as ticks of [`Inner::ticks`]. An entry whose job
+    /// was deleted or re-timed is skipped when it comes up.
+    expiry: VecDeque<(u64, JobId)>,
 }
 
+/// A job as the store keeps it: a [`JobRecord`] and its stored response,
+/// packed (about a hundred bytes, inline in the map), since a store holds
+/// many of them. What most jobs lack (message, error, owner, key) is boxed
+/// apart, and the stored headers are a slice rather than a `HeaderMap`.
 struct Entry {
-    record: JobRecord,
-    response: Option<StoredResponse>,
-    expires_at: Option<Instant>,
-    /// Created when the first waiter comes, dropped when the job ends.
-    waiters: Option<Arc<Notify>>,
+    created_at_ms: u64,
+    updated_at_ms: u64,
+    /// When the job expires, in ticks; 0 while it has not ended.
+    expires_at: u64,
+    progress: Option<f32>,
+    result_status: Option<u16>,
+    status: JobStatus,
+    /// Whether `headers` and `body` hold a stored response (with status
+    /// `result_status`).
+    has_response: bool,
+    /// The first task waiting for the job to end (most often the job's
+    /// runner); the others are in `extra`. Woken and cleared when it ends.
+    waiter: Option<Waker>,
+    extra: Option<Box<Extra>>,
+    headers: Box<[(HeaderName, HeaderValue)]>,
+    body: Bytes,
+}
+
+/// The parts of a job that most jobs do not have.
+#[derive(Default)]
+struct Extra {
+    message: Option<String>,
+    error: Option<JobError>,
+    owner: Option<String>,
     /// The idempotency key (scope) this job holds, if any.
     key: Option<String>,
+    /// Waiters after the first (long polls, as a rule).
+    waiters: Vec<Waker>,
+}
+
+impl Extra {
+    fn is_empty(&self) -> bool {
+        self.message.is_none()
+            && self.error.is_none()
+            && self.owner.is_none()
+            && self.key.is_none()
+            && self.waiters.is_empty()
+    }
 }
 
 impl Entry {
-    fn expired(&self, now: Instant) -> bool {
-        self.expires_at.is_some_and(|at| at <= now)
+    fn new(record: JobRecord, key: Option<String>) -> Self {
+        let extra = Extra {
+            message: record.message,
+            error: record.error,
+            owner: record.owner,
+            key,
+            waiters: Vec::new(),
+        };
+        Self {
+            created_at_ms: record.created_at_ms,
+            updated_at_ms: record.updated_at_ms,
+            expires_at: 0,
+            progress: record.progress,
+            result_status: record.result_status,
+            status: record.status,
+            has_response: false,
+            waiter: None,
+            extra: (!extra.is_empty()).then(|| Box::new(extra)),
+            headers: Box::default(),
+            body: Bytes::new(),
+        }
+    }
+
+    /// The job's record, as the store was given it and changed it since.
+    fn record(&self, id: JobId) -> JobRecord {
+        let extra = self.extra.as_deref();
+        JobRecord {
+            id,
+            status: self.status,
+            created_at_ms: self.created_at_ms,
+            updated_at_ms: self.updated_at_ms,
+            progress: self.progress,
+            message: extra.and_then(|e| e.message.clone()),
+            result_status: self.result_status,
+            error: extra.and_then(|e| e.error.clone()),
+            owner: extra.and_then(|e| e.owner.clone()),
+        }
+    }
+
+    fn extra_mut(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Box::default)
+    }
+
+    fn owner(&self) -> Option<&str> {
+        self.extra.as_deref().and_then(|e| e.owner.as_deref())
+    }
+
+    fn key(&self) -> Option<&str> {
+        self.extra.as_deref().and_then(|e| e.key.as_deref())
+    }
+
+    /// Marks the job changed now (as [`JobRecord::touch`]).
+    fn touch(&mut self) {
+        self.updated_at_ms = unix_ms().max(self.updated_at_ms);
+    }
+
+    fn set_message(&mut self, message: Option<String>) {
+        match message {
+            Some(message) => self.extra_mut().message = Some(message),
+            None => {
+                if let Some(extra) = &mut self.extra {
+                    extra.message = None;
+                }
+            }
+        }
+    }
+
+    /// Records a terminal outcome, as [`JobRecord::finish`] does, and keeps
+    /// its response.
+    fn finish(&mut self, outcome: Outcome) {
+        self.status = outcome.status();
+        let error = outcome.error();
+        match error {
+            Some(error) => self.extra_mut().error = Some(error),
+            None => {
+                if let Some(extra) = &mut self.extra {
+                    extra.error = None;
+                }
+            }
+        }
+        match outcome {
+            Outcome::Response(response) => {
+                self.result_status = Some(response.status.as_u16());
+                self.has_response = true;
+                self.headers = pack_headers(response.headers);
+                self.body = response.body;
+            }
+            Outcome::Failed(_) => self.result_status = None,
+        }
+        self.touch();
+    }
+
+    fn response(&self) -> Option<StoredResponse> {
+        if !self.has_response {
+            return None;
+        }
+        let status = StatusCode::from_u16(self.result_status?).ok()?;
+        let mut headers = HeaderMap::with_capacity(self.headers.len());
+        for (name, value) in self.headers.iter() {
+            headers.append(name.clone(), value.clone());
+        }
+        Some(StoredResponse::new(status, headers, self.body.clone()))
+    }
+
+    fn expired(&self, now: u64) -> bool {
+        self.expires_at != 0 && self.expires_at <= now
     }
 
     fn wake(&mut self) {
-        if let Some(waiters) = self.waiters.take() {
-            waiters.notify_waiters();
+        if let Some(waker) = self.waiter.take() {
+            waker.wake();
+        }
+        if let Some(extra) = &mut self.extra {
+            for waker in extra.waiters.drain(..) {
+                waker.wake();
+            }
         }
     }
+
+    fn add_waiter(&mut self, waker: Waker) {
+        if self.waiter.is_none() {
+            self.waiter = Some(waker);
+        } else {
+            self.extra_mut().waiters.push(waker);
+        }
+    }
+
+    /// Removes one registration of `waker`.
+    fn remove_waiter(&mut self, waker: &Waker) {
+        if self.waiter.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            self.waiter = self.extra.as_mut().and_then(|e| e.waiters.pop());
+        } else if let Some(extra) = &mut self.extra
+            && let Some(at) = extra.waiters.iter().position(|w| w.will_wake(waker))
+        {
+            extra.waiters.swap_remove(at);
+        }
+    }
+}
+
+/// A stored response's headers, as a slice (a `HeaderMap` reserves room for
+/// several times as many).
+fn pack_headers(headers: HeaderMap) -> Box<[(HeaderName, HeaderValue)]> {
+    let mut packed = Vec::with_capacity(headers.len());
+    let mut last: Option<HeaderName> = None;
+    for (name, value) in headers {
+        // A name comes once, before all its values.
+        if let Some(name) = name {
+            last = Some(name);
+        }
+        if let Some(name) = &last {
+            packed.push((name.clone(), value));
+        }
+    }
+    packed.into_boxed_slice()
 }
 
 /// Job ids are random already; hashing only needs to fold their bytes.
@@ -235,18 +422,23 @@ impl MemoryStore {
     /// jobs at a time on their own; call it to release memory at once, for
     /// example after a burst.
     pub fn purge_expired(&self) {
-        let now = Instant::now();
+        let now = self.inner.now();
         for shard in self.inner.shards.iter() {
             let mut shard = lock(shard);
             self.inner.purge(&mut shard, now, usize::MAX);
         }
     }
 
+    fn shard_of(&self, id: JobId) -> &Mutex<Shard> {
+        &self.inner.shards[usize::from(id.as_bytes()[0]) % SHARDS]
+    }
+
     fn shard(&self, id: JobId) -> MutexGuard<'_, Shard> {
-        let bytes = id.as_bytes();
-        let index = usize::from(bytes[0]) % SHARDS;
-        let mut shard = lock(&self.inner.shards[index]);
-        self.inner.purge(&mut shard, Instant::now(), PURGE_BUDGET);
+        let mut shard = lock(self.shard_of(id));
+        // The clock is read only when something may have expired.
+        if !shard.expiry.is_empty() {
+            self.inner.purge(&mut shard, self.inner.now(), PURGE_BUDGET);
+        }
         shard
     }
 
@@ -279,7 +471,24 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Inner {
-    fn purge(&self, shard: &mut Shard, now: Instant, budget: usize) {
+    /// `at` in ticks: nanoseconds after the store's epoch (at least 1, so
+    /// that 0 can mean "never").
+    fn ticks(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+
+    fn now(&self) -> u64 {
+        self.ticks(Instant::now())
+    }
+
+    /// The instant of `ticks`, for the tombstones.
+    fn instant(&self, ticks: u64) -> Instant {
+        self.epoch + Duration::from_nanos(ticks)
+    }
+
+    fn purge(&self, shard: &mut Shard, now: u64, budget: usize) {
         let mut done = 0;
         while done < budget {
             let Some(&(at, id)) = shard.expiry.front() else { break };
@@ -288,26 +497,25 @@ impl Inner {
             }
             shard.expiry.pop_front();
             done += 1;
-            let current = shard.jobs.get(&id).is_some_and(|e| e.expires_at == Some(at));
+            let current = shard.jobs.get(&id).is_some_and(|e| e.expires_at == at);
             if current {
                 if let Some(mut entry) = shard.jobs.remove(&id) {
                     entry.wake();
-                    self.unindex(&entry);
+                    self.unindex(id, &entry);
                 }
                 self.len.fetch_sub(1, Ordering::AcqRel);
-                self.bury(id, at);
+                self.bury(id, self.instant(at));
             }
         }
     }
 
     /// Removes a job that leaves the store from the side indexes.
-    fn unindex(&self, entry: &Entry) {
-        let record = &entry.record;
-        if let Some(owner) = &record.owner {
-            self.owners.remove(owner, record.created_at_ms, record.id);
+    fn unindex(&self, id: JobId, entry: &Entry) {
+        if let Some(owner) = entry.owner() {
+            self.owners.remove(owner, entry.created_at_ms, id);
         }
-        if let Some(key) = &entry.key {
-            self.keys.release(key, record.id);
+        if let Some(key) = entry.key() {
+            self.keys.release(key, id);
         }
     }
 
@@ -319,17 +527,11 @@ impl Inner {
         if let Some(owner) = &record.owner {
             self.owners.insert(owner, record.created_at_ms, id);
         }
-        let entry = Entry {
-            record,
-            response: None,
-            expires_at: None,
-            waiters: None,
-            key,
-        };
-        if let Some(replaced) = shard.jobs.insert(id, entry) {
+        if let Some(mut replaced) = shard.jobs.insert(id, Entry::new(record, key)) {
             // Replacing a job with the same id keeps the count unchanged.
             self.len.fetch_sub(1, Ordering::AcqRel);
-            self.unindex(&replaced);
+            replaced.wake();
+            self.unindex(id, &replaced);
         }
         if terminal {
             self.end(shard, id);
@@ -368,9 +570,10 @@ impl Inner {
     }
 
     fn end(&self, shard: &mut Shard, id: JobId) {
-        let at = Instant::now() + self.ttl;
+        let ttl = u64::try_from(self.ttl.as_nanos()).unwrap_or(u64::MAX);
+        let at = self.now().saturating_add(ttl);
         if let Some(entry) = shard.jobs.get_mut(&id) {
-            entry.expires_at = Some(at);
+            entry.expires_at = at;
             entry.wake();
             shard.expiry.push_back((at, id));
         }
@@ -422,11 +625,11 @@ impl JobStore for MemoryStore {
         let cursors = self.inner.owners.page(owner, limit.saturating_add(1), after);
         let more = cursors.len() > limit;
         let mut jobs = Vec::with_capacity(limit.min(cursors.len()));
-        let now = Instant::now();
+        let now = self.inner.now();
         for cursor in cursors.iter().take(limit) {
             let shard = self.shard(cursor.id);
             if let Some(entry) = shard.jobs.get(&cursor.id).filter(|e| !e.expired(now)) {
-                jobs.push(entry.record.clone());
+                jobs.push(entry.record(cursor.id));
             }
         }
         let next = if more {
@@ -440,8 +643,8 @@ impl JobStore for MemoryStore {
     async fn get(&self, id: JobId) -> Result<Lookup, StoreError> {
         let shard = self.shard(id);
         Ok(match shard.jobs.get(&id) {
-            Some(entry) if entry.expired(Instant::now()) => Lookup::Expired,
-            Some(entry) => Lookup::Found(entry.record.clone()),
+            Some(entry) if entry.expired(self.inner.now()) => Lookup::Expired,
+            Some(entry) => Lookup::Found(entry.record(id)),
             None => lookup_missing(&self.inner, id),
         })
     }
@@ -449,9 +652,9 @@ impl JobStore for MemoryStore {
     async fn start(&self, id: JobId) -> Result<bool, StoreError> {
         let mut shard = self.shard(id);
         Ok(match shard.jobs.get_mut(&id) {
-            Some(entry) if entry.record.status == JobStatus::Pending => {
-                entry.record.status = JobStatus::Running;
-                entry.record.touch();
+            Some(entry) if entry.status == JobStatus::Pending => {
+                entry.status = JobStatus::Running;
+                entry.touch();
                 true
             }
             _ => false,
@@ -461,11 +664,11 @@ impl JobStore for MemoryStore {
     async fn set_progress(&self, id: JobId, progress: Option<f32>, message: Option<String>) -> Result<(), StoreError> {
         let mut shard = self.shard(id);
         if let Some(entry) = shard.jobs.get_mut(&id)
-            && !entry.record.status.is_terminal()
+            && !entry.status.is_terminal()
         {
-            entry.record.progress = progress;
-            entry.record.message = message;
-            entry.record.touch();
+            entry.progress = progress;
+            entry.set_message(message);
+            entry.touch();
         }
         Ok(())
     }
@@ -475,20 +678,21 @@ impl JobStore for MemoryStore {
         let Some(entry) = shard.jobs.get_mut(&id) else {
             return Ok(false);
         };
-        if entry.record.status.is_terminal() {
+        if entry.status.is_terminal() {
             return Ok(false);
         }
-        entry.record.finish(&outcome);
-        if let Outcome::Response(response) = outcome {
-            entry.response = Some(response);
-        }
+        entry.finish(outcome);
         self.inner.end(&mut shard, id);
         Ok(true)
     }
 
+    fn finish_can_fail(&self) -> bool {
+        false
+    }
+
     async fn cancel(&self, id: JobId) -> Result<Cancel, StoreError> {
         let mut shard = self.shard(id);
-        let now = Instant::now();
+        let now = self.inner.now();
         let Some(entry) = shard.jobs.get_mut(&id) else {
             return Ok(match lookup_missing(&self.inner, id) {
                 Lookup::Expired => Cancel::Expired,
@@ -498,11 +702,11 @@ impl JobStore for MemoryStore {
         if entry.expired(now) {
             return Ok(Cancel::Expired);
         }
-        if entry.record.status.is_terminal() {
+        if entry.status.is_terminal() {
             return Ok(Cancel::AlreadyTerminal);
         }
-        entry.record.status = JobStatus::Canceled;
-        entry.record.touch();
+        entry.status = JobStatus::Canceled;
+        entry.touch();
         self.inner.end(&mut shard, id);
         Ok(Cancel::Canceled)
     }
@@ -512,7 +716,7 @@ impl JobStore for MemoryStore {
         match shard.jobs.remove(&id) {
             Some(mut entry) => {
                 entry.wake();
-                self.inner.unindex(&entry);
+                self.inner.unindex(id, &entry);
                 self.inner.len.fetch_sub(1, Ordering::AcqRel);
                 Ok(true)
             }
@@ -525,35 +729,64 @@ impl JobStore for MemoryStore {
         Ok(shard
             .jobs
             .get(&id)
-            .filter(|entry| !entry.expired(Instant::now()))
-            .and_then(|entry| entry.response.clone()))
+            .filter(|entry| !entry.expired(self.inner.now()))
+            .and_then(Entry::response))
     }
 
-    async fn wait_terminal(&self, id: JobId) -> Result<(), StoreError> {
-        loop {
-            let notify = {
-                let mut shard = self.shard(id);
-                let now = Instant::now();
-                match shard.jobs.get_mut(&id) {
-                    Some(entry) if !entry.record.status.is_terminal() && !entry.expired(now) => {
-                        Arc::clone(entry.waiters.get_or_insert_with(|| Arc::new(Notify::new())))
+    fn wait_terminal(&self, id: JobId) -> impl Future<Output = Result<(), StoreError>> + Send {
+        WaitTerminal {
+            store: self,
+            id,
+            registered: None,
+        }
+    }
+}
+
+/// The future of [`MemoryStore::wait_terminal`]: it keeps its task's waker
+/// in the job's entry (no allocation, no lock but the shard's), and takes it
+/// out again if it is dropped first.
+struct WaitTerminal<'a> {
+    store: &'a MemoryStore,
+    id: JobId,
+    /// The waker this future left in the entry, if any.
+    registered: Option<Waker>,
+}
+
+impl Future for WaitTerminal<'_> {
+    type Output = Result<(), StoreError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let mut shard = this.store.shard(this.id);
+        // A job that has not ended has no expiry time: no clock is read.
+        match shard.jobs.get_mut(&this.id) {
+            Some(entry) if !entry.status.is_terminal() => {
+                if !this.registered.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    if let Some(old) = this.registered.take() {
+                        entry.remove_waiter(&old);
                     }
-                    _ => return Ok(()),
+                    let waker = cx.waker().clone();
+                    entry.add_waiter(waker.clone());
+                    this.registered = Some(waker);
                 }
-            };
-            let notified = notify.notified();
-            tokio::pin!(notified);
-            // Register before checking again, so that an end between the
-            // check above and this point is not missed.
-            notified.as_mut().enable();
-            {
-                let shard = self.shard(id);
-                match shard.jobs.get(&id) {
-                    Some(entry) if !entry.record.status.is_terminal() => {}
-                    _ => return Ok(()),
-                }
+                Poll::Pending
             }
-            notified.await;
+            // Ended, expired or gone: whoever ended it took the wakers.
+            _ => {
+                this.registered = None;
+                Poll::Ready(Ok(()))
+            }
+        }
+    }
+}
+
+impl Drop for WaitTerminal<'_> {
+    fn drop(&mut self) {
+        if let Some(waker) = self.registered.take() {
+            let mut shard = lock(self.store.shard_of(self.id));
+            if let Some(entry) = shard.jobs.get_mut(&self.id) {
+                entry.remove_waiter(&waker);
+            }
         }
     }
 }

@@ -190,6 +190,14 @@ pub trait JobStore: Send + Sync + 'static {
     /// had already ended or is gone.
     fn finish(&self, id: JobId, outcome: Outcome) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
+    /// Whether [`finish`](Self::finish) can fail. The layer keeps a copy of
+    /// every outcome it records, to try again after a failure, only for
+    /// stores that can fail (the default); a store whose `finish` always
+    /// succeeds saves that copy by answering `false`.
+    fn finish_can_fail(&self) -> bool {
+        true
+    }
+
     /// Cancels a job that has not ended, and wakes its waiters.
     fn cancel(&self, id: JobId) -> impl Future<Output = Result<Cancel, StoreError>> + Send;
 

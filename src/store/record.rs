@@ -1,6 +1,7 @@
 //! The data a [`JobStore`](super::JobStore) keeps: ids, states, records and
 //! stored responses.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -30,9 +31,11 @@ use uuid::Uuid;
 pub struct JobId(Uuid);
 
 impl JobId {
-    /// A new random id.
+    /// A new random id: 122 bits from the operating system's generator
+    /// (fetched for 64 ids at a time by each thread, as a system call per id
+    /// would cost more than the rest of a submission).
     pub fn new() -> Self {
-        Self(Uuid::new_v4())
+        Self(random_uuid())
     }
 
     /// The id as a UUID.
@@ -43,6 +46,54 @@ impl JobId {
     /// The id's 16 bytes; stores use them for hashing and keys.
     pub fn as_bytes(&self) -> &[u8; 16] {
         self.0.as_bytes()
+    }
+}
+
+/// A version 4 UUID from a thread's pool of random bytes from the operating
+/// system, refilled 1 KiB at a time; a taken id's bytes are wiped from the
+/// pool. The wall clock is XORed over the last eight bytes (which keeps them
+/// uniformly random), so that a process that forks with a partly used pool
+/// does not hand out the same ids in parent and child.
+fn random_uuid() -> Uuid {
+    thread_local! {
+        static POOL: RefCell<Pool> = const { RefCell::new(Pool { bytes: [0; POOL_BYTES], used: POOL_BYTES }) };
+    }
+    let bytes = POOL.with(|pool| pool.try_borrow_mut().ok().and_then(|mut pool| pool.take()));
+    match bytes {
+        Some(mut bytes) => {
+            let nanos = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos() as u64 ^ d.as_secs().rotate_left(32));
+            for (byte, mix) in bytes[8..].iter_mut().zip(nanos.to_le_bytes()) {
+                *byte ^= mix;
+            }
+            uuid::Builder::from_random_bytes(bytes).into_uuid()
+        }
+        // The generator failed (or the pool is in use on this thread): as
+        // `uuid` does it, one id at a time.
+        None => Uuid::new_v4(),
+    }
+}
+
+const POOL_BYTES: usize = 16 * 64;
+
+struct Pool {
+    bytes: [u8; POOL_BYTES],
+    used: usize,
+}
+
+impl Pool {
+    fn take(&mut self) -> Option<[u8; 16]> {
+        if self.used + 16 > POOL_BYTES {
+            getrandom::fill(&mut self.bytes).ok()?;
+            self.used = 0;
+        }
+        let slot = &mut self.bytes[self.used..self.used + 16];
+        let mut out = [0; 16];
+        out.copy_from_slice(slot);
+        slot.fill(0);
+        self.used += 16;
+        Some(out)
     }
 }
 
@@ -452,4 +503,28 @@ pub struct Page {
     pub jobs: Vec<JobRecord>,
     /// The cursor of the next page, when there may be one.
     pub next: Option<ListCursor>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_distinct_random_v4_uuids() {
+        let ids: std::collections::HashSet<JobId> = (0..10 * 64 + 5).map(|_| JobId::new()).collect();
+        assert_eq!(ids.len(), 10 * 64 + 5);
+        for id in &ids {
+            assert_eq!(id.as_uuid().get_version_num(), 4);
+            assert_eq!(id.as_uuid().get_variant(), uuid::Variant::RFC4122);
+        }
+        // Every bit of the random part varies.
+        let (mut ones, mut zeros) = (0u128, 0u128);
+        for id in &ids {
+            let n = id.as_uuid().as_u128();
+            ones |= n;
+            zeros |= !n;
+        }
+        let fixed = 0xf000u128 << 64 | 0xc000u128 << 48;
+        assert_eq!(ones & zeros | fixed, u128::MAX, "{:032x}", ones & zeros);
+    }
 }
