@@ -204,7 +204,7 @@ where
 
 /// Polls a frame of `body`, turning its data into `Bytes` (free when it
 /// already is).
-fn poll_bytes<B>(body: Pin<&mut B>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>>
+pub(crate) fn poll_bytes<B>(body: Pin<&mut B>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>>
 where
     B: Body,
     B::Error: Into<BoxError>,

@@ -9,6 +9,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
 use crate::BoxError;
+use crate::body::poll_bytes;
 
 pin_project! {
     /// The body of the response [`Follow`](super::Follow) returns: the
@@ -81,10 +82,6 @@ impl<B> std::fmt::Debug for FollowBody<B> {
     }
 }
 
-fn bytes_frame<D: Buf>(frame: Frame<D>) -> Frame<Bytes> {
-    frame.map_data(|mut data| data.copy_to_bytes(data.remaining()))
-}
-
 impl<B> Body for FollowBody<B>
 where
     B: Body,
@@ -95,17 +92,13 @@ where
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project().kind.project() {
-            KindProj::Inner { body } => body
-                .poll_frame(cx)
-                .map(|frame| frame.map(|f| f.map(bytes_frame).map_err(Into::into))),
+            KindProj::Inner { body } => poll_bytes(body, cx),
             KindProj::Buffered { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             KindProj::Prefixed { prefix, rest } => {
                 if let Some(prefix) = prefix.take() {
                     return Poll::Ready(Some(Ok(Frame::data(prefix))));
                 }
-                rest.as_mut()
-                    .poll_frame(cx)
-                    .map(|frame| frame.map(|f| f.map(bytes_frame).map_err(Into::into)))
+                poll_bytes(rest.as_mut(), cx)
             }
         }
     }
