@@ -8,8 +8,8 @@ use http::{Method, Request, Response, StatusCode};
 
 use crate::config::{Completion, Config, Shared};
 use crate::protocol::{
-    self, JSON, NO_STORE, PREFERENCE_APPLIED, Preferences, Problem, result_link_shown, retry_after_secs, seconds_value,
-    status_document, whole_seconds,
+    self, JSON, NO_STORE, PREFERENCE_APPLIED, Preferences, Problem, jittered_retry_after, result_link_shown,
+    retry_after_secs, seconds_value, status_document, whole_seconds,
 };
 use crate::routes::JobRoute;
 use crate::store::{
@@ -93,7 +93,7 @@ pub(crate) fn unavailable(config: &Config, error: &StoreError) -> Response<Bytes
     };
     Problem::new(StatusCode::SERVICE_UNAVAILABLE)
         .with_detail(detail)
-        .with_retry_after(config.retry_after)
+        .with_retry_after(jittered_retry_after(config.retry_after, config.max_retry_after))
         .into_response()
 }
 
@@ -115,6 +115,7 @@ async fn monitor<St: JobStore>(
     let config = &shared.config;
     let wait = query_wait.or(prefs.wait).map(|w| w.min(config.max_long_poll));
     let mut found = lookup(shared, id, caller).await;
+    let mut waited = None;
     if let Ok(Lookup::Found(record)) = &found
         && !record.status.is_terminal()
         && let Some(wait) = wait.filter(|w| !w.is_zero())
@@ -122,6 +123,7 @@ async fn monitor<St: JobStore>(
         // A store error is answered by the lookup after it.
         let _ = tokio::time::timeout(wait, shared.store.wait_terminal(id)).await;
         found = lookup(shared, id, caller).await;
+        waited = Some(wait);
     }
     let mut response = match found {
         Ok(Lookup::Found(record)) => monitor_response(config, &record),
@@ -129,8 +131,10 @@ async fn monitor<St: JobStore>(
         Ok(Lookup::Unknown) => not_found(),
         Err(e) => unavailable(config, &e),
     };
+    // Applied only when it was: a job that had already ended, or a wait of
+    // zero, waited for nothing.
     if query_wait.is_none()
-        && let Some(wait) = wait
+        && let Some(wait) = waited
     {
         let applied = format!("wait={}", whole_seconds(wait));
         if let Ok(value) = HeaderValue::from_str(&applied) {
@@ -203,8 +207,12 @@ async fn result<St: JobStore>(shared: &Shared<St>, id: JobId, caller: Option<&st
         JobStatus::Canceled => canceled(),
         JobStatus::Succeeded | JobStatus::Failed if record.has_response() => match shared.store.response(id).await {
             Ok(Some(stored)) => replay(stored),
-            // Removed or expired between the two reads.
-            Ok(None) => gone(),
+            // Removed (`404`) or expired (`410`) between the two reads.
+            Ok(None) => match lookup(shared, id, caller).await {
+                Ok(Lookup::Expired) => gone(),
+                Ok(_) => not_found(),
+                Err(e) => unavailable(config, &e),
+            },
             Err(e) => unavailable(config, &e),
         },
         JobStatus::Succeeded | JobStatus::Failed => {
@@ -235,11 +243,21 @@ pub(crate) fn failure(error: &JobError) -> Response<Bytes> {
         .into_response()
 }
 
-/// The stored response, as the handler gave it.
+/// The stored response, as the handler gave it, with a `Content-Length`
+/// of the body as stored (the handler's own may not be: the answer to a
+/// deferred `HEAD` names the length of a body it does not have).
 pub(crate) fn replay(stored: StoredResponse) -> Response<Bytes> {
+    let len = stored.body.len();
     let mut response = Response::new(stored.body);
     *response.status_mut() = stored.status;
     *response.headers_mut() = stored.headers;
+    let status = response.status();
+    let headers = response.headers_mut();
+    headers.remove(header::CONTENT_LENGTH);
+    // RFC 9110 §8.6: none on a `1xx` or `204`, nor on a `304`.
+    if !(status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED) {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
     response
 }
 
@@ -254,7 +272,14 @@ async fn cancel<St: JobStore>(shared: &Shared<St>, id: JobId, caller: Option<&st
     }
     let answer = match shared.store.cancel(id).await {
         Ok(Cancel::Canceled) => Ok(true),
-        Ok(Cancel::AlreadyTerminal) => shared.store.delete(id).await,
+        // A canceled job keeps its record until it expires, whatever DELETEs
+        // follow (two clients may cancel it at once); a finished one is
+        // forgotten.
+        Ok(Cancel::AlreadyTerminal) => match shared.store.get(id).await {
+            Ok(Lookup::Found(record)) if record.status == JobStatus::Canceled => Ok(true),
+            Ok(_) => shared.store.delete(id).await,
+            Err(e) => Err(e),
+        },
         Ok(Cancel::Expired) => return gone(),
         Ok(Cancel::Unknown) => Ok(false),
         Err(e) => Err(e),

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::header::{self, HeaderName};
 use http::request::Parts;
 
 use crate::protocol::Problem;
@@ -66,6 +67,11 @@ pub(crate) struct Config {
     pub(crate) owner: Option<OwnerFn>,
     pub(crate) max_list: usize,
     pub(crate) expose_errors: bool,
+    /// Whether every path under the job routes' prefix is the layer's.
+    pub(crate) claim_prefix: bool,
+    /// The headers whose values scope an idempotency key when the request
+    /// has no owner.
+    pub(crate) credentials: Arc<[HeaderName]>,
 }
 
 impl Default for Config {
@@ -95,6 +101,8 @@ impl Default for Config {
             owner: None,
             max_list: 100,
             expose_errors: false,
+            claim_prefix: false,
+            credentials: Arc::new([header::AUTHORIZATION, header::COOKIE]),
         }
     }
 }
@@ -112,6 +120,18 @@ impl Config {
     /// The owner of a request, when an owner function is set and names one.
     pub(crate) fn owner_of(&self, parts: &Parts) -> Option<String> {
         self.owner.as_ref().and_then(|owner| owner(parts))
+    }
+
+    /// Whose an `Idempotency-Key` is: the request's owner (`o:` and the
+    /// owner), or else a digest of its credentials (`c:` and the digest),
+    /// or else nobody's in particular (`""`: callers without owner or
+    /// credentials cannot be told apart).
+    pub(crate) fn key_scope(&self, parts: &Parts, owner: Option<&str>) -> String {
+        match owner {
+            Some(owner) => format!("o:{owner}"),
+            None => crate::protocol::credentials_digest(&parts.headers, &self.credentials)
+                .map_or_else(String::new, |digest| format!("c:{digest}")),
+        }
     }
 
     /// The URL of job `id` on `template`, absolute when a base URL is set.

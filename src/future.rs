@@ -9,6 +9,7 @@ use std::task::{Context, Poll, ready};
 use bytes::Bytes;
 use http::Response;
 use pin_project_lite::pin_project;
+use tower_service::Service;
 
 use crate::body::ResponseBody;
 
@@ -16,25 +17,35 @@ use crate::body::ResponseBody;
 pub(crate) type Answer = Pin<Box<dyn Future<Output = Response<Bytes>> + Send>>;
 
 pin_project! {
-    /// Response future of [`Accepted`](crate::Accepted).
-    pub struct ResponseFuture<F> {
+    /// Response future of [`Accepted`](crate::Accepted): the layer's own
+    /// answer, or the wrapped service's, which it waits to be ready for
+    /// first (the layer itself is always ready, so that its job routes
+    /// answer while the wrapped service is busy).
+    pub struct ResponseFuture<S, R>
+    where
+        S: Service<R>,
+    {
         #[pin]
-        kind: Kind<F>,
+        kind: Kind<S, R, S::Future>,
     }
 }
 
 pin_project! {
     #[project = KindProj]
-    enum Kind<F> {
+    #[project_replace = KindTaken]
+    enum Kind<S, R, F> {
+        Ready { service: S, request: R },
         Inner { #[pin] future: F },
         Answer { future: Answer },
+        Called,
     }
 }
 
-impl<F> ResponseFuture<F> {
-    pub(crate) fn inner(future: F) -> Self {
+impl<S: Service<R>, R> ResponseFuture<S, R> {
+    /// `request` for `service`, once it is ready.
+    pub(crate) fn inner(service: S, request: R) -> Self {
         Self {
-            kind: Kind::Inner { future },
+            kind: Kind::Ready { service, request },
         }
     }
 
@@ -45,27 +56,41 @@ impl<F> ResponseFuture<F> {
     }
 }
 
-impl<F> std::fmt::Debug for ResponseFuture<F> {
+impl<S: Service<R>, R> std::fmt::Debug for ResponseFuture<S, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("ResponseFuture")
     }
 }
 
-impl<F, B, E> Future for ResponseFuture<F>
+impl<S, R, B> Future for ResponseFuture<S, R>
 where
-    F: Future<Output = Result<Response<B>, E>>,
+    S: Service<R, Response = Response<B>>,
 {
-    type Output = Result<Response<ResponseBody<B>>, E>;
+    type Output = Result<Response<ResponseBody<B>>, S::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            KindProj::Inner { future } => {
-                let response = ready!(future.poll(cx))?;
-                Poll::Ready(Ok(response.map(ResponseBody::inner)))
-            }
-            KindProj::Answer { future } => {
-                let response = ready!(future.as_mut().poll(cx));
-                Poll::Ready(Ok(response.map(ResponseBody::full)))
+        let mut kind = self.project().kind;
+        loop {
+            match kind.as_mut().project() {
+                KindProj::Ready { service, .. } => {
+                    ready!(service.poll_ready(cx))?;
+                    if let KindTaken::Ready { mut service, request } = kind.as_mut().project_replace(Kind::Called) {
+                        let future = service.call(request);
+                        kind.set(Kind::Inner { future });
+                    }
+                }
+                KindProj::Inner { future } => {
+                    let response = ready!(future.poll(cx))?;
+                    kind.set(Kind::Called);
+                    return Poll::Ready(Ok(response.map(ResponseBody::inner)));
+                }
+                KindProj::Answer { future } => {
+                    let response = ready!(future.as_mut().poll(cx));
+                    kind.set(Kind::Called);
+                    return Poll::Ready(Ok(response.map(ResponseBody::full)));
+                }
+                // Polled after it answered: a caller's bug, as for any future.
+                KindProj::Called => panic!("`ResponseFuture` polled after completion"),
             }
         }
     }

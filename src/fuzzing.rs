@@ -40,9 +40,13 @@ pub fn parse_everything(data: &[u8]) {
     // Paths: a job route names a parsable id that renders back to the path.
     let path = text(path);
     for routes in &routes {
-        for route in [routes.classify(&path), Some(routes.classify_nested(&path))]
-            .into_iter()
-            .flatten()
+        for route in [
+            routes.classify(&http::Method::GET, &path, false),
+            routes.classify(&http::Method::POST, &path, true),
+            Some(routes.classify_nested(&http::Method::GET, &path)),
+        ]
+        .into_iter()
+        .flatten()
         {
             if let JobRoute::Monitor(id) | JobRoute::Result(id) = route {
                 assert_eq!(id.to_string().parse::<JobId>().ok(), Some(id));

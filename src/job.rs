@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use crate::store::JobId;
 
@@ -48,6 +49,7 @@ pub struct Job {
 
 struct Inner {
     id: JobId,
+    accepted_at: Instant,
     report: Mutex<Report>,
     reported: Notify,
     cancelled: Signal,
@@ -70,10 +72,11 @@ impl std::fmt::Debug for Job {
 }
 
 impl Job {
-    pub(crate) fn new(id: JobId) -> Self {
+    pub(crate) fn new(id: JobId, accepted_at: Instant) -> Self {
         Self {
             inner: Arc::new(Inner {
                 id,
+                accepted_at,
                 report: Mutex::new(Report::default()),
                 reported: Notify::new(),
                 cancelled: Signal::default(),
@@ -85,7 +88,30 @@ impl Job {
     /// never canceled. Handlers get one when they are called directly rather
     /// than as a job, so that the same handler serves both ways.
     pub fn detached() -> Self {
-        Self::new(JobId::new())
+        Self::new(JobId::new(), Instant::now())
+    }
+
+    /// When the layer received the submission that became this job (for a
+    /// detached handle, when it was made), on tokio's clock.
+    ///
+    /// A handler that promises to be done a fixed time after acceptance
+    /// sleeps until a deadline from here rather than for a duration from
+    /// when it first runs, which may be later (the job waited in the queue,
+    /// or its task was not polled at once):
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_accepted::Job;
+    ///
+    /// async fn two_seconds_of_work(job: Job) -> &'static str {
+    ///     tokio::time::sleep_until(job.accepted_at() + Duration::from_secs(2)).await;
+    ///     "done"
+    /// }
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap()
+    /// #     .block_on(async { assert_eq!(two_seconds_of_work(Job::detached()).await, "done") });
+    /// ```
+    pub fn accepted_at(&self) -> Instant {
+        self.inner.accepted_at
     }
 
     /// The job's id.

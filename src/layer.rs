@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::HeaderName;
 use http::request::Parts;
 use tower_layer::Layer;
 
@@ -356,6 +357,56 @@ impl<St: JobStore> AcceptedLayer<St> {
     {
         let map = Arc::new(map);
         self.configure(|c| c.map_document = Some(map))
+    }
+
+    /// Headers that tell callers apart for `Idempotency-Key`, besides
+    /// `Authorization` and `Cookie` (say an `X-Api-Key`).
+    ///
+    /// A key is scoped by the request's [`owner`](Self::owner) when there is
+    /// one; otherwise by a digest of these headers' values, so that the same
+    /// key sent with other credentials never yields another caller's job.
+    /// Requests with neither share one scope: use unguessable keys (UUIDs),
+    /// as the IETF draft advises.
+    ///
+    /// ```
+    /// use http::HeaderName;
+    /// use tower_accepted::AcceptedLayer;
+    ///
+    /// let layer = AcceptedLayer::new().credential_headers([HeaderName::from_static("x-api-key")]);
+    /// # let _ = layer;
+    /// ```
+    pub fn credential_headers<I>(self, names: I) -> Self
+    where
+        I: IntoIterator<Item = HeaderName>,
+    {
+        let mut all = self.shared.config.credentials.to_vec();
+        for name in names {
+            if !all.contains(&name) {
+                all.push(name);
+            }
+        }
+        let all: Arc<[HeaderName]> = all.into();
+        self.configure(|c| c.credentials = all)
+    }
+
+    /// Claims every path under the job routes' prefix, not only the job
+    /// routes themselves (default off).
+    ///
+    /// By default the layer answers the monitor and result of a well-formed
+    /// id and `GET /jobs`; any other path under `/jobs/` (`/jobs/stats`, a
+    /// malformed id) and `POST /jobs` reach the application, which answers
+    /// its own routes there and its own `404` otherwise. With the prefix
+    /// claimed, the layer answers them itself: `404` problem documents (and
+    /// `405` for other methods on `/jobs`), as for an unknown id.
+    ///
+    /// ```
+    /// use tower_accepted::AcceptedLayer;
+    ///
+    /// let layer = AcceptedLayer::new().claim_prefix(true);
+    /// # let _ = layer;
+    /// ```
+    pub fn claim_prefix(self, claim: bool) -> Self {
+        self.configure(|c| c.claim_prefix = claim)
     }
 
     /// Shows the text of service errors, panics and store errors in status

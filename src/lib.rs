@@ -97,14 +97,26 @@
 //! - An invalid `wait` in `Prefer` is ignored (RFC 7240); in the query it is
 //!   a `400`.
 //! - Trailers of a handler's response are not stored.
-//! - `OPTIONS` requests (CORS preflights) are not deferred unless a
+//! - `OPTIONS` requests (CORS preflights), `CONNECT` and protocol upgrades
+//!   (`Upgrade:`, as WebSockets) are not deferred unless a
 //!   [`defer_if`](AcceptedLayer::defer_if) predicate says so; a deferred
 //!   `HEAD` gets its `202` without a body.
+//! - The layer claims its own routes only: the monitor and result of a
+//!   well-formed id, and `GET /jobs`. Other paths under the prefix
+//!   (`/jobs/stats`, a malformed id) and `POST /jobs` reach the application
+//!   ([`claim_prefix`](AcceptedLayer::claim_prefix) claims them all).
+//! - A `DELETE` of a canceled job answers `204` and keeps its record until
+//!   it expires, so that two clients canceling one job never erase it.
+//! - The layer is always ready (`poll_ready`): the job routes answer while
+//!   the wrapped service is busy; submissions wait for it in their job.
 //! - With an [`owner`](AcceptedLayer::owner) function, a job submitted
 //!   anonymously stays reachable by whoever holds its id; an owned job is
 //!   unknown (`404`) to everyone but its owner.
-//! - `Idempotency-Key` needs no configuration; a key is scoped by owner and
-//!   is held as long as its job is kept.
+//! - `Idempotency-Key` needs no configuration; a key is scoped by owner, or
+//!   without one by a digest of the request's credentials (see
+//!   [`credential_headers`](AcceptedLayer::credential_headers)), and is held
+//!   as long as its job is kept. A response answered directly
+//!   (`Prefer: wait`) is kept only when its request had a key.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -138,8 +150,8 @@ pub use layer::AcceptedLayer;
 pub use protocol::Problem;
 pub use service::{Accepted, JobRoutes};
 pub use store::{
-    Cancel, Created, IdempotencyKey, InvalidJobId, JobError, JobId, JobRecord, JobStatus, JobStore, ListCursor, Lookup,
-    MemoryStore, MemoryStoreBuilder, Outcome, Page, StoreError, StoredResponse,
+    Cancel, Created, IdempotencyKey, InvalidJobId, JobError, JobId, JobRecord, JobStatus, JobStore, KeyLookup,
+    ListCursor, Lookup, MemoryStore, MemoryStoreBuilder, Outcome, Page, StoreError, StoredResponse,
 };
 
 #[cfg(feature = "redis")]

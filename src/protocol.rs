@@ -359,18 +359,30 @@ pub(crate) fn seconds_value(seconds: u64) -> HeaderValue {
 
 /// Seconds a client should wait before polling `record` again: the
 /// configured interval, or, once the handler reports progress, the estimated
-/// time left, within `[base, max]`.
+/// time left, within `[base, max]`. The estimate counts from when the job
+/// started running (time in the queue is not work), or from its creation for
+/// a store that does not record starts.
 pub(crate) fn retry_after_secs(record: &JobRecord, base: u64, max: u64, now_ms: impl FnOnce() -> u64) -> u64 {
     let base = base.max(1);
     let max = max.max(base);
     match record.progress {
         Some(p) if record.status == JobStatus::Running && p > 0.0 && p < 1.0 => {
-            let elapsed = now_ms().saturating_sub(record.created_at_ms) as f64 / 1000.0;
+            let started = record.started_at_ms.unwrap_or(record.created_at_ms);
+            let elapsed = now_ms().saturating_sub(started) as f64 / 1000.0;
             let left = elapsed * f64::from(1.0 - p) / f64::from(p);
             (left.ceil() as u64).clamp(base, max)
         }
         _ => base,
     }
+}
+
+/// `Retry-After` for a `503`: a random whole number of seconds from `base`
+/// to twice `base` (within `max`), so that clients refused together do not
+/// all come back in the same second.
+pub(crate) fn jittered_retry_after(base: u64, max: u64) -> u64 {
+    let base = base.max(1);
+    let high = base.saturating_mul(2).min(max.max(base));
+    fastrand::u64(base..=high)
 }
 
 /// The preferences of a request (RFC 7240) that this crate honours.
@@ -380,26 +392,69 @@ pub(crate) struct Preferences {
     pub(crate) wait: Option<Duration>,
 }
 
-/// Reads every `Prefer` header. Unknown preferences, and a `wait` that is not
-/// a number, are ignored as RFC 7240 asks; the first `wait` counts.
+/// Reads every `Prefer` header (RFC 7240, with the list and quoted-string
+/// rules of RFC 9110 §5.6): a comma or semicolon inside a quoted value does
+/// not end it. Unknown preferences, and a `wait` that is not a number, are
+/// ignored as RFC 7240 asks; the first `wait` counts.
 pub(crate) fn preferences(headers: &HeaderMap) -> Preferences {
     let mut prefs = Preferences::default();
     for value in headers.get_all(PREFER) {
         let Ok(value) = value.to_str() else { continue };
-        for pref in value.split(',') {
-            let pref = pref.split(';').next().unwrap_or("").trim();
+        for pref in split_unquoted(value, ',') {
+            // Parameters after `;` refine a preference; none that we honour.
+            let pref = split_unquoted(pref, ';').next().unwrap_or("").trim();
             let (name, val) = match pref.split_once('=') {
-                Some((n, v)) => (n.trim(), Some(v.trim().trim_matches('"'))),
+                Some((n, v)) => (n.trim(), Some(unquote(v.trim()))),
                 None => (pref, None),
             };
             if name.eq_ignore_ascii_case("respond-async") {
                 prefs.respond_async = true;
             } else if name.eq_ignore_ascii_case("wait") && prefs.wait.is_none() {
-                prefs.wait = val.and_then(|v| parse_seconds(v).ok());
+                prefs.wait = val.and_then(|v| parse_seconds(&v).ok());
             }
         }
     }
     prefs
+}
+
+/// The parts of `text` between `separator`s that are outside quoted strings
+/// (RFC 9110 §5.6.4: `"` opens and closes one, `\` escapes inside it).
+fn split_unquoted(text: &str, separator: char) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let current = rest?;
+        let (mut quoted, mut escaped) = (false, false);
+        for (i, c) in current.char_indices() {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' if quoted => escaped = true,
+                '"' => quoted = !quoted,
+                c if c == separator && !quoted => {
+                    rest = Some(&current[i + 1..]);
+                    return Some(&current[..i]);
+                }
+                _ => {}
+            }
+        }
+        rest = None;
+        Some(current)
+    })
+}
+
+/// A token, or the content of a quoted string with its escapes undone.
+fn unquote(value: &str) -> std::borrow::Cow<'_, str> {
+    let Some(inner) = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) else {
+        return value.into();
+    };
+    if !inner.contains('\\') {
+        return inner.into();
+    }
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        out.push(if c == '\\' { chars.next().unwrap_or(c) } else { c });
+    }
+    out.into()
 }
 
 /// A `wait` value that is not a non-negative number of seconds.
@@ -418,16 +473,13 @@ pub(crate) fn parse_seconds(text: &str) -> Result<Duration, InvalidWait> {
     Ok(Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX))
 }
 
-/// The `wait` query parameter, if there is one.
+/// The `wait` query parameter, if there is one (percent-decoded).
 pub(crate) fn query_wait(query: Option<&str>) -> Result<Option<Duration>, InvalidWait> {
     let Some(query) = query else { return Ok(None) };
-    for pair in query.split('&') {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if name == "wait" {
-            return parse_seconds(value).map(Some);
-        }
+    match form_urlencoded::parse(query.as_bytes()).find(|(name, _)| name == "wait") {
+        Some((_, value)) => parse_seconds(&value).map(Some),
+        None => Ok(None),
     }
-    Ok(None)
 }
 
 /// `Idempotency-Key` (IETF httpapi draft).
@@ -477,12 +529,11 @@ pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Pro
 }
 
 /// A stable digest of what makes two submissions the same request: method,
-/// path, query and body (FNV-1a, 128 bits; the same on every replica and
-/// every Rust version).
+/// path, query and body (BLAKE3, the first 128 bits in hex: the same on
+/// every replica, platform and version, and fast enough, several GB/s, that
+/// a 2 MiB body costs well under a millisecond).
 pub(crate) fn fingerprint(method: &http::Method, uri: &http::Uri, body: &[u8]) -> String {
-    const OFFSET: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
-    const PRIME: u128 = 0x0000_0000_0100_0000_0000_0000_0000_013b;
-    let mut hash = OFFSET;
+    let mut hasher = blake3::Hasher::new();
     let parts: [&[u8]; 4] = [
         method.as_str().as_bytes(),
         uri.path().as_bytes(),
@@ -490,12 +541,42 @@ pub(crate) fn fingerprint(method: &http::Method, uri: &http::Uri, body: &[u8]) -
         body,
     ];
     for part in parts {
-        for &b in (part.len() as u64).to_le_bytes().iter().chain(part) {
-            hash ^= u128::from(b);
-            hash = hash.wrapping_mul(PRIME);
+        // Each part with its length first, so that no two requests share
+        // their concatenation.
+        hasher.update(&(part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    }
+    hex128(hasher.finalize().as_bytes())
+}
+
+/// Whose an idempotency key is when the request has no owner: a digest of
+/// the credentials it carries (every value of each of `names`, in order),
+/// so that a key sent with other credentials never names another caller's
+/// job; `None` when it carries none. BLAKE3 (a cryptographic hash, since the
+/// digest may be kept in a shared store), 128 bits in hex.
+pub(crate) fn credentials_digest(headers: &HeaderMap, names: &[HeaderName]) -> Option<String> {
+    let mut hasher = blake3::Hasher::new();
+    let mut any = false;
+    for name in names {
+        for value in headers.get_all(name) {
+            any = true;
+            let name = name.as_str().as_bytes();
+            hasher.update(&(name.len() as u64).to_le_bytes());
+            hasher.update(name);
+            hasher.update(&(value.len() as u64).to_le_bytes());
+            hasher.update(value.as_bytes());
         }
     }
-    format!("{hash:032x}")
+    any.then(|| hex128(hasher.finalize().as_bytes()))
+}
+
+/// The first 16 bytes of a digest, as 32 lower-case hex digits.
+fn hex128(bytes: &[u8; 32]) -> String {
+    let mut out = String::with_capacity(32);
+    for byte in &bytes[..16] {
+        let _ = write!(out, "{byte:02x}");
+    }
+    out
 }
 
 /// `?limit=` and `?cursor=` of `GET /jobs`.
@@ -503,9 +584,8 @@ pub(crate) fn list_params(query: Option<&str>, max: usize) -> Result<(usize, Opt
     let mut limit = max;
     let mut cursor = None;
     let bad = |detail: &str| Problem::new(StatusCode::BAD_REQUEST).with_detail(detail.to_owned());
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        match name {
+    for (name, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        match &*name {
             "limit" => {
                 let valid = !value.is_empty() && value.len() <= 20 && value.bytes().all(|b| b.is_ascii_digit());
                 let n: u64 = if valid { value.parse().unwrap_or(u64::MAX) } else { 0 };
@@ -728,6 +808,88 @@ mod tests {
         headers.clear();
         headers.insert(PREFER, HeaderValue::from_static("wait=soon, handling=lenient"));
         assert_eq!(preferences(&headers), Preferences::default());
+    }
+
+    #[test]
+    fn prefer_values_may_be_quoted_strings() {
+        let prefs = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(PREFER, HeaderValue::from_static(value));
+            preferences(&headers)
+        };
+        // A comma or semicolon inside quotes does not end the preference.
+        assert_eq!(prefs(r#"handling="strict, respond-async""#), Preferences::default());
+        assert_eq!(prefs(r#"foo="a;b,c", wait=5"#).wait, Some(Duration::from_secs(5)));
+        assert_eq!(prefs(r#"foo="a\"b, respond-async", wait=2"#).respond_async, false);
+        assert_eq!(
+            prefs(r#"foo="a\"b, respond-async", wait=2"#).wait,
+            Some(Duration::from_secs(2))
+        );
+        // A quoted value is unquoted.
+        assert_eq!(prefs(r#"wait="3""#).wait, Some(Duration::from_secs(3)));
+        assert_eq!(
+            prefs(r#"wait="3"; x="1,2", respond-async"#).wait,
+            Some(Duration::from_secs(3))
+        );
+        assert!(prefs(r#"wait="3"; x="1,2", respond-async"#).respond_async);
+        // An unbalanced quote swallows the rest, and nothing breaks.
+        assert_eq!(prefs(r#"foo="unbalanced, wait=1"#), Preferences::default());
+    }
+
+    #[test]
+    fn fingerprints_are_stable_and_separate_their_parts() {
+        let uri: http::Uri = "/orders?x=1".parse().unwrap();
+        let a = fingerprint(&http::Method::POST, &uri, b"body");
+        // A fixed value: the same on every replica, platform and version.
+        // (Computed independently with the `blake3` package from PyPI.)
+        assert_eq!(a, "ea18094a7cbfc75ddd6bfd01b191691a");
+        assert_eq!(a.len(), 32);
+        let other: http::Uri = "/orders?x=1b".parse().unwrap();
+        assert_ne!(fingerprint(&http::Method::POST, &other, b"ody"), a);
+        assert_ne!(fingerprint(&http::Method::PUT, &uri, b"body"), a);
+    }
+
+    #[test]
+    fn credentials_digests_tell_callers_apart() {
+        let names = [header::AUTHORIZATION, header::COOKIE];
+        let digest = |pairs: &[(HeaderName, &'static str)]| {
+            let mut headers = HeaderMap::new();
+            for (name, value) in pairs {
+                headers.append(name.clone(), HeaderValue::from_static(value));
+            }
+            credentials_digest(&headers, &names)
+        };
+        assert_eq!(digest(&[]), None);
+        assert_eq!(digest(&[(header::ACCEPT, "x")]), None);
+        let alice = digest(&[(header::COOKIE, "session=a")]);
+        assert!(alice.is_some());
+        assert_eq!(alice, digest(&[(header::COOKIE, "session=a")]));
+        assert_ne!(alice, digest(&[(header::COOKIE, "session=b")]));
+        // The header a value came in counts too.
+        assert_ne!(alice, digest(&[(header::AUTHORIZATION, "session=a")]));
+    }
+
+    #[test]
+    fn retry_after_counts_from_the_start_and_503s_are_jittered() {
+        let mut record = JobRecord::pending(JobId::new());
+        record.status = JobStatus::Running;
+        record.progress = Some(0.5);
+        // Queued 100 s, then half done in 2 s: 2 s left, not 100.
+        record.started_at_ms = Some(record.created_at_ms + 100_000);
+        assert_eq!(retry_after_secs(&record, 1, 300, || record.created_at_ms + 102_000), 2);
+        let drawn: std::collections::HashSet<u64> = (0..200).map(|_| jittered_retry_after(5, 60)).collect();
+        assert!(drawn.iter().all(|s| (5..=10).contains(s)), "{drawn:?}");
+        assert!(drawn.len() > 1, "{drawn:?}");
+        assert_eq!(jittered_retry_after(5, 5), 5);
+    }
+
+    #[test]
+    fn query_values_are_percent_decoded() {
+        assert_eq!(query_wait(Some("wait=0%2E5")), Ok(Some(Duration::from_millis(500))));
+        assert_eq!(query_wait(Some("w%61it=2")), Ok(Some(Duration::from_secs(2))));
+        assert_eq!(query_wait(Some("wait=%2D1")), Err(InvalidWait));
+        assert_eq!(list_params(Some("limit=%33"), 100).map(|p| p.0), Ok(3));
+        assert!(list_params(Some("limit=%30"), 100).is_err());
     }
 
     #[test]

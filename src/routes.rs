@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use http::Method;
+
 use crate::store::JobId;
 
 /// A path with one `{id}` segment, such as `/jobs/{id}/result`.
@@ -111,21 +113,28 @@ pub(crate) struct Routes {
 }
 
 impl Routes {
-    /// Which job route `path` is, or `None` when the path is not the
-    /// layer's.
-    pub(crate) fn classify(&self, path: &str) -> Option<JobRoute> {
+    /// Which job route a request for `path` is, or `None` when it is not
+    /// the layer's. The layer claims its routes themselves: the monitor and
+    /// result of a well-formed id (any method: others get `405`), and the
+    /// collection path for `GET` and `HEAD`. Other paths under the prefix
+    /// (`/jobs/stats`, `POST /jobs`, a malformed id) reach the application,
+    /// unless `whole_prefix` claims everything under it (they get `404` or
+    /// `405` from the layer).
+    pub(crate) fn classify(&self, method: &Method, path: &str, whole_prefix: bool) -> Option<JobRoute> {
         let parse = |id: &str| id.parse::<JobId>().ok();
+        let claimed = |route: Option<JobRoute>| route.or(whole_prefix.then_some(JobRoute::NotFound));
         if let Some(id) = self.monitor.match_path(path) {
-            return Some(parse(id).map_or(JobRoute::NotFound, JobRoute::Monitor));
+            return claimed(parse(id).map(JobRoute::Monitor));
         }
         if let Some(id) = self.result.match_path(path) {
-            return Some(parse(id).map_or(JobRoute::NotFound, JobRoute::Result));
+            return claimed(parse(id).map(JobRoute::Result));
         }
         if self.monitor.collection() == Some(path) {
-            return Some(JobRoute::Collection);
+            let listing = method == Method::GET || method == Method::HEAD || whole_prefix;
+            return listing.then_some(JobRoute::Collection);
         }
         if self.monitor.covers(path) || self.result.covers(path) {
-            return Some(JobRoute::NotFound);
+            return claimed(None);
         }
         None
     }
@@ -133,8 +142,8 @@ impl Routes {
     /// Like [`classify`](Self::classify), for a service mounted with
     /// `Router::nest_service` at the monitor's collection path, which sees
     /// the path with that prefix taken off; every path is a job route.
-    pub(crate) fn classify_nested(&self, path: &str) -> JobRoute {
-        if let Some(route) = self.classify(path) {
+    pub(crate) fn classify_nested(&self, method: &Method, path: &str) -> JobRoute {
+        if let Some(route) = self.classify(method, path, true) {
             return route;
         }
         let Some(mount) = self.monitor.collection() else {
@@ -146,7 +155,7 @@ impl Routes {
         let mut full = String::with_capacity(mount.len() + path.len());
         full.push_str(mount);
         full.push_str(path);
-        self.classify(&full).unwrap_or(JobRoute::NotFound)
+        self.classify(method, &full, true).unwrap_or(JobRoute::NotFound)
     }
 }
 
@@ -183,38 +192,91 @@ mod tests {
     fn default_layout() {
         let r = routes("/jobs/{id}", "/jobs/{id}/result");
         let id = JobId::new();
-        assert_eq!(r.classify(&format!("/jobs/{id}")), Some(JobRoute::Monitor(id)));
-        assert_eq!(r.classify(&format!("/jobs/{id}/result")), Some(JobRoute::Result(id)));
-        assert_eq!(r.classify("/jobs"), Some(JobRoute::Collection));
-        assert_eq!(r.classify("/jobs/"), Some(JobRoute::NotFound));
-        assert_eq!(r.classify("/jobs/nope"), Some(JobRoute::NotFound));
-        assert_eq!(r.classify(&format!("/jobs/{id}/other")), Some(JobRoute::NotFound));
-        assert_eq!(r.classify(&format!("/jobs/{id}/")), Some(JobRoute::NotFound));
-        assert_eq!(r.classify("/jobsx"), None);
-        assert_eq!(r.classify("/reports"), None);
+        assert_eq!(
+            r.classify(&Method::GET, &format!("/jobs/{id}"), false),
+            Some(JobRoute::Monitor(id))
+        );
+        assert_eq!(
+            r.classify(&Method::GET, &format!("/jobs/{id}/result"), true),
+            Some(JobRoute::Result(id))
+        );
+        assert_eq!(r.classify(&Method::GET, "/jobs", true), Some(JobRoute::Collection));
+        assert_eq!(r.classify(&Method::GET, "/jobs/", true), Some(JobRoute::NotFound));
+        assert_eq!(r.classify(&Method::GET, "/jobs/nope", true), Some(JobRoute::NotFound));
+        assert_eq!(
+            r.classify(&Method::GET, &format!("/jobs/{id}/other"), true),
+            Some(JobRoute::NotFound)
+        );
+        assert_eq!(
+            r.classify(&Method::GET, &format!("/jobs/{id}/"), true),
+            Some(JobRoute::NotFound)
+        );
+        assert_eq!(r.classify(&Method::GET, "/jobsx", true), None);
+        assert_eq!(r.classify(&Method::GET, "/reports", true), None);
         let mut out = String::new();
         r.result.render(id, &mut out);
         assert_eq!(out, format!("/jobs/{id}/result"));
     }
 
     #[test]
+    fn only_the_job_routes_are_claimed_by_default() {
+        let r = routes("/jobs/{id}", "/jobs/{id}/result");
+        let id = JobId::new();
+        let get = |path: &str| r.classify(&Method::GET, path, false);
+        assert_eq!(get(&format!("/jobs/{id}")), Some(JobRoute::Monitor(id)));
+        assert_eq!(get(&format!("/jobs/{id}/result")), Some(JobRoute::Result(id)));
+        assert_eq!(get("/jobs"), Some(JobRoute::Collection));
+        assert_eq!(r.classify(&Method::HEAD, "/jobs", false), Some(JobRoute::Collection));
+        assert_eq!(
+            r.classify(&Method::PUT, &format!("/jobs/{id}"), false),
+            Some(JobRoute::Monitor(id))
+        );
+        for path in [
+            "/jobs/stats",
+            "/jobs/",
+            "/jobs/nope/result",
+            &format!("/jobs/{id}/other"),
+        ] {
+            assert_eq!(get(path), None, "{path}");
+        }
+        assert_eq!(r.classify(&Method::POST, "/jobs", false), None);
+        assert_eq!(r.classify(&Method::POST, "/jobs", true), Some(JobRoute::Collection));
+        assert_eq!(r.classify(&Method::GET, "/jobs/stats", true), Some(JobRoute::NotFound));
+    }
+
+    #[test]
     fn two_oh_two_layout() {
         let r = routes("/monitor/{id}", "/result/{id}");
         let id = JobId::new();
-        assert_eq!(r.classify(&format!("/monitor/{id}")), Some(JobRoute::Monitor(id)));
-        assert_eq!(r.classify(&format!("/result/{id}")), Some(JobRoute::Result(id)));
-        assert_eq!(r.classify("/deferredjob"), None);
-        assert_eq!(r.classify("/monitoring"), None);
+        assert_eq!(
+            r.classify(&Method::GET, &format!("/monitor/{id}"), true),
+            Some(JobRoute::Monitor(id))
+        );
+        assert_eq!(
+            r.classify(&Method::GET, &format!("/result/{id}"), true),
+            Some(JobRoute::Result(id))
+        );
+        assert_eq!(r.classify(&Method::GET, "/deferredjob", true), None);
+        assert_eq!(r.classify(&Method::GET, "/monitoring", true), None);
     }
 
     #[test]
     fn nested_paths() {
         let r = routes("/jobs/{id}", "/jobs/{id}/result");
         let id = JobId::new();
-        assert_eq!(r.classify_nested(&format!("/{id}")), JobRoute::Monitor(id));
-        assert_eq!(r.classify_nested(&format!("/{id}/result")), JobRoute::Result(id));
-        assert_eq!(r.classify_nested("/"), JobRoute::Collection);
-        assert_eq!(r.classify_nested("/x/y"), JobRoute::NotFound);
-        assert_eq!(r.classify_nested(&format!("/jobs/{id}")), JobRoute::Monitor(id));
+        assert_eq!(
+            r.classify_nested(&Method::GET, &format!("/{id}")),
+            JobRoute::Monitor(id)
+        );
+        assert_eq!(
+            r.classify_nested(&Method::GET, &format!("/{id}/result")),
+            JobRoute::Result(id)
+        );
+        assert_eq!(r.classify_nested(&Method::GET, "/"), JobRoute::Collection);
+        assert_eq!(r.classify_nested(&Method::GET, "/x/y"), JobRoute::NotFound);
+        assert_eq!(
+            r.classify_nested(&Method::GET, &format!("/jobs/{id}")),
+            JobRoute::Monitor(id)
+        );
     }
 }

@@ -484,7 +484,15 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Call { .. } => {
+                StateProj::Call { service, .. } => {
+                    // The layer is always ready; the wrapped service may not
+                    // be (a concurrency limit): the job waits for it here.
+                    if let Err(e) = ready!(service.poll_ready(cx)) {
+                        this.state.set(CaptureState::Done);
+                        let e: BoxError = e.into();
+                        let message = detail(*this.expose, "the service failed", &*e);
+                        return Poll::Ready(Err(JobError::new(JobError::ERROR, message)));
+                    }
                     if let StateTaken::Call { mut service, request } =
                         this.state.as_mut().project_replace(CaptureState::Done)
                     {

@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{Method, Request, Response};
+use http::{Method, Request, Response, header};
 use http_body::Body;
 use tower_service::Service;
 
@@ -97,14 +97,22 @@ fn defers<B>(config: &Config, request: Request<B>, prefs: &Preferences) -> (bool
         return (false, request);
     }
     match &config.defer {
-        // CORS preflights and other OPTIONS requests must be answered at once.
-        None => (request.method() != Method::OPTIONS, request),
+        None => (defers_by_default(&request), request),
         Some(predicate) => {
             let (parts, body) = request.into_parts();
             let defer = predicate(&parts);
             (defer, Request::from_parts(parts, body))
         }
     }
+}
+
+/// Without a predicate every request is deferred but those that must be
+/// answered on their own connection at once: `OPTIONS` (CORS preflights),
+/// `CONNECT` and protocol upgrades (WebSockets, `h2c`), whose answer hands
+/// the connection over and so cannot wait in a store.
+fn defers_by_default<B>(request: &Request<B>) -> bool {
+    let method = request.method();
+    method != Method::OPTIONS && method != Method::CONNECT && !request.headers().contains_key(header::UPGRADE)
 }
 
 impl<S, St, ReqBody, ResBody> Service<Request<ReqBody>> for Accepted<S, St>
@@ -121,15 +129,22 @@ where
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ResponseFuture<S, Request<RequestBody<ReqBody>>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+    /// Always ready: the job routes need nothing of the wrapped service, so
+    /// they answer while it is busy (behind a saturated `ConcurrencyLimit`,
+    /// say). A request for the wrapped service waits for it in its response
+    /// future, and a job in its task.
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let config = &self.shared.config;
-        if let Some(route) = config.routes.classify(request.uri().path()) {
+        if let Some(route) = config
+            .routes
+            .classify(request.method(), request.uri().path(), config.claim_prefix)
+        {
             let shared = Arc::clone(&self.shared);
             return ResponseFuture::answer(Box::pin(
                 async move { answer::job_route(&shared, route, request).await },
@@ -137,12 +152,10 @@ where
         }
         let prefs = protocol::preferences(request.headers());
         let (defer, request) = defers(config, request, &prefs);
+        let service = self.inner.clone();
         if !defer {
-            return ResponseFuture::inner(self.inner.call(request.map(RequestBody::streaming)));
+            return ResponseFuture::inner(service, request.map(RequestBody::streaming));
         }
-        // The ready service goes to the job; a clone stays for the next call.
-        let clone = self.inner.clone();
-        let service = std::mem::replace(&mut self.inner, clone);
         let shared = Arc::clone(&self.shared);
         ResponseFuture::answer(Box::pin(submit(shared, service, request, prefs)))
     }
@@ -208,7 +221,11 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let route = self.shared.config.routes.classify_nested(request.uri().path());
+        let route = self
+            .shared
+            .config
+            .routes
+            .classify_nested(request.method(), request.uri().path());
         let shared = Arc::clone(&self.shared);
         JobRoutesFuture::new(Box::pin(
             async move { answer::job_route(&shared, route, request).await },

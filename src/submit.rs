@@ -18,9 +18,11 @@ use crate::answer::{failure, monitor_response, replay, strip_body, unavailable};
 use crate::body::{ReadError, RequestBody, read_limited};
 use crate::config::{Config, Shared};
 use crate::job::Job;
-use crate::protocol::{self, OPERATION_LOCATION, PREFERENCE_APPLIED, Preferences, Problem, whole_seconds};
+use crate::protocol::{
+    self, OPERATION_LOCATION, PREFERENCE_APPLIED, Preferences, Problem, jittered_retry_after, whole_seconds,
+};
 use crate::runner::{self, Work};
-use crate::store::{Created, IdempotencyKey, JobId, JobRecord, JobStore, Outcome, StoreError};
+use crate::store::{Created, IdempotencyKey, JobId, JobRecord, JobStore, KeyLookup, Outcome, StoreError};
 
 /// Accepts `request` as a job for `service` (already ready) and answers;
 /// a `HEAD` submission gets the answer's headers without its body.
@@ -73,22 +75,28 @@ where
     ResBody::Error: Into<BoxError>,
 {
     async move {
+        // The job's clock starts when its submission arrives.
+        let accepted_at = tokio::time::Instant::now();
         let head = parts.method == Method::HEAD;
         let shared = &shared;
         let mut response = 'answer: {
             let config = &shared.config;
-            // Refuse before reading a body that could not be taken anyway.
-            if !shared.runtime.accepting() {
-                break 'answer busy(config.retry_after, "the server is shutting down");
-            }
-            if !shared.runtime.has_room() {
-                break 'answer busy(config.retry_after, "too many jobs are under way; try again later");
-            }
             // A malformed key is refused before the body is read.
             let key = match protocol::idempotency_key(&parts.headers) {
                 Ok(key) => key,
                 Err(problem) => break 'answer problem.into_response(),
             };
+            // Refuse before reading a body that could not be taken anyway;
+            // but a keyed request may be the retry of a kept job, which gets
+            // its original `202` however full the server is.
+            if key.is_none() {
+                if !shared.runtime.accepting() {
+                    break 'answer busy(config, SHUTTING_DOWN);
+                }
+                if !shared.runtime.has_room() {
+                    break 'answer busy(config, NO_ROOM);
+                }
+            }
             let body = match tokio::time::timeout(config.body_timeout, read_limited(body, config.max_body)).await {
                 Ok(Ok(body)) => body,
                 Ok(Err(ReadError::TooLarge)) => {
@@ -123,42 +131,46 @@ where
             {
                 break 'answer problem.into_response();
             }
-            let Some(admission) = shared.runtime.admit() else {
-                break 'answer busy(config.retry_after, "too many jobs are under way; try again later");
+            let owner = config.owner_of(&parts);
+            let key = key.map(|key| {
+                let scope = config.key_scope(&parts, owner.as_deref());
+                let fingerprint = protocol::fingerprint(&parts.method, &parts.uri, &body);
+                IdempotencyKey::new(Some(&scope), &key, fingerprint)
+            });
+            let admission = if shared.runtime.accepting() {
+                shared.runtime.admit().ok_or(NO_ROOM)
+            } else {
+                Err(SHUTTING_DOWN)
+            };
+            let admission = match admission {
+                Ok(admission) => admission,
+                Err(detail) => break 'answer Box::pin(refuse(shared, key.as_ref(), prefs, detail)).await,
             };
             let id = JobId::new();
-            let owner = config.owner_of(&parts);
             let record = JobRecord::pending(id);
             // What the `202` needs of the record, kept rather than a copy of it.
             let created_at_ms = record.created_at_ms;
-            let created = match key {
+            let created = match &key {
                 None => shared
                     .store
                     .create(record.with_owner(owner))
                     .await
                     .map(|()| Created::New),
-                Some(key) => {
-                    let fingerprint = protocol::fingerprint(&parts.method, &parts.uri, &body);
-                    let key = IdempotencyKey::new(owner.as_deref(), &key, fingerprint);
-                    Box::pin(shared.store.create_once(record.with_owner(owner), key)).await
-                }
+                Some(key) => Box::pin(shared.store.create_once(record.with_owner(owner), key.clone())).await,
             };
             match created {
                 Ok(Created::New) => {}
                 // A retry: the original job's 202, and nothing started.
                 Ok(Created::Existing(original)) => break 'answer accepted(shared, &original, prefs),
-                Ok(Created::Mismatch) => {
-                    break 'answer Problem::new(StatusCode::UNPROCESSABLE_ENTITY)
-                        .with_detail("this Idempotency-Key was used for a different request")
-                        .into_response();
-                }
+                Ok(Created::Mismatch) => break 'answer key_mismatch(),
                 Err(StoreError::Full) => {
-                    break 'answer busy(config.retry_after, "the job store is full; try again later");
+                    drop(admission);
+                    break 'answer Box::pin(refuse(shared, key.as_ref(), prefs, STORE_FULL)).await;
                 }
                 Err(e) => break 'answer unavailable(config, &e),
             }
 
-            let job = Job::new(id);
+            let job = Job::new(id, accepted_at);
             let mut request = Request::from_parts(parts, RequestBody::buffered(body));
             request.extensions_mut().insert(job.clone());
             let wait = match prefs.wait {
@@ -185,6 +197,11 @@ where
             if let Some(outcome) = outcome
                 && let Some(response) = Box::pin(wait_for(config, outcome, wait, prefs)).await
             {
+                // Nobody knows this job's id: it is kept only for a key,
+                // whose retries must find it.
+                if key.is_none() {
+                    let _ = shared.store.delete(id).await;
+                }
                 break 'answer response;
             }
             let mut record = JobRecord::pending(id);
@@ -243,9 +260,40 @@ fn accepted<St>(shared: &Shared<St>, record: &JobRecord, prefs: Preferences) -> 
     response
 }
 
-fn busy(retry_after: u64, detail: &'static str) -> Response<Bytes> {
+const SHUTTING_DOWN: &str = "the server is shutting down";
+const NO_ROOM: &str = "too many jobs are under way; try again later";
+const STORE_FULL: &str = "the job store is full; try again later";
+
+/// `503` with a `Retry-After` drawn at random, so that refused clients do
+/// not all come back at once.
+fn busy(config: &Config, detail: &'static str) -> Response<Bytes> {
     Problem::new(StatusCode::SERVICE_UNAVAILABLE)
         .with_detail(detail)
-        .with_retry_after(retry_after)
+        .with_retry_after(jittered_retry_after(config.retry_after, config.max_retry_after))
         .into_response()
+}
+
+fn key_mismatch() -> Response<Bytes> {
+    Problem::new(StatusCode::UNPROCESSABLE_ENTITY)
+        .with_detail("this Idempotency-Key was used for a different request")
+        .into_response()
+}
+
+/// A submission that cannot be taken now: the original job's `202` if it
+/// is a keyed retry of a kept job, else `503`.
+async fn refuse<St: JobStore>(
+    shared: &Shared<St>,
+    key: Option<&IdempotencyKey>,
+    prefs: Preferences,
+    detail: &'static str,
+) -> Response<Bytes> {
+    if let Some(key) = key {
+        match shared.store.find_key(key).await {
+            Ok(KeyLookup::Existing(original)) => return accepted(shared, &original, prefs),
+            Ok(KeyLookup::Mismatch) => return key_mismatch(),
+            // A free key, or a store that cannot tell: the refusal stands.
+            Ok(KeyLookup::Free) | Err(_) => {}
+        }
+    }
+    busy(&shared.config, detail)
 }

@@ -493,7 +493,9 @@ async fn timed_out_job_is_failed_with_504_from_result() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_and_malformed_ids_get_404_problem() {
-    let (_server, client) = start(AcceptedLayer::new()).await;
+    // Every path under the prefix is the layer's: malformed ids get the
+    // layer's 404 rather than the application's.
+    let (_server, client) = start(AcceptedLayer::new().claim_prefix(true)).await;
     // A real, finished job, so that other spellings of its id are tested
     // against something that exists.
     let job = submit(&client, "/sleep/10").await;
@@ -544,7 +546,7 @@ async fn assert_not_found(client: &HttpClient, path: &str) {
 /// has one URL: an upper-case spelling of an existing id is a malformed id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uppercase_spelling_of_an_existing_id_is_404() {
-    let (_server, client) = start(AcceptedLayer::new()).await;
+    let (_server, client) = start(AcceptedLayer::new().claim_prefix(true)).await;
     let job = submit(&client, "/sleep/10").await;
     assert_eq!(client.until_done(&job.monitor).await.status, StatusCode::SEE_OTHER);
     let upper = job.id.to_uppercase();
@@ -885,7 +887,7 @@ async fn delete_cancels_a_running_job_and_signals_the_handler() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_forgets_a_finished_job_and_unknown_ids_are_404() {
-    let layer = AcceptedLayer::new();
+    let layer = AcceptedLayer::new().claim_prefix(true);
     let store = layer.clone();
     let (_server, client) = start(layer).await;
     let job = submit(&client, "/sleep/10").await;
@@ -912,15 +914,14 @@ async fn delete_forgets_a_finished_job_and_unknown_ids_are_404() {
         .await
         .assert_problem(StatusCode::NOT_FOUND);
 
-    // A canceled job is finished too: a second DELETE forgets it.
+    // A canceled job keeps its record until it expires: a second DELETE
+    // (another client canceling it too) answers 204 and changes nothing.
     let canceled = submit(&client, "/forever").await;
     assert_eq!(client.delete(&canceled.monitor).await.status, StatusCode::NO_CONTENT);
     assert_eq!(client.get(&canceled.monitor).await.json()["status"], "canceled");
     assert_eq!(client.delete(&canceled.monitor).await.status, StatusCode::NO_CONTENT);
-    client
-        .get(&canceled.monitor)
-        .await
-        .assert_problem(StatusCode::NOT_FOUND);
+    assert_eq!(client.get(&canceled.monitor).await.json()["status"], "canceled");
+    assert_eq!(store.job_store().len(), 1, "the canceled record is kept");
 }
 
 // ---------------------------------------------------------------------------
@@ -1138,7 +1139,8 @@ async fn two_oh_two_layout_works_end_to_end() {
     let layer = AcceptedLayer::new()
         .monitor_path("/monitor/{id}")
         .result_path("/result/{id}")
-        .completion(Completion::Created);
+        .completion(Completion::Created)
+        .claim_prefix(true);
     let (_server, client) = start(layer).await;
 
     let answer = client.post("/sleep/600", Bytes::new()).await;
@@ -1223,7 +1225,9 @@ async fn works_with_router_layer() {
     let app = Router::new()
         .route("/report", post(echo))
         .route("/report/slow", post(forever))
-        .layer(AcceptedLayer::new());
+        // Under `Router::layer` a path no route matches reaches the layer
+        // through the fallback: claimed, malformed ids get the layer's 404.
+        .layer(AcceptedLayer::new().claim_prefix(true));
     let server = serve(app).await;
     let client = HttpClient::new(&server);
     assert_full_round_trip(&client, "/report", "router layer").await;

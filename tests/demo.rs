@@ -373,7 +373,29 @@ async fn prefer_wait_returns_the_response_itself() {
     assert_eq!(answer.header("content-type"), Some("text/plain"));
     assert_eq!(answer.header("x-echo-len"), Some("5"));
     assert_eq!(answer.body, "hello");
-    assert_eq!(layer.job_store().len(), 1, "it still ran as a job");
+    assert_eq!(
+        layer.job_store().len(),
+        0,
+        "answered directly without a key: its id was never given out, so it is not kept"
+    );
+
+    // With an Idempotency-Key it is kept, for the key's retries: the same
+    // response again, and the handler did not run twice.
+    let keyed = [
+        ("prefer", "wait=5"),
+        ("content-type", "text/plain"),
+        ("idempotency-key", "k-1"),
+    ];
+    let first = client.send(Method::POST, "/echo?delay_ms=50", &keyed, "again").await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(layer.job_store().len(), 1, "kept for its key");
+    let retry = client.send(Method::POST, "/echo?delay_ms=50", &keyed, "again").await;
+    // The original job's 202, whose document says it already succeeded.
+    assert_eq!(retry.status, StatusCode::ACCEPTED);
+    assert_eq!(retry.json()["status"], "succeeded");
+    let done = client.until_done(&retry.location()).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER);
+    assert_eq!(layer.job_store().len(), 1, "the retry found the kept job");
 
     // Not done in time: a 202 after the wait.
     let started = Instant::now();

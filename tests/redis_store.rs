@@ -1,6 +1,6 @@
 //! `RedisStore` against the real Redis server (`REDIS_URL`): the store suite,
-//! replicas sharing jobs over HTTP, lost jobs of a killed replica, namespaces
-//! and key expiry.
+//! replicas sharing jobs over HTTP, lost jobs of a killed replica, namespaces,
+//! key expiry, idempotency-key lookups, start times and extreme settings.
 #![cfg(feature = "redis")]
 
 mod common;
@@ -15,9 +15,12 @@ use axum::routing::post;
 use axum::{Extension, Router};
 use http::{Method, StatusCode};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tower_accepted::{AcceptedLayer, Job, JobId, JobRecord, JobStore, Lookup, RedisStore};
+use tower_accepted::{
+    AcceptedLayer, Cancel, Created, IdempotencyKey, Job, JobId, JobRecord, JobStatus, JobStore, KeyLookup, Lookup,
+    Outcome, RedisStore, StoredResponse,
+};
 
-use common::redis::{assert_every_key_expires, namespace, redis_url, store};
+use common::redis::{assert_every_key_expires, connection, keys_with_ttl, namespace, redis_url, store};
 use common::{HttpClient, Server, serve};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -52,6 +55,236 @@ async fn namespaces_are_isolated() {
     assert!(!b.start(id).await.unwrap());
     assert_eq!(b.cancel(id).await.unwrap(), tower_accepted::Cancel::Unknown);
     assert!(matches!(a.get(id).await.unwrap(), Lookup::Found(r) if r.status == tower_accepted::JobStatus::Pending));
+}
+
+/// The record of a job that must be there.
+async fn found(store: &RedisStore, id: JobId) -> JobRecord {
+    match store.get(id).await.unwrap() {
+        Lookup::Found(record) => record,
+        other => panic!("job {id} not found: {other:?}"),
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> u64 {
+    u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap()
+}
+
+/// A `200 OK` outcome with `body`.
+fn ok(body: &'static str) -> Outcome {
+    Outcome::Response(StoredResponse::new(
+        StatusCode::OK,
+        http::HeaderMap::new(),
+        bytes::Bytes::from_static(body.as_bytes()),
+    ))
+}
+
+#[tokio::test]
+async fn find_key_answers_free_existing_mismatch_and_free_once_the_holder_is_gone() {
+    let ns = namespace();
+    let store = store(&ns).await;
+    let key = IdempotencyKey::new(Some("alice"), "order-42", "POST /orders abc");
+    assert_eq!(store.find_key(&key).await.unwrap(), KeyLookup::Free);
+
+    // Looking creates nothing: the key is still free to take.
+    let id = JobId::new();
+    let record = JobRecord::pending(id).with_owner(Some("alice".into()));
+    assert_eq!(store.create_once(record, key.clone()).await.unwrap(), Created::New);
+
+    // Held: the same record as `get`, for the same request.
+    let KeyLookup::Existing(existing) = store.find_key(&key).await.unwrap() else {
+        panic!("the key's job is not found");
+    };
+    assert_eq!(existing, found(&store, id).await);
+    assert!(store.start(id).await.unwrap());
+    let KeyLookup::Existing(running) = store.find_key(&key).await.unwrap() else {
+        panic!("the key's job is not found once running");
+    };
+    assert_eq!(running.status, JobStatus::Running);
+    assert_eq!(running, found(&store, id).await);
+
+    // Another request with the same key: a mismatch. Another owner's, or
+    // another key: free.
+    let other_request = IdempotencyKey::new(Some("alice"), "order-42", "POST /orders def");
+    assert_eq!(store.find_key(&other_request).await.unwrap(), KeyLookup::Mismatch);
+    let bobs = IdempotencyKey::new(Some("bob"), "order-42", "POST /orders abc");
+    assert_eq!(store.find_key(&bobs).await.unwrap(), KeyLookup::Free);
+    let anonymous = IdempotencyKey::new(None, "order-42", "POST /orders abc");
+    assert_eq!(store.find_key(&anonymous).await.unwrap(), KeyLookup::Free);
+
+    // A finished holder still holds it.
+    assert!(store.finish(id, ok("done")).await.unwrap());
+    let KeyLookup::Existing(finished) = store.find_key(&key).await.unwrap() else {
+        panic!("the key's job is not found once finished");
+    };
+    assert_eq!(finished.status, JobStatus::Succeeded);
+
+    // Deleted: free again, and free to take.
+    assert!(store.delete(id).await.unwrap());
+    assert_eq!(store.find_key(&key).await.unwrap(), KeyLookup::Free);
+    assert_eq!(store.find_key(&other_request).await.unwrap(), KeyLookup::Free);
+    let again = JobId::new();
+    let record = JobRecord::pending(again).with_owner(Some("alice".into()));
+    assert_eq!(store.create_once(record, key.clone()).await.unwrap(), Created::New);
+    assert!(matches!(store.find_key(&key).await.unwrap(), KeyLookup::Existing(r) if r.id == again));
+
+    // A key that outlived its job (its hash expired or was evicted): free,
+    // whatever the fingerprint, as no kept job holds it.
+    let mut conn = connection().await;
+    let _: i64 = redis::cmd("DEL")
+        .arg(format!("{{{ns}:{again}}}:job"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(store.find_key(&key).await.unwrap(), KeyLookup::Free);
+    assert_eq!(store.find_key(&other_request).await.unwrap(), KeyLookup::Free);
+    assert!(store.delete(again).await.is_ok());
+    assert_every_key_expires(&ns).await;
+}
+
+#[tokio::test]
+async fn started_at_is_set_by_start_and_kept_after_the_end() {
+    let ns = namespace();
+    let store = store(&ns).await;
+    let id = JobId::new();
+    store.create(JobRecord::pending(id)).await.unwrap();
+    let pending = found(&store, id).await;
+    assert_eq!(pending.started_at_ms, None);
+
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert!(store.start(id).await.unwrap());
+    let after_start = now_ms();
+    let running = found(&store, id).await;
+    let started = running.started_at_ms.expect("start records when the job started");
+    assert!(
+        pending.created_at_ms <= started && started <= after_start,
+        "started at {started}, created at {}, now {after_start}",
+        pending.created_at_ms
+    );
+    assert_eq!(started, running.updated_at_ms, "start writes one time to both");
+    // A second start changes nothing.
+    assert!(!store.start(id).await.unwrap());
+    assert_eq!(found(&store, id).await.started_at_ms, Some(started));
+
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    store.set_progress(id, Some(0.5), Some("half".into())).await.unwrap();
+    let progressed = found(&store, id).await;
+    assert_eq!(progressed.started_at_ms, Some(started));
+    assert!(progressed.updated_at_ms > started);
+    assert!(store.finish(id, ok("done")).await.unwrap());
+    let finished = found(&store, id).await;
+    assert_eq!(finished.status, JobStatus::Succeeded);
+    assert_eq!(finished.started_at_ms, Some(started));
+
+    // A job canceled while it waited never started.
+    let waiting = JobId::new();
+    store.create(JobRecord::pending(waiting)).await.unwrap();
+    assert_eq!(store.cancel(waiting).await.unwrap(), Cancel::Canceled);
+    assert!(!store.start(waiting).await.unwrap());
+    assert_eq!(found(&store, waiting).await.started_at_ms, None);
+
+    // A record created with a start time keeps it.
+    let created_running = JobId::new();
+    let mut record = JobRecord::pending(created_running);
+    record.status = JobStatus::Running;
+    record.started_at_ms = Some(record.created_at_ms + 1);
+    store.create(record.clone()).await.unwrap();
+    assert_eq!(found(&store, created_running).await.started_at_ms, record.started_at_ms);
+    assert!(store.delete(created_running).await.unwrap());
+    assert_every_key_expires(&ns).await;
+}
+
+/// 100 years in ms: the cap of every duration `RedisStore` hands Redis.
+const HUNDRED_YEARS_MS: i64 = 36_525 * 24 * 60 * 60 * 1000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duration_max_settings_run_a_whole_job_life() {
+    let ns = namespace();
+    let store = RedisStore::builder(redis_url())
+        .namespace(ns.as_str())
+        .ttl(Duration::MAX)
+        .tombstone_ttl(Duration::MAX)
+        .lease(Duration::MAX)
+        .command_timeout(Duration::MAX)
+        .build()
+        .await
+        .unwrap();
+    let key = IdempotencyKey::new(Some("alice"), "forever", "POST /work");
+    let id = JobId::new();
+    let record = JobRecord::pending(id).with_owner(Some("alice".into()));
+    assert_eq!(store.create_once(record, key.clone()).await.unwrap(), Created::New);
+    assert!(store.start(id).await.unwrap());
+    store
+        .set_progress(id, Some(0.25), Some("a quarter".into()))
+        .await
+        .unwrap();
+    let running = found(&store, id).await;
+    assert_eq!(
+        running.status,
+        JobStatus::Running,
+        "a lease of Duration::MAX never lapses"
+    );
+    assert_eq!(running.progress, Some(0.25));
+
+    let other = JobId::new();
+    store.create(JobRecord::pending(other)).await.unwrap();
+    assert!(store.start(other).await.unwrap());
+    assert_eq!(store.cancel(other).await.unwrap(), Cancel::Canceled);
+    assert_eq!(found(&store, other).await.status, JobStatus::Canceled);
+
+    let doomed = JobId::new();
+    store.create(JobRecord::pending(doomed)).await.unwrap();
+    assert!(store.delete(doomed).await.unwrap());
+    assert_eq!(store.get(doomed).await.unwrap(), Lookup::Unknown);
+
+    assert!(store.finish(id, ok("kept forever")).await.unwrap());
+    tokio::time::timeout(Duration::from_secs(5), store.wait_terminal(id))
+        .await
+        .expect("an ended job's wait resolves at once")
+        .unwrap();
+    let finished = found(&store, id).await;
+    assert_eq!(finished.status, JobStatus::Succeeded);
+    assert!(finished.started_at_ms.is_some());
+    let response = store.response(id).await.unwrap().expect("a stored response");
+    assert_eq!(response.body, "kept forever");
+    assert!(matches!(store.find_key(&key).await.unwrap(), KeyLookup::Existing(r) if r.id == id));
+    let page = store.list("alice", 10, None).await.unwrap();
+    assert_eq!(page.jobs.len(), 1);
+    assert_eq!(page.jobs[0].id, id);
+
+    // Every key left (hashes, tombstones, owner index, idempotency key)
+    // lives as long as the cap, not forever.
+    let keys = keys_with_ttl(&ns).await;
+    for suffix in [
+        format!("{id}}}:job"),
+        format!("{id}}}:gone"),
+        format!("{other}}}:job"),
+        format!("{other}}}:gone"),
+        "}:owner:alice".to_owned(),
+        "}:key:".to_owned(),
+    ] {
+        assert!(
+            keys.iter().any(|(k, _)| k.contains(&suffix)),
+            "no key with {suffix}: {keys:?}"
+        );
+    }
+    for (key, ttl) in &keys {
+        assert!(
+            *ttl > HUNDRED_YEARS_MS - 60_000 && *ttl <= HUNDRED_YEARS_MS,
+            "{key} has a TTL of {ttl} ms"
+        );
+    }
+    assert_every_key_expires(&ns).await;
+    // Leave nothing behind for a century.
+    assert!(store.delete(id).await.unwrap());
+    assert!(store.delete(other).await.unwrap());
+    assert!(keys_with_ttl(&ns).await.is_empty(), "{:?}", keys_with_ttl(&ns).await);
 }
 
 /// Flags set by the blocking handler, to observe a cancel on the replica

@@ -887,6 +887,9 @@ impl JobStore for SlowCreate {
     ) -> Result<tower_accepted::Created, StoreError> {
         self.inner.create_once(record, key).await
     }
+    async fn find_key(&self, key: &tower_accepted::IdempotencyKey) -> Result<tower_accepted::KeyLookup, StoreError> {
+        self.inner.find_key(key).await
+    }
     async fn list(
         &self,
         owner: &str,

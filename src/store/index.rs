@@ -101,6 +101,11 @@ impl KeyIndex {
         None
     }
 
+    /// The holder of `scope`, if it is taken.
+    pub(super) fn holder(&self, scope: &str) -> Option<(JobId, String)> {
+        lock(&self.shards[shard_of(scope)]).get(scope).cloned()
+    }
+
     /// Frees `scope` if `id` holds it.
     pub(super) fn release(&self, scope: &str, id: JobId) {
         let mut shard = lock(&self.shards[shard_of(scope)]);

@@ -29,7 +29,7 @@ mod redis;
 pub use memory::{MemoryStore, MemoryStoreBuilder};
 pub(crate) use record::unix_ms;
 pub use record::{
-    Created, IdempotencyKey, InvalidJobId, JobError, JobId, JobRecord, JobStatus, ListCursor, Outcome, Page,
+    Created, IdempotencyKey, InvalidJobId, JobError, JobId, JobRecord, JobStatus, KeyLookup, ListCursor, Outcome, Page,
     StoredResponse,
 };
 #[cfg(feature = "redis")]
@@ -158,6 +158,12 @@ pub trait JobStore: Send + Sync + 'static {
         key: IdempotencyKey,
     ) -> impl Future<Output = Result<Created, StoreError>> + Send;
 
+    /// Who holds `key`, without creating anything: the layer asks before it
+    /// refuses a keyed submission (over capacity, store full, shutting
+    /// down), so that a client's retry of a job it already submitted still
+    /// gets that job's `202` rather than a `503`.
+    fn find_key(&self, key: &IdempotencyKey) -> impl Future<Output = Result<KeyLookup, StoreError>> + Send;
+
     /// The jobs of `owner` not yet expired, newest first (by creation time,
     /// then id): at most `limit`, starting after `after`. Pages stay stable
     /// while jobs are added, since new jobs sort before every cursor.
@@ -171,8 +177,8 @@ pub trait JobStore: Send + Sync + 'static {
     /// What the store knows of `id`.
     fn get(&self, id: JobId) -> impl Future<Output = Result<Lookup, StoreError>> + Send;
 
-    /// Moves a `pending` job to `running`; returns `false` (and changes
-    /// nothing) when the job is not pending any more, for example canceled
+    /// Moves a `pending` job to `running` and records when it started
+    /// ([`JobRecord::started_at_ms`]); returns `false` (and changes nothing) when the job is not pending any more, for example canceled
     /// while it waited.
     fn start(&self, id: JobId) -> impl Future<Output = Result<bool, StoreError>> + Send;
 

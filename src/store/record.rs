@@ -330,6 +330,11 @@ pub struct JobRecord {
     pub created_at_ms: u64,
     /// When the record last changed, in milliseconds since the Unix epoch.
     pub updated_at_ms: u64,
+    /// When a runner started the job (it left `pending`), in milliseconds
+    /// since the Unix epoch; `None` while it waits. The time left that
+    /// `Retry-After` estimates counts from here, not from acceptance, so
+    /// that time spent in the queue is not taken for work.
+    pub started_at_ms: Option<u64>,
     /// Progress between 0 and 1, as the handler last reported it.
     pub progress: Option<f32>,
     /// A message from the handler, such as "rendering page 4 of 10".
@@ -352,6 +357,7 @@ impl JobRecord {
             status: JobStatus::Pending,
             created_at_ms: now,
             updated_at_ms: now,
+            started_at_ms: None,
             progress: None,
             message: None,
             result_status: None,
@@ -448,6 +454,29 @@ pub enum Created {
     /// The key is taken by this job, for the same request: nothing created.
     Existing(JobRecord),
     /// The key is taken by a job for a different request: nothing created.
+    Mismatch,
+}
+
+/// What a store knows of an idempotency key, as
+/// [`JobStore::find_key`](super::JobStore::find_key) answers.
+///
+/// ```
+/// use tower_accepted::{IdempotencyKey, JobStore, KeyLookup, MemoryStore};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let store = MemoryStore::new();
+/// let key = IdempotencyKey::new(Some("alice"), "order-42", "fingerprint");
+/// assert_eq!(store.find_key(&key).await.unwrap(), KeyLookup::Free);
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeyLookup {
+    /// No kept job holds the key.
+    Free,
+    /// The key is held by this job, for the same request.
+    Existing(JobRecord),
+    /// The key is held by a job for a different request.
     Mismatch,
 }
 

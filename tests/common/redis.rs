@@ -35,26 +35,30 @@ pub async fn connection() -> redis::aio::MultiplexedConnection {
 }
 
 /// Every key of `namespace` with its time to live in ms (`-1`: none, `-2`:
-/// expired since it was listed).
+/// expired since it was listed): a job's keys (`{ns:id}:…`) and the
+/// namespace's own (`{ns}:owner:…` owner indexes, `{ns}:key:…` idempotency
+/// keys).
 pub async fn keys_with_ttl(namespace: &str) -> Vec<(String, i64)> {
     let mut conn = connection().await;
     let mut keys: Vec<String> = Vec::new();
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{{{namespace}:*"))
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        keys.extend(batch);
-        if next == 0 {
-            break;
+    for pattern in [format!("{{{namespace}:*"), format!("{{{namespace}}}:*")] {
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            keys.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
         }
-        cursor = next;
     }
     let mut out = Vec::new();
     for key in keys {

@@ -8,10 +8,13 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Script};
 
 use super::tasks::{Waiters, listen, renew_leases};
-use super::{Inner, RedisStore, lock, scripts, unavailable};
+use super::{Inner, MAX_DURATION, RedisStore, lock, scripts, unavailable};
 use crate::store::StoreError;
 
 /// Configures a [`RedisStore`]; made by [`RedisStore::builder`].
+///
+/// Every duration is capped at 100 years: `Duration::MAX` is a valid
+/// setting that means "as good as forever".
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -31,17 +34,26 @@ use crate::store::StoreError;
 /// ```
 #[derive(Debug)]
 pub struct RedisStoreBuilder {
+    /// The Redis URL, used unless a client is given.
     url: String,
+    /// A client to use instead of the URL.
     client: Option<Client>,
+    /// A connection manager to use for commands.
     conn: Option<ConnectionManager>,
+    /// The prefix of every key and channel.
     namespace: String,
+    /// How long an ended job is kept.
     ttl: Duration,
+    /// How long an expired id is remembered past `ttl`.
     tombstone_ttl: Duration,
+    /// How long a running job survives its replica's silence.
     lease: Duration,
+    /// The command, connection and subscription timeout.
     timeout: Duration,
 }
 
 impl RedisStoreBuilder {
+    /// The default settings, on the Redis at `url`.
     pub(super) fn new(url: String) -> Self {
         Self {
             url,
@@ -76,28 +88,33 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// How long a finished or canceled job is kept (default one hour).
+    /// How long a finished or canceled job is kept (default one hour; at
+    /// most 100 years).
     pub fn ttl(mut self, ttl: Duration) -> Self {
-        self.ttl = ttl;
+        self.ttl = ttl.min(MAX_DURATION);
         self
     }
 
-    /// How long an expired id is remembered for `410 Gone` (default 24 h).
+    /// How long an expired id is remembered for `410 Gone` (default 24 h; at
+    /// most 100 years).
     pub fn tombstone_ttl(mut self, ttl: Duration) -> Self {
-        self.tombstone_ttl = ttl;
+        self.tombstone_ttl = ttl.min(MAX_DURATION);
         self
     }
 
     /// How long a job survives its replica going silent before it is
-    /// reported `lost` (default 5 s; renewed every third of it).
+    /// reported `lost` (default 5 s; renewed every third of it; at least
+    /// 300 ms, at most 100 years).
     pub fn lease(mut self, lease: Duration) -> Self {
-        self.lease = lease.max(Duration::from_millis(300));
+        self.lease = lease.clamp(Duration::from_millis(300), MAX_DURATION);
         self
     }
 
-    /// The longest a command may take before it fails (default 2 s).
+    /// The longest a command may take before it fails (default 2 s; at most
+    /// 100 years). It also bounds connecting and subscribing in
+    /// [`build`](Self::build).
     pub fn command_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.timeout = timeout.min(MAX_DURATION);
         self
     }
 

@@ -4,13 +4,17 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::store::{JobError, JobId, JobRecord, JobStatus};
 
-/// The fields of a record, in the order they are read.
-pub(super) const FIELDS: [&str; 9] = ["st", "c", "u", "p", "m", "rs", "ec", "em", "o"];
+/// The fields of a record, in the order they are read (every `HMGET` of a
+/// record reads these): status, created, updated, progress, message, result
+/// status, error code, error message, owner, started.
+pub(super) const FIELDS: [&str; 10] = ["st", "c", "u", "p", "m", "rs", "ec", "em", "o", "s"];
 
+/// A field's text, when it is there and UTF-8.
 fn text(field: &Option<Vec<u8>>) -> Option<&str> {
     field.as_deref().and_then(|b| std::str::from_utf8(b).ok())
 }
 
+/// A status from its word ([`JobStatus::as_str`]).
 pub(super) fn parse_status(word: &str) -> Option<JobStatus> {
     Some(match word {
         "pending" => JobStatus::Pending,
@@ -36,6 +40,7 @@ pub(super) fn parse_record(id: JobId, fields: &[Option<Vec<u8>>]) -> Option<JobR
         status,
         created_at_ms: number(1),
         updated_at_ms: number(2),
+        started_at_ms: field(9).and_then(|t| t.parse::<u64>().ok()),
         progress: field(3).and_then(|t| t.parse().ok()),
         message: field(4).map(str::to_owned),
         result_status: field(5).and_then(|t| t.parse().ok()),
@@ -57,6 +62,8 @@ pub(super) fn encode_headers(headers: &HeaderMap) -> Vec<u8> {
     out
 }
 
+/// Headers from [`encode_headers`]' lines; lines that are not a valid
+/// header are skipped.
 pub(super) fn decode_headers(bytes: &[u8]) -> HeaderMap {
     let mut headers = HeaderMap::new();
     for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
@@ -98,6 +105,22 @@ mod tests {
         assert_eq!(record.progress, Some(0.5));
         assert_eq!(record.result_status, Some(500));
         assert_eq!(record.error.unwrap().code, "http_status");
+        assert_eq!(record.started_at_ms, None);
         assert!(parse_record(id, &[None, None]).is_none());
+    }
+
+    #[test]
+    fn started_at_is_read_when_present() {
+        let id = JobId::new();
+        let mut fields: Vec<Option<Vec<u8>>> = vec![None; FIELDS.len()];
+        fields[0] = Some(b"running".to_vec());
+        fields[1] = Some(b"1000".to_vec());
+        fields[2] = Some(b"1500".to_vec());
+        fields[9] = Some(b"1500".to_vec());
+        let record = parse_record(id, &fields).unwrap();
+        assert_eq!(record.status, JobStatus::Running);
+        assert_eq!(record.started_at_ms, Some(1500));
+        fields[9] = Some(b"not a number".to_vec());
+        assert_eq!(parse_record(id, &fields).unwrap().started_at_ms, None);
     }
 }

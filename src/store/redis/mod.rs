@@ -21,9 +21,23 @@ use codec::{FIELDS, decode_headers, encode_headers, parse_record};
 use tasks::{Owned, Waiters};
 
 use super::{
-    Cancel, Created, IdempotencyKey, JobError, JobId, JobRecord, JobStatus, JobStore, ListCursor, Lookup, Outcome,
-    Page, StoreError, StoredResponse, unix_ms,
+    Cancel, Created, IdempotencyKey, JobError, JobId, JobRecord, JobStatus, JobStore, KeyLookup, ListCursor, Lookup,
+    Outcome, Page, StoreError, StoredResponse, unix_ms,
 };
+
+/// The longest time, in milliseconds, that the store hands to Redis (a time
+/// to live, a lease) or waits for: 100 years (of 365.25 days).
+///
+/// Every duration setting is clamped to it, so that extreme settings
+/// (`Duration::MAX` for "keep forever") work rather than fail. Redis refuses
+/// `PX`/`PEXPIRE` values that do not fit a signed 64-bit integer once added
+/// to the current time ("invalid expire time"), and `Instant + Duration`
+/// panics on overflow; 100 years is forever for a job, yet far from both
+/// limits.
+const MAX_MS: u64 = 36_525 * 24 * 60 * 60 * 1000;
+
+/// [`MAX_MS`] as a duration: the cap of every duration setting.
+const MAX_DURATION: Duration = Duration::from_millis(MAX_MS);
 
 /// Jobs kept in Redis, so that several replicas of an application behind a
 /// load balancer share them: a job submitted on one replica can be polled,
@@ -34,7 +48,9 @@ use super::{
 ///   `{ns:id}:gone` once it ends; the hash tag keeps them in one slot of a
 ///   Redis Cluster. Every key has a time to live: a finished job lives `ttl`
 ///   (default one hour), its tombstone `ttl + tombstone_ttl` (default 24 h
-///   more) so that an expired id answers `410 Gone`.
+///   more) so that an expired id answers `410 Gone`. Every duration is
+///   capped at 100 years, so `Duration::MAX` means "as good as forever",
+///   never an error.
 /// - **Waking.** Ending a job publishes its id on the channel `ns:ended`;
 ///   each store listens on one connection and wakes its local waiters within
 ///   milliseconds (long polls, and the runner that must drop a job canceled
@@ -43,7 +59,9 @@ use super::{
 ///   renewed every third of it). When a replica dies, its leases lapse and
 ///   the next reader ends the job `failed` with `error.code = "lost"`.
 /// - **Cost.** One round trip per operation (a pipeline, a transaction or a
-///   script); no `KEYS` or `SCAN`.
+///   script); no `KEYS` or `SCAN`. The exceptions: a read that finds a lost
+///   job ends it (two more), and [`find_key`](JobStore::find_key) reads the
+///   key then its holder (two).
 /// - **Faults.** Every command has a timeout; while Redis is unreachable,
 ///   operations fail with [`StoreError::Unavailable`] (the layer answers
 ///   `503` + `Retry-After`) and the connection is re-made in the background.
@@ -66,25 +84,43 @@ use super::{
 /// ```
 #[derive(Clone)]
 pub struct RedisStore {
+    /// What every clone shares.
     inner: Arc<Inner>,
 }
 
+/// The state of a store, shared by its clones and (weakly) by its lease
+/// renewal task.
 struct Inner {
+    /// The connection for commands, re-made in the background when lost.
     conn: ConnectionManager,
+    /// The prefix of every key.
     namespace: String,
+    /// Where ended (and deleted) jobs are announced: `ns:ended`.
     channel: String,
+    /// How long an ended job is kept (at most [`MAX_DURATION`]).
     ttl: Duration,
+    /// How long an expired id is remembered past `ttl` (at most
+    /// [`MAX_DURATION`]).
     tombstone_ttl: Duration,
+    /// How long a running job survives its replica's silence (at most
+    /// [`MAX_DURATION`]).
     lease: Duration,
+    /// [`scripts::CREATE`].
     create: Script,
+    /// [`scripts::END`].
     end: Script,
+    /// [`scripts::DELETE`].
     delete: Script,
+    /// [`scripts::START`].
     start: Script,
+    /// [`scripts::PROGRESS`].
     progress: Script,
+    /// This replica's waiters, woken by the listener.
     waiters: Arc<Waiters>,
     /// Jobs this replica created and has not seen end: it renews their
     /// leases.
     owned: Mutex<HashMap<JobId, Owned>>,
+    /// The listener and the lease renewal, aborted with the last clone.
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -123,6 +159,7 @@ impl RedisStore {
         &self.inner.namespace
     }
 
+    /// The key `what` (`job`, `lease` or `gone`) of job `id`: `{ns:id}:what`.
     fn key(&self, id: JobId, what: &str) -> String {
         format!("{{{}:{}}}:{}", self.inner.namespace, id, what)
     }
@@ -133,6 +170,8 @@ impl RedisStore {
         format!("{{{}}}:owner:{}", self.inner.namespace, owner)
     }
 
+    /// The key of the string that holds an idempotency key,
+    /// `{ns}:key:<scope>`; its value is `"<id> <fingerprint>"` of its job.
     fn idempotency_key(&self, key: &IdempotencyKey) -> String {
         format!("{{{}}}:key:{}", self.inner.namespace, key.scope())
     }
@@ -146,6 +185,9 @@ impl RedisStore {
             ("c", record.created_at_ms.to_string()),
             ("u", record.updated_at_ms.to_string()),
         ];
+        if let Some(s) = record.started_at_ms {
+            fields.push(("s", s.to_string()));
+        }
         if let Some(p) = record.progress {
             fields.push(("p", p.to_string()));
         }
@@ -194,20 +236,32 @@ impl RedisStore {
         }
     }
 
+    /// A handle on the shared connection (cheap: the manager is a handle).
     fn conn(&self) -> ConnectionManager {
         self.inner.conn.clone()
     }
 
+    /// A duration as the milliseconds of a `PX` or `PEXPIRE`: at least 1
+    /// (Redis refuses 0) and at most [`MAX_MS`].
     fn ms(duration: Duration) -> u64 {
-        u64::try_from(duration.as_millis()).unwrap_or(u64::MAX).max(1)
+        u64::try_from(duration.as_millis()).unwrap_or(u64::MAX).clamp(1, MAX_MS)
     }
 
     /// The time to live of a job's hash while it runs: longer than a lease,
-    /// so that a reader finds a lost job and ends it.
+    /// so that a reader finds a lost job and ends it (both capped at
+    /// [`MAX_MS`], where "longer" gives way).
     fn running_ttl(&self) -> u64 {
-        Self::ms(self.inner.ttl + self.inner.lease)
+        Self::ms(self.inner.ttl.saturating_add(self.inner.lease))
     }
 
+    /// The time to live of an ended job's tombstone: it outlives the job by
+    /// `tombstone_ttl`.
+    fn tombstone_ttl(&self) -> u64 {
+        Self::ms(self.inner.ttl.saturating_add(self.inner.tombstone_ttl))
+    }
+
+    /// Runs the end script in `mode` (`finish`, `cancel` or `lost`); answers
+    /// `ended`, `terminal`, `expired`, `unknown` or (for `lost`) `alive`.
     async fn end(
         &self,
         id: JobId,
@@ -235,7 +289,7 @@ impl RedisStore {
             .arg(mode)
             .arg(unix_ms())
             .arg(Self::ms(self.inner.ttl))
-            .arg(Self::ms(self.inner.ttl + self.inner.tombstone_ttl))
+            .arg(self.tombstone_ttl())
             .arg(&self.inner.channel)
             .arg(id.to_string())
             .arg(status.as_str())
@@ -270,14 +324,19 @@ impl RedisStore {
     }
 }
 
+/// Locks `mutex`, through poisoning: every critical section leaves its data
+/// consistent.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// A Redis error as [`StoreError::Unavailable`].
 fn unavailable(e: RedisError) -> StoreError {
     StoreError::Unavailable(Box::new(e))
 }
 
+/// A Redis error as a store error: `OOM` (`maxmemory` reached) is
+/// [`StoreError::Full`], anything else [`StoreError::Unavailable`].
 fn store_error(e: RedisError) -> StoreError {
     if e.code() == Some("OOM") {
         StoreError::Full
@@ -321,6 +380,40 @@ impl JobStore for RedisStore {
         Err(StoreError::Unavailable(
             "the idempotency key kept changing hands".into(),
         ))
+    }
+
+    /// Reads the key's holder (`"<id> <fingerprint>"`, as the create script
+    /// writes it), then the holder with [`get`](JobStore::get), as
+    /// [`MemoryStore`](crate::MemoryStore) answers: `Free` when no kept job
+    /// holds the key (absent, or its holder deleted or expired), `Mismatch`
+    /// when a kept job holds it for another fingerprint (or the key's text
+    /// names no job, which [`create_once`](JobStore::create_once) refuses
+    /// too), `Existing` otherwise. Changes nothing but what `get` changes
+    /// (a holder whose lease lapsed is ended `lost`).
+    ///
+    /// Round trips: one when the key is free (a `GET`); two when it is held
+    /// (the `GET`, then `get`'s pipeline), plus two when `get` ends a lost
+    /// holder. The holder's id is only known once the key is read, and
+    /// reading the job in the same script would touch a key of another
+    /// Redis Cluster slot.
+    async fn find_key(&self, key: &IdempotencyKey) -> Result<KeyLookup, StoreError> {
+        let holder: Option<String> = redis::cmd("GET")
+            .arg(self.idempotency_key(key))
+            .query_async(&mut self.conn())
+            .await
+            .map_err(store_error)?;
+        let Some(holder) = holder else {
+            return Ok(KeyLookup::Free);
+        };
+        let (id, fingerprint) = holder.split_once(' ').unwrap_or((holder.as_str(), ""));
+        let Ok(id) = id.parse::<JobId>() else {
+            return Ok(KeyLookup::Mismatch);
+        };
+        Ok(match self.get(id).await? {
+            Lookup::Found(_) if fingerprint != key.fingerprint() => KeyLookup::Mismatch,
+            Lookup::Found(record) => KeyLookup::Existing(record),
+            Lookup::Expired | Lookup::Unknown => KeyLookup::Free,
+        })
     }
 
     async fn list(&self, owner: &str, limit: usize, after: Option<ListCursor>) -> Result<Page, StoreError> {

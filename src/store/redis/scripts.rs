@@ -68,10 +68,13 @@ redis.call('PUBLISH', ARGV[1], ARGV[2])
 return removed
 ";
 
-/// Moves a pending job to running and takes its lease.
+/// Moves a pending job to running, records when it started (`s`, the same
+/// time as `u`) and takes its lease.
+///
+/// KEYS: job, lease. ARGV: now, lease ms.
 pub(super) const START: &str = r"
 if redis.call('HGET', KEYS[1], 'st') ~= 'pending' then return 0 end
-redis.call('HSET', KEYS[1], 'st', 'running', 'u', ARGV[1])
+redis.call('HSET', KEYS[1], 'st', 'running', 'u', ARGV[1], 's', ARGV[1])
 redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
 return 1
 ";

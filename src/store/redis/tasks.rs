@@ -10,30 +10,38 @@ use redis::{Client, RedisError};
 use tokio::sync::Notify;
 
 use super::codec::parse_status;
-use super::{Inner, RedisStore, lock};
+use super::{Inner, MAX_DURATION, RedisStore, lock};
 use crate::store::{JobId, JobStatus};
 
 /// The keys besides its own that a job this replica runs keeps alive.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Owned {
+    /// The owner's index of jobs, for an owned job.
     pub(super) owner_index: Option<String>,
+    /// The idempotency key the job holds, if any.
     pub(super) idempotency_key: Option<String>,
 }
 
 /// Local waiters by job id, woken by the listener.
 #[derive(Default)]
 pub(super) struct Waiters {
+    /// One notifier per job that has local waiters.
     map: Mutex<HashMap<JobId, Arc<Notify>>>,
 }
 
 /// One waiter's registration; removed from the map with the last waiter.
 pub(super) struct Waiter<'a> {
+    /// Where it is registered.
     waiters: &'a Waiters,
+    /// The job it waits for.
     id: JobId,
+    /// Notified when the job ends (or may have: after a reconnection).
     pub(super) notify: Arc<Notify>,
 }
 
 impl Waiters {
+    /// Registers a waiter of `id`, sharing the job's notifier with the
+    /// others.
     pub(super) fn register(&self, id: JobId) -> Waiter<'_> {
         let notify = Arc::clone(lock(&self.map).entry(id).or_default());
         Waiter {
@@ -43,12 +51,14 @@ impl Waiters {
         }
     }
 
+    /// Wakes the waiters of `id`.
     fn wake(&self, id: JobId) {
         if let Some(notify) = lock(&self.map).get(&id) {
             notify.notify_waiters();
         }
     }
 
+    /// Wakes every waiter, to look again.
     fn wake_all(&self) {
         for notify in lock(&self.map).values() {
             notify.notify_waiters();
@@ -104,10 +114,13 @@ pub(super) async fn listen(
 }
 
 /// Renews the leases of the jobs this replica runs, every third of a lease,
-/// in one pipeline; forgets jobs that ended.
+/// in one pipeline; forgets jobs that ended. The period is kept between
+/// 1 ms (an interval of zero panics) and [`MAX_DURATION`] (so that the
+/// interval's next deadline never overflows an `Instant`), whatever the
+/// lease.
 pub(super) async fn renew_leases(store: Weak<Inner>) {
     let period = match store.upgrade() {
-        Some(inner) => inner.lease / 3,
+        Some(inner) => (inner.lease / 3).clamp(Duration::from_millis(1), MAX_DURATION),
         None => return,
     };
     let mut ticker = tokio::time::interval(period);

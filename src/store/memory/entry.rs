@@ -1,0 +1,297 @@
+//! A job as [`MemoryStore`](super::MemoryStore) keeps it, its waiters, and
+//! the wake-ups that are fired once the shard's lock is released.
+
+use std::task::Waker;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use slab::Slab;
+
+use crate::store::{JobError, JobId, JobRecord, JobStatus, Outcome, StoredResponse, unix_ms};
+
+/// What a finished job counts against the store's byte budget besides its
+/// response and texts: the entry, its place in the map and in the expiry
+/// queue, and a tombstone later (measured by `benches/memory.rs`: about 370
+/// bytes a finished job, of which the 100-byte result).
+const ENTRY_BYTES: usize = 320;
+
+/// A job as the store keeps it: a [`JobRecord`] and its stored response,
+/// packed (about a hundred bytes, inline in the map), since a store holds
+/// many of them. What most jobs lack (message, error, owner, key, extra
+/// waiters) is boxed apart, and the stored headers are a slice rather than a
+/// `HeaderMap`.
+pub(super) struct Entry {
+    pub(super) created_at_ms: u64,
+    pub(super) updated_at_ms: u64,
+    /// When the job started running; 0 while it has not.
+    pub(super) started_at_ms: u64,
+    /// When the job expires, in the store's ticks; 0 while it has not
+    /// ended. Also names its place in the expiry queue.
+    pub(super) expires_at: u64,
+    /// What the job counts against the byte budget once it ended.
+    pub(super) bytes: usize,
+    pub(super) progress: Option<f32>,
+    pub(super) result_status: Option<u16>,
+    pub(super) status: JobStatus,
+    /// Whether `headers` and `body` hold a stored response (with status
+    /// `result_status`).
+    has_response: bool,
+    /// The first task waiting for the job to end (most often the job's
+    /// runner), [`WaiterKey`] 0; the others are in `extra`. Taken when it
+    /// ends.
+    waiter: Option<Waker>,
+    extra: Option<Box<Extra>>,
+    headers: Box<[(HeaderName, HeaderValue)]>,
+    body: Bytes,
+}
+
+/// The parts of a job that most jobs do not have.
+#[derive(Default)]
+struct Extra {
+    message: Option<String>,
+    error: Option<JobError>,
+    owner: Option<String>,
+    /// The idempotency key (scope) this job holds, if any.
+    key: Option<String>,
+    /// Waiters after the first (long polls, as a rule), each removed in
+    /// O(1) by its key.
+    waiters: Slab<Waker>,
+}
+
+impl Extra {
+    fn is_empty(&self) -> bool {
+        self.message.is_none()
+            && self.error.is_none()
+            && self.owner.is_none()
+            && self.key.is_none()
+            && self.waiters.is_empty()
+    }
+}
+
+/// Where a waiter's waker is kept: 0 for the inline slot, `n + 1` for slot
+/// `n` of the extra waiters.
+pub(super) type WaiterKey = usize;
+
+/// Wakers taken out of an entry under its shard's lock, to be woken after
+/// the lock is released (a woken task on another thread would otherwise
+/// find the lock still held).
+#[derive(Default)]
+#[must_use = "wakers must be woken once the lock is released"]
+pub(super) struct Wakeups {
+    first: Option<Waker>,
+    rest: Vec<Waker>,
+}
+
+impl Wakeups {
+    pub(super) fn add(&mut self, mut other: Wakeups) {
+        if self.first.is_none() {
+            self.first = other.first.take();
+        }
+        self.rest.extend(other.first);
+        self.rest.append(&mut other.rest);
+    }
+
+    pub(super) fn wake(self) {
+        if let Some(waker) = self.first {
+            waker.wake();
+        }
+        for waker in self.rest {
+            waker.wake();
+        }
+    }
+}
+
+impl Entry {
+    pub(super) fn new(record: JobRecord, key: Option<String>) -> Self {
+        let extra = Extra {
+            message: record.message,
+            error: record.error,
+            owner: record.owner,
+            key,
+            waiters: Slab::new(),
+        };
+        Self {
+            created_at_ms: record.created_at_ms,
+            updated_at_ms: record.updated_at_ms,
+            started_at_ms: record.started_at_ms.unwrap_or(0),
+            expires_at: 0,
+            bytes: 0,
+            progress: record.progress,
+            result_status: record.result_status,
+            status: record.status,
+            has_response: false,
+            waiter: None,
+            extra: (!extra.is_empty()).then(|| Box::new(extra)),
+            headers: Box::default(),
+            body: Bytes::new(),
+        }
+    }
+
+    /// The job's record, as the store was given it and changed it since.
+    pub(super) fn record(&self, id: JobId) -> JobRecord {
+        let extra = self.extra.as_deref();
+        JobRecord {
+            id,
+            status: self.status,
+            created_at_ms: self.created_at_ms,
+            updated_at_ms: self.updated_at_ms,
+            started_at_ms: (self.started_at_ms != 0).then_some(self.started_at_ms),
+            progress: self.progress,
+            message: extra.and_then(|e| e.message.clone()),
+            result_status: self.result_status,
+            error: extra.and_then(|e| e.error.clone()),
+            owner: extra.and_then(|e| e.owner.clone()),
+        }
+    }
+
+    fn extra_mut(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Box::default)
+    }
+
+    pub(super) fn owner(&self) -> Option<&str> {
+        self.extra.as_deref().and_then(|e| e.owner.as_deref())
+    }
+
+    pub(super) fn key(&self) -> Option<&str> {
+        self.extra.as_deref().and_then(|e| e.key.as_deref())
+    }
+
+    /// Marks the job changed now (as [`JobRecord::touch`]).
+    pub(super) fn touch(&mut self) {
+        self.updated_at_ms = unix_ms().max(self.updated_at_ms);
+    }
+
+    pub(super) fn set_message(&mut self, message: Option<String>) {
+        match message {
+            Some(message) => self.extra_mut().message = Some(message),
+            None => {
+                if let Some(extra) = &mut self.extra {
+                    extra.message = None;
+                }
+            }
+        }
+    }
+
+    /// Records a terminal outcome, as [`JobRecord::finish`] does, and keeps
+    /// its response.
+    pub(super) fn finish(&mut self, outcome: Outcome) {
+        self.status = outcome.status();
+        let error = outcome.error();
+        match error {
+            Some(error) => self.extra_mut().error = Some(error),
+            None => {
+                if let Some(extra) = &mut self.extra {
+                    extra.error = None;
+                }
+            }
+        }
+        match outcome {
+            Outcome::Response(response) => {
+                self.result_status = Some(response.status.as_u16());
+                self.has_response = true;
+                self.headers = pack_headers(response.headers);
+                self.body = response.body;
+            }
+            Outcome::Failed(_) => self.result_status = None,
+        }
+        self.touch();
+    }
+
+    /// What the job weighs once it ended: its response, its texts and the
+    /// store's own bookkeeping.
+    pub(super) fn weight(&self) -> usize {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len())
+            .sum();
+        let texts = self.extra.as_deref().map_or(0, |e| {
+            e.message.as_ref().map_or(0, String::len)
+                + e.error.as_ref().map_or(0, |e| e.code.len() + e.message.len())
+                + e.owner.as_ref().map_or(0, String::len)
+                + e.key.as_ref().map_or(0, String::len)
+        });
+        ENTRY_BYTES
+            .saturating_add(self.body.len())
+            .saturating_add(headers)
+            .saturating_add(texts)
+    }
+
+    pub(super) fn response(&self) -> Option<StoredResponse> {
+        if !self.has_response {
+            return None;
+        }
+        let status = StatusCode::from_u16(self.result_status?).ok()?;
+        let mut headers = HeaderMap::with_capacity(self.headers.len());
+        for (name, value) in self.headers.iter() {
+            headers.append(name.clone(), value.clone());
+        }
+        Some(StoredResponse::new(status, headers, self.body.clone()))
+    }
+
+    pub(super) fn expired(&self, now: u64) -> bool {
+        self.expires_at != 0 && self.expires_at <= now
+    }
+
+    /// Takes every waiter out, to be woken once the lock is released.
+    pub(super) fn take_waiters(&mut self) -> Wakeups {
+        let rest = match &mut self.extra {
+            Some(extra) if !extra.waiters.is_empty() => extra.waiters.drain().collect(),
+            _ => Vec::new(),
+        };
+        Wakeups {
+            first: self.waiter.take(),
+            rest,
+        }
+    }
+
+    pub(super) fn add_waiter(&mut self, waker: Waker) -> WaiterKey {
+        if self.waiter.is_none() {
+            self.waiter = Some(waker);
+            0
+        } else {
+            self.extra_mut().waiters.insert(waker) + 1
+        }
+    }
+
+    /// Replaces the waker registered under `key` (the task moved), in O(1).
+    pub(super) fn replace_waiter(&mut self, key: WaiterKey, waker: Waker) {
+        let slot = match key {
+            0 => self.waiter.as_mut(),
+            n => self.extra.as_mut().and_then(|e| e.waiters.get_mut(n - 1)),
+        };
+        if let Some(slot) = slot {
+            *slot = waker;
+        }
+    }
+
+    /// Removes the waiter registered under `key`, in O(1); nothing when the
+    /// waiters were taken meanwhile.
+    pub(super) fn remove_waiter(&mut self, key: WaiterKey) {
+        match key {
+            0 => self.waiter = None,
+            n => {
+                if let Some(extra) = &mut self.extra {
+                    extra.waiters.try_remove(n - 1);
+                }
+            }
+        }
+    }
+}
+
+/// A stored response's headers, as a slice (a `HeaderMap` reserves room for
+/// several times as many).
+fn pack_headers(headers: HeaderMap) -> Box<[(HeaderName, HeaderValue)]> {
+    let mut packed = Vec::with_capacity(headers.len());
+    let mut last: Option<HeaderName> = None;
+    for (name, value) in headers {
+        // A name comes once, before all its values.
+        if let Some(name) = name {
+            last = Some(name);
+        }
+        if let Some(name) = &last {
+            packed.push((name.clone(), value));
+        }
+    }
+    packed.into_boxed_slice()
+}

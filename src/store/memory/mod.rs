@@ -1,0 +1,613 @@
+//! [`MemoryStore`]: jobs in this process's memory.
+
+mod entry;
+mod finished;
+mod tombstones;
+mod wait;
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::index::{KeyIndex, OwnerIndex};
+use super::{
+    Cancel, Created, IdempotencyKey, JobId, JobRecord, JobStatus, JobStore, KeyLookup, ListCursor, Lookup, Outcome,
+    Page, StoreError, StoredResponse,
+};
+use entry::{Entry, Wakeups};
+use finished::Finished;
+use tombstones::Tombstones;
+
+/// Shards of the map: enough that two cores (or sixty-four) rarely meet on
+/// one lock, few enough to cost nothing when idle.
+const SHARDS: usize = 64;
+/// How many finished jobs one operation clears at most, so that expiry is
+/// spread over the operations and never stops the world.
+const PURGE_BUDGET: usize = 32;
+
+/// Jobs kept in this process's memory: the default store.
+///
+/// - **Cost.** Every operation is O(1): a map split into shards (chosen by a
+///   hash keyed at random per store, so that no client can crowd one), each
+///   behind its own short-held lock, never held across an `.await`; waiters
+///   are woken after the lock is released.
+/// - **Unfinished jobs** (pending and running) are bounded by `capacity`
+///   (default 100,000): past it [`create`](JobStore::create) fails with
+///   [`StoreError::Full`] and the layer answers `503` with `Retry-After`.
+///   Finished jobs do not count against it.
+/// - **Finished jobs** are kept for the time to live (default one hour)
+///   within a byte budget (default 256 MiB): a job weighs its response's
+///   body and headers, its texts, and about 320 bytes of bookkeeping. Past
+///   the budget the oldest finished jobs are evicted first. Expiry and
+///   eviction are amortised over later operations, a few jobs at a time.
+/// - **Expired ids** (by time or by the budget) are remembered, for
+///   `410 Gone`, for a bounded time and number (default as many as
+///   `capacity`, for 24 hours), each in its job's shard.
+///
+/// With the defaults, a steady 100 small jobs a second keeps about 360,000
+/// finished jobs (under 150 MiB) and refuses none.
+///
+/// Cloning is cheap and every clone shares the same jobs. Jobs do not
+/// survive the process, nor are they seen by other processes: for several
+/// replicas use a shared store.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_accepted::{AcceptedLayer, MemoryStore};
+///
+/// let store = MemoryStore::builder()
+///     .capacity(10_000)
+///     .ttl(Duration::from_secs(15 * 60))
+///     .max_finished_bytes(64 * 1024 * 1024)
+///     .build();
+/// let layer = AcceptedLayer::new().store(store);
+/// # let _ = layer;
+/// ```
+#[derive(Clone)]
+pub struct MemoryStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("len", &self.len())
+            .field("capacity", &self.inner.capacity)
+            .field("ttl", &self.inner.ttl)
+            .field("finished_bytes", &self.inner.finished.bytes())
+            .finish()
+    }
+}
+
+/// Configures a [`MemoryStore`]; made by [`MemoryStore::builder`].
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_accepted::MemoryStore;
+///
+/// let store = MemoryStore::builder()
+///     .capacity(1_000)
+///     .ttl(Duration::from_secs(60))
+///     .max_finished_bytes(16 * 1024 * 1024)
+///     .tombstones(500, Duration::from_secs(3600))
+///     .build();
+/// assert_eq!(store.len(), 0);
+/// ```
+#[derive(Debug, Clone)]
+pub struct MemoryStoreBuilder {
+    capacity: usize,
+    ttl: Duration,
+    max_finished_bytes: usize,
+    tombstones: Option<usize>,
+    tombstone_ttl: Duration,
+}
+
+impl MemoryStoreBuilder {
+    /// The most unfinished jobs (pending or running) kept at once (default
+    /// 100,000). Finished jobs are bounded by
+    /// [`max_finished_bytes`](Self::max_finished_bytes) instead.
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// How long a finished or canceled job is kept (default one hour).
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// The most bytes finished jobs may weigh together (default 256 MiB):
+    /// their stored responses, texts and about 320 bytes each of the store's
+    /// own. Past it the oldest finished jobs are evicted before their time
+    /// (they answer `410 Gone`).
+    pub fn max_finished_bytes(mut self, bytes: usize) -> Self {
+        self.max_finished_bytes = bytes;
+        self
+    }
+
+    /// How many expired ids are remembered for `410 Gone`, and for how long
+    /// (default: as many as `capacity`, for 24 hours). Past the count the
+    /// oldest are forgotten first (and answer `404`).
+    pub fn tombstones(mut self, count: usize, ttl: Duration) -> Self {
+        self.tombstones = Some(count);
+        self.tombstone_ttl = ttl;
+        self
+    }
+
+    /// The store.
+    pub fn build(self) -> MemoryStore {
+        MemoryStore {
+            inner: Arc::new(Inner {
+                epoch: Instant::now(),
+                shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+                hasher: RandomState::new(),
+                len: AtomicUsize::new(0),
+                unfinished: AtomicUsize::new(0),
+                capacity: self.capacity,
+                ttl: ticks_of(self.ttl),
+                finished: Finished::new(self.max_finished_bytes),
+                tombstones: AtomicUsize::new(0),
+                max_tombstones: self.tombstones.unwrap_or(self.capacity),
+                tombstone_ttl: ticks_of(self.tombstone_ttl),
+                owners: OwnerIndex::default(),
+                keys: KeyIndex::default(),
+            }),
+        }
+    }
+}
+
+/// A duration in ticks (nanoseconds), saturating: `Duration::MAX` is
+/// "never".
+fn ticks_of(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+struct Inner {
+    /// Times are kept as ticks: nanoseconds after this instant.
+    epoch: Instant,
+    shards: Box<[Mutex<Shard>]>,
+    /// Picks a job's shard: keyed at random, since clients choose the ids
+    /// they look up.
+    hasher: RandomState,
+    /// Jobs held, of every state.
+    len: AtomicUsize,
+    /// Jobs held that have not ended: bounded by `capacity`.
+    unfinished: AtomicUsize,
+    capacity: usize,
+    ttl: u64,
+    finished: Finished,
+    /// Tombstones kept, in every shard together: at most `max_tombstones`.
+    tombstones: AtomicUsize,
+    max_tombstones: usize,
+    tombstone_ttl: u64,
+    owners: OwnerIndex,
+    keys: KeyIndex,
+}
+
+#[derive(Default)]
+struct Shard {
+    jobs: HashMap<JobId, Entry, BuildHasherDefault<IdHasher>>,
+    tombstones: Tombstones,
+}
+
+/// Job ids in the map were made by the store's user from random bytes:
+/// hashing only needs to fold their bytes.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryStore {
+    /// A store with the default limits: 100,000 unfinished jobs, finished
+    /// ones kept one hour within 256 MiB.
+    pub fn new() -> Self {
+        Self::builder().build()
+    }
+
+    /// A builder to set the capacity, the time to live, the byte budget and
+    /// the tombstones.
+    pub fn builder() -> MemoryStoreBuilder {
+        MemoryStoreBuilder {
+            capacity: 100_000,
+            ttl: Duration::from_secs(3600),
+            max_finished_bytes: 256 * 1024 * 1024,
+            tombstones: None,
+            tombstone_ttl: Duration::from_secs(24 * 3600),
+        }
+    }
+
+    /// How many jobs the store holds, including ended ones not yet expired.
+    pub fn len(&self) -> usize {
+        self.inner.len.load(Ordering::Relaxed)
+    }
+
+    /// Whether the store holds no job.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// What the finished jobs held weigh together, in bytes (see
+    /// [`MemoryStoreBuilder::max_finished_bytes`]).
+    pub fn finished_bytes(&self) -> usize {
+        self.inner.finished.bytes()
+    }
+
+    /// Clears every expired job now. Operations do this a few jobs at a
+    /// time on their own; call it to release memory at once, for example
+    /// after a burst.
+    pub fn purge_expired(&self) {
+        let now = self.inner.now();
+        while let Some((at, id)) = self.inner.finished.pop_due(now) {
+            self.inner.remove_finished(at, id, now);
+        }
+    }
+
+    fn shard_of(&self, id: JobId) -> &Mutex<Shard> {
+        self.inner.shard_of(id)
+    }
+
+    /// The shard of `id`, locked, after a little of the store's expiry and
+    /// eviction work (done before, since it locks other shards).
+    fn shard(&self, id: JobId) -> MutexGuard<'_, Shard> {
+        self.inner.maintain();
+        lock(self.shard_of(id))
+    }
+
+    /// Takes a place among the unfinished jobs.
+    fn reserve(&self) -> Result<(), StoreError> {
+        let capacity = self.inner.capacity;
+        self.inner
+            .unfinished
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < capacity).then_some(n + 1))
+            .map(drop)
+            .map_err(|_| StoreError::Full)
+    }
+
+    /// Ends a job that has not ended, and wakes its waiters.
+    fn end_job(&self, id: JobId, end: impl FnOnce(&mut Entry)) -> bool {
+        let mut shard = self.shard(id);
+        let Some(entry) = shard.jobs.get_mut(&id) else {
+            return false;
+        };
+        if entry.status.is_terminal() {
+            return false;
+        }
+        end(entry);
+        let wakeups = self.inner.ended(&mut shard, id);
+        drop(shard);
+        wakeups.wake();
+        true
+    }
+}
+
+/// A poisoned lock only means another thread panicked while holding it; the
+/// maps are still consistent (every update is a single insert or remove),
+/// so keep serving.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Inner {
+    fn shard_of(&self, id: JobId) -> &Mutex<Shard> {
+        let hash = self.hasher.hash_one(id.as_bytes());
+        &self.shards[(hash % SHARDS as u64) as usize]
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(Instant::now().saturating_duration_since(self.epoch).as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+
+    /// Clears a few finished jobs that expired, or the oldest while over
+    /// the byte budget. Called with no lock held.
+    fn maintain(&self) {
+        // No clock is read while nothing has finished.
+        if self.finished.is_idle() {
+            return;
+        }
+        let now = self.now();
+        for _ in 0..PURGE_BUDGET {
+            if !self.finished.due(now) {
+                return;
+            }
+            let Some((at, id)) = self.finished.pop_due(now) else {
+                return;
+            };
+            self.remove_finished(at, id, now);
+        }
+    }
+
+    /// Removes the finished job `id` whose place in the expiry queue was
+    /// `at` (nothing if it was deleted or ended again since), and remembers
+    /// its id as expired.
+    fn remove_finished(&self, at: u64, id: JobId, now: u64) {
+        let mut shard = lock(self.shard_of(id));
+        // Only the job that queue place belongs to.
+        if shard.jobs.get(&id).is_none_or(|e| e.expires_at != at) {
+            return;
+        }
+        let Some(mut entry) = shard.jobs.remove(&id) else {
+            return;
+        };
+        self.finished.give_back(entry.bytes);
+        self.len.fetch_sub(1, Ordering::AcqRel);
+        self.unindex(id, &entry);
+        // An evicted job is remembered from now, an expired one from when
+        // it expired.
+        let forget_at = at.min(now).saturating_add(self.tombstone_ttl);
+        shard
+            .tombstones
+            .bury(id, forget_at, now, &self.tombstones, self.max_tombstones);
+        let wakeups = entry.take_waiters();
+        drop(shard);
+        wakeups.wake();
+    }
+
+    /// Removes a job that leaves the store from the side indexes.
+    fn unindex(&self, id: JobId, entry: &Entry) {
+        if let Some(owner) = entry.owner() {
+            self.owners.remove(owner, entry.created_at_ms, id);
+        }
+        if let Some(key) = entry.key() {
+            self.keys.release(key, id);
+        }
+    }
+
+    /// Removes a job from its shard and every account, as `delete` does.
+    fn remove(&self, shard: &mut Shard, id: JobId) -> Option<Wakeups> {
+        let mut entry = shard.jobs.remove(&id)?;
+        self.len.fetch_sub(1, Ordering::AcqRel);
+        if entry.expires_at == 0 {
+            self.unfinished.fetch_sub(1, Ordering::AcqRel);
+        } else {
+            self.finished.remove(entry.expires_at, id, entry.bytes);
+        }
+        self.unindex(id, &entry);
+        Some(entry.take_waiters())
+    }
+
+    /// Adds a job to a shard (its place among the unfinished taken, unless
+    /// it has ended already) and to the owner index.
+    fn insert(&self, shard: &mut Shard, record: JobRecord, key: Option<String>) -> Wakeups {
+        let id = record.id;
+        let terminal = record.status.is_terminal();
+        // Replacing a job with the same id: the old one leaves first.
+        let mut wakeups = self.remove(shard, id).unwrap_or_default();
+        if let Some(owner) = &record.owner {
+            self.owners.insert(owner, record.created_at_ms, id);
+        }
+        shard.jobs.insert(id, Entry::new(record, key));
+        self.len.fetch_add(1, Ordering::AcqRel);
+        if terminal {
+            // Counted as unfinished for a moment, so that `ended` balances.
+            self.unfinished.fetch_add(1, Ordering::AcqRel);
+            wakeups.add(self.ended(shard, id));
+        }
+        wakeups
+    }
+
+    /// A job of `shard` just ended: it leaves the unfinished, starts its
+    /// time to live and its weight, and its waiters are taken.
+    fn ended(&self, shard: &mut Shard, id: JobId) -> Wakeups {
+        let Some(entry) = shard.jobs.get_mut(&id) else {
+            return Wakeups::default();
+        };
+        let at = self.now().saturating_add(self.ttl);
+        entry.expires_at = at;
+        entry.bytes = entry.weight();
+        self.unfinished.fetch_sub(1, Ordering::AcqRel);
+        self.finished.push(at, id, entry.bytes);
+        entry.take_waiters()
+    }
+
+    /// What a missing id is: expired recently, or unknown.
+    fn missing(&self, shard: &mut Shard, id: JobId) -> Lookup {
+        if shard.tombstones.contains(id, self.now(), &self.tombstones) {
+            Lookup::Expired
+        } else {
+            Lookup::Unknown
+        }
+    }
+
+    /// The holder of an idempotency key as the key index names it: found,
+    /// or, when it expired or left, released so that the key is free.
+    fn key_holder(&self, holder: JobId, now: u64) -> Option<JobRecord> {
+        let shard = lock(self.shard_of(holder));
+        match shard.jobs.get(&holder) {
+            Some(entry) if !entry.expired(now) => return Some(entry.record(holder)),
+            Some(entry) => {
+                let at = entry.expires_at;
+                drop(shard);
+                // Expired but not yet cleared: cleared now, which frees the key.
+                self.remove_finished(at, holder, now);
+            }
+            None => {}
+        }
+        None
+    }
+}
+
+impl JobStore for MemoryStore {
+    async fn create(&self, record: JobRecord) -> Result<(), StoreError> {
+        if !record.status.is_terminal() {
+            self.reserve()?;
+        }
+        let id = record.id;
+        let mut shard = self.shard(id);
+        let wakeups = self.inner.insert(&mut shard, record, None);
+        drop(shard);
+        wakeups.wake();
+        Ok(())
+    }
+
+    async fn create_once(&self, record: JobRecord, key: IdempotencyKey) -> Result<Created, StoreError> {
+        let id = record.id;
+        // Each round either ends, or clears a holder that expired or left
+        // (which frees the key); only racing submissions make it go round
+        // again.
+        for _ in 0..8 {
+            self.inner.maintain();
+            if let Some((holder, fingerprint)) = self.inner.keys.holder(key.scope()) {
+                match self.inner.key_holder(holder, self.inner.now()) {
+                    Some(_) if fingerprint != key.fingerprint() => return Ok(Created::Mismatch),
+                    Some(existing) => return Ok(Created::Existing(existing)),
+                    None => {
+                        self.inner.keys.release(key.scope(), holder);
+                        continue;
+                    }
+                }
+            }
+            self.reserve()?;
+            let mut shard = lock(self.shard_of(id));
+            if self.inner.keys.claim(key.scope(), id, key.fingerprint()).is_some() {
+                // Taken meanwhile: look at the new holder.
+                drop(shard);
+                self.inner.unfinished.fetch_sub(1, Ordering::AcqRel);
+                continue;
+            }
+            let wakeups = self.inner.insert(&mut shard, record, Some(key.scope().to_owned()));
+            drop(shard);
+            wakeups.wake();
+            return Ok(Created::New);
+        }
+        Err(StoreError::Unavailable(
+            "the idempotency key kept changing hands".into(),
+        ))
+    }
+
+    async fn find_key(&self, key: &IdempotencyKey) -> Result<KeyLookup, StoreError> {
+        self.inner.maintain();
+        let Some((holder, fingerprint)) = self.inner.keys.holder(key.scope()) else {
+            return Ok(KeyLookup::Free);
+        };
+        Ok(match self.inner.key_holder(holder, self.inner.now()) {
+            Some(_) if fingerprint != key.fingerprint() => KeyLookup::Mismatch,
+            Some(record) => KeyLookup::Existing(record),
+            None => KeyLookup::Free,
+        })
+    }
+
+    async fn list(&self, owner: &str, limit: usize, after: Option<ListCursor>) -> Result<Page, StoreError> {
+        let cursors = self.inner.owners.page(owner, limit.saturating_add(1), after);
+        let more = cursors.len() > limit;
+        let mut jobs = Vec::with_capacity(limit.min(cursors.len()));
+        let now = self.inner.now();
+        for cursor in cursors.iter().take(limit) {
+            let shard = self.shard(cursor.id);
+            if let Some(entry) = shard.jobs.get(&cursor.id).filter(|e| !e.expired(now)) {
+                jobs.push(entry.record(cursor.id));
+            }
+        }
+        let next = if more {
+            cursors.get(limit.saturating_sub(1)).copied()
+        } else {
+            None
+        };
+        Ok(Page { jobs, next })
+    }
+
+    async fn get(&self, id: JobId) -> Result<Lookup, StoreError> {
+        let mut shard = self.shard(id);
+        Ok(match shard.jobs.get(&id) {
+            Some(entry) if entry.expired(self.inner.now()) => Lookup::Expired,
+            Some(entry) => Lookup::Found(entry.record(id)),
+            None => self.inner.missing(&mut shard, id),
+        })
+    }
+
+    async fn start(&self, id: JobId) -> Result<bool, StoreError> {
+        let mut shard = self.shard(id);
+        Ok(match shard.jobs.get_mut(&id) {
+            Some(entry) if entry.status == JobStatus::Pending => {
+                entry.status = JobStatus::Running;
+                entry.touch();
+                entry.started_at_ms = entry.updated_at_ms;
+                true
+            }
+            _ => false,
+        })
+    }
+
+    async fn set_progress(&self, id: JobId, progress: Option<f32>, message: Option<String>) -> Result<(), StoreError> {
+        let mut shard = self.shard(id);
+        if let Some(entry) = shard.jobs.get_mut(&id)
+            && !entry.status.is_terminal()
+        {
+            entry.progress = progress;
+            entry.set_message(message);
+            entry.touch();
+        }
+        Ok(())
+    }
+
+    async fn finish(&self, id: JobId, outcome: Outcome) -> Result<bool, StoreError> {
+        Ok(self.end_job(id, |entry| entry.finish(outcome)))
+    }
+
+    fn finish_can_fail(&self) -> bool {
+        false
+    }
+
+    async fn cancel(&self, id: JobId) -> Result<Cancel, StoreError> {
+        let canceled = self.end_job(id, |entry| {
+            entry.status = JobStatus::Canceled;
+            entry.touch();
+        });
+        if canceled {
+            return Ok(Cancel::Canceled);
+        }
+        let mut shard = self.shard(id);
+        Ok(match shard.jobs.get(&id) {
+            Some(entry) if entry.expired(self.inner.now()) => Cancel::Expired,
+            Some(_) => Cancel::AlreadyTerminal,
+            None => match self.inner.missing(&mut shard, id) {
+                Lookup::Expired => Cancel::Expired,
+                _ => Cancel::Unknown,
+            },
+        })
+    }
+
+    async fn delete(&self, id: JobId) -> Result<bool, StoreError> {
+        let mut shard = self.shard(id);
+        let removed = self.inner.remove(&mut shard, id);
+        drop(shard);
+        Ok(removed.map(Wakeups::wake).is_some())
+    }
+
+    async fn response(&self, id: JobId) -> Result<Option<StoredResponse>, StoreError> {
+        let shard = self.shard(id);
+        Ok(shard
+            .jobs
+            .get(&id)
+            .filter(|entry| !entry.expired(self.inner.now()))
+            .and_then(Entry::response))
+    }
+
+    fn wait_terminal(&self, id: JobId) -> impl Future<Output = Result<(), StoreError>> + Send {
+        wait::WaitTerminal::new(self, id)
+    }
+}
