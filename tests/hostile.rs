@@ -19,8 +19,12 @@ fn bearer(parts: &http::request::Parts) -> Option<String> {
     value.strip_prefix("Bearer ").map(str::to_owned)
 }
 
+/// Every path under `/jobs/` is the layer's here, so that every hostile
+/// path reaches its parsers (by default a path that is no job route goes to
+/// the application).
 fn layer() -> AcceptedLayer {
     AcceptedLayer::new()
+        .claim_prefix(true)
         .owner(bearer)
         .max_wait(Duration::from_millis(20))
         .max_long_poll(Duration::from_millis(20))
