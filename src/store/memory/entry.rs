@@ -11,8 +11,9 @@ use crate::store::{JobError, JobId, JobRecord, JobStatus, Outcome, StoredRespons
 
 /// What a finished job counts against the store's byte budget besides its
 /// response and texts: the entry, its place in the map and in the expiry
-/// queue, and a tombstone later (measured by `benches/memory.rs`: about 370
-/// bytes a finished job, of which the 100-byte result).
+/// queue, and a tombstone later. `benches/memory.rs` measures about 180
+/// bytes a finished job besides its body; the rest is a margin for the
+/// allocator and for the map's growth.
 const ENTRY_BYTES: usize = 320;
 
 /// A job as the store keeps it: a [`JobRecord`] and its stored response,
