@@ -820,7 +820,7 @@ mod tests {
         // A comma or semicolon inside quotes does not end the preference.
         assert_eq!(prefs(r#"handling="strict, respond-async""#), Preferences::default());
         assert_eq!(prefs(r#"foo="a;b,c", wait=5"#).wait, Some(Duration::from_secs(5)));
-        assert_eq!(prefs(r#"foo="a\"b, respond-async", wait=2"#).respond_async, false);
+        assert!(!prefs(r#"foo="a\"b, respond-async", wait=2"#).respond_async);
         assert_eq!(
             prefs(r#"foo="a\"b, respond-async", wait=2"#).wait,
             Some(Duration::from_secs(2))
