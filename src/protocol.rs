@@ -610,7 +610,7 @@ pub(crate) fn list_params(query: Option<&str>, max: usize) -> Result<(usize, Opt
 /// The seconds of a `Duration`, rounded up, for `Retry-After` and
 /// `Preference-Applied: wait=N`.
 pub(crate) fn whole_seconds(d: Duration) -> u64 {
-    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+    d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0))
 }
 
 /// Removes the hop-by-hop headers (RFC 9110 §7.6.1), including those that
