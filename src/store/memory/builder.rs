@@ -53,7 +53,9 @@ impl MemoryStoreBuilder {
     /// The most bytes finished jobs may weigh together (default 256 MiB):
     /// their stored responses, texts and about 320 bytes each of the store's
     /// own. Past it the oldest finished jobs are evicted before their time
-    /// (they answer `410 Gone`).
+    /// (they answer `410 Gone`), as soon as a job ends. Keep it well above
+    /// the layer's `max_result_size` (16 MiB by default): a job that weighs
+    /// more than the whole budget is evicted as soon as it ends.
     pub fn max_finished_bytes(mut self, bytes: usize) -> Self {
         self.max_finished_bytes = bytes;
         self

@@ -255,6 +255,21 @@ impl Entry {
         }
     }
 
+    /// The waker kept under `key`, if any.
+    fn waiter(&self, key: WaiterKey) -> Option<&Waker> {
+        match key {
+            0 => self.waiter.as_ref(),
+            n => self.extra.as_ref().and_then(|e| e.waiters.get(n - 1)),
+        }
+    }
+
+    /// Whether `waker` is the one kept under `key`: a waiter of a job that
+    /// ended, or was replaced under the same id, finds its place gone or
+    /// taken by another.
+    pub(super) fn holds_waiter(&self, key: WaiterKey, waker: &Waker) -> bool {
+        self.waiter(key).is_some_and(|kept| kept.will_wake(waker))
+    }
+
     /// Replaces the waker registered under `key` (the task moved), in O(1).
     pub(super) fn replace_waiter(&mut self, key: WaiterKey, waker: Waker) {
         let slot = match key {
@@ -266,9 +281,12 @@ impl Entry {
         }
     }
 
-    /// Removes the waiter registered under `key`, in O(1); nothing when the
-    /// waiters were taken meanwhile.
-    pub(super) fn remove_waiter(&mut self, key: WaiterKey) {
+    /// Removes `waker` from under `key`, in O(1); nothing when another
+    /// waker is kept there (its own was taken meanwhile).
+    pub(super) fn remove_waiter(&mut self, key: WaiterKey, waker: &Waker) {
+        if !self.holds_waiter(key, waker) {
+            return;
+        }
         match key {
             0 => self.waiter = None,
             n => {

@@ -30,6 +30,9 @@ const SHARDS: usize = 64;
 /// How many finished jobs one operation clears at most, so that expiry is
 /// spread over the operations and never stops the world.
 const PURGE_BUDGET: usize = 32;
+/// How many finished jobs one ending job evicts at most to get back within
+/// the byte budget.
+const EVICT_BUDGET: usize = 4096;
 
 /// Jobs kept in this process's memory: the default store.
 ///
@@ -195,6 +198,7 @@ impl MemoryStore {
         let wakeups = self.inner.ended(&mut shard, id);
         drop(shard);
         wakeups.wake();
+        self.inner.evict_over_budget();
         true
     }
 }
@@ -234,6 +238,26 @@ impl Inner {
                 return;
             };
             self.remove_finished(at, id, now);
+        }
+    }
+
+    /// Brings the finished jobs back within the byte budget right after one
+    /// ended, rather than at later operations: the oldest are evicted, at
+    /// most [`EVICT_BUDGET`] at a time (one large result may need many small
+    /// ones to go; any rest goes at the next operations).
+    fn evict_over_budget(&self) {
+        if !self.finished.over_budget() {
+            return;
+        }
+        let now = self.now();
+        for _ in 0..EVICT_BUDGET {
+            let Some((at, id)) = self.finished.pop_due(now) else {
+                return;
+            };
+            self.remove_finished(at, id, now);
+            if !self.finished.over_budget() {
+                return;
+            }
         }
     }
 

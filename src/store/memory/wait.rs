@@ -38,12 +38,15 @@ impl Future for WaitTerminal<'_> {
         match shard.jobs.get_mut(&this.id) {
             Some(entry) if !entry.status.is_terminal() => {
                 match &mut this.registered {
-                    Some((_, waker)) if waker.will_wake(cx.waker()) => {}
-                    Some((key, waker)) => {
-                        *waker = cx.waker().clone();
-                        entry.replace_waiter(*key, waker.clone());
+                    // Still in its place (not taken by a job that ended and
+                    // was replaced under the same id).
+                    Some((key, waker)) if entry.holds_waiter(*key, waker) => {
+                        if !waker.will_wake(cx.waker()) {
+                            *waker = cx.waker().clone();
+                            entry.replace_waiter(*key, waker.clone());
+                        }
                     }
-                    None => {
+                    _ => {
                         let waker = cx.waker().clone();
                         let key = entry.add_waiter(waker.clone());
                         this.registered = Some((key, waker));
@@ -62,12 +65,10 @@ impl Future for WaitTerminal<'_> {
 
 impl Drop for WaitTerminal<'_> {
     fn drop(&mut self) {
-        if let Some((key, _)) = self.registered.take() {
+        if let Some((key, waker)) = self.registered.take() {
             let mut shard = lock(self.store.shard_of(self.id));
-            if let Some(entry) = shard.jobs.get_mut(&self.id)
-                && !entry.status.is_terminal()
-            {
-                entry.remove_waiter(key);
+            if let Some(entry) = shard.jobs.get_mut(&self.id) {
+                entry.remove_waiter(key, &waker);
             }
         }
     }
