@@ -7,6 +7,10 @@
 //!   100,000; about 10 s in a debug build on two cores) in waves of
 //!   `SOAK_WAVE` (default 1,000), each wave expired (`advance` past the TTL,
 //!   then `purge_expired`) before the next.
+//! - `MemoryStore` with the defaults (`AcceptedLayer::new()`), on a paused
+//!   clock: `SOAK_STEADY_JOBS` jobs (default 200,000; about 12 s in a debug
+//!   build) at a steady 100 a second are all accepted and kept, then
+//!   expire, leaving nothing.
 //! - `RedisStore` (feature `redis`), on the real clock: `SOAK_REDIS_JOBS`
 //!   jobs (default 2,000) in waves of at most 500; tasks and allocations
 //!   return to baseline, and every key of the namespace expires within the
@@ -620,6 +624,214 @@ fn memory_store_soak_returns_to_baseline() {
     );
     assert_eq!(tally.submitted, jobs);
     assert_eq!(tally.ended.iter().sum::<usize>(), jobs, "every job ended");
+    assert_eq!(after.tasks, baseline.tasks, "live tokio tasks are back to the baseline");
+    assert!(
+        after.allocs - baseline.allocs <= SLACK_ALLOCS,
+        "live allocations grew by {} over {jobs} jobs",
+        after.allocs - baseline.allocs
+    );
+    assert!(
+        after.bytes - baseline.bytes <= SLACK_BYTES,
+        "live bytes grew by {} over {jobs} jobs",
+        after.bytes - baseline.bytes
+    );
+}
+
+// ---------------------------------------------------------------------------
+// MemoryStore with the defaults, at a steady 100 jobs a second.
+
+/// The default store remembers as many expired ids as its capacity.
+const DEFAULT_TOMBSTONES: usize = 100_000;
+
+/// The warm-up of [`memory_store_defaults_sustain_a_hundred_jobs_a_second`]
+/// comes in this many waves (an hour each, ending long before the first
+/// tombstone is forgotten, after 24 hours).
+const STEADY_WARM_UP_WAVES: usize = 10;
+
+/// Creates `jobs` jobs in `store` and finishes them at once (each with a
+/// result of its own), without the layer.
+async fn fill_directly<St: tower_accepted::JobStore>(store: &St, jobs: usize) {
+    use tower_accepted::{JobId, JobRecord, Outcome, StoredResponse};
+    for index in 0..jobs {
+        let body = Bytes::from(format!("ok {index:012}"));
+        let id = JobId::new();
+        store.create(JobRecord::pending(id)).await.expect("room for a job");
+        assert!(store.start(id).await.unwrap());
+        let outcome = Outcome::Response(StoredResponse::new(StatusCode::OK, http::HeaderMap::new(), body));
+        assert!(store.finish(id, outcome).await.unwrap());
+    }
+}
+
+/// The defaults (`AcceptedLayer::new()`: a `MemoryStore` of capacity 100,000,
+/// finished jobs kept one hour within 256 MiB) sustain 100 small jobs a
+/// second: `SOAK_STEADY_JOBS` jobs (default 200,000, over 2,000 virtual
+/// seconds, all of them kept at once since none is an hour old) are all
+/// accepted, all kept, and all expire after the hour, leaving nothing.
+///
+/// Before the hardening, finished jobs counted against the capacity for
+/// their hour: the 100,001st submission (at 1,000 virtual seconds) and every
+/// one after it got `503` "store full", so `refused` would be 100,000 (the
+/// old design sustained 100,000 jobs an hour, ~28 a second).
+///
+/// The baseline is taken after a warm-up of 400,000 jobs (or as many as the
+/// run, if more), put in the store directly (which is quick) in
+/// [`STEADY_WARM_UP_WAVES`] waves, each expired before the next:
+///
+/// - It fills the tombstones (100,000 expired ids for 24 hours, about 10 MB
+///   of the store's, kept by design) and replaces them three times over,
+///   so that their maps are as large before as after. Each shard's
+///   tombstone map (1,562 ids on average, in 2,048 buckets) doubles to
+///   4,096 buckets once removals have used up its free buckets, after a
+///   random number of replacements; with the tombstones replaced only once
+///   in the warm-up, one map of the 64 now and then doubled during the run
+///   instead: 51,200 bytes, most of the slack.
+/// - It leaves the shard maps and the expiry queue where any burst leaves
+///   them once it expired (each map shrinks as it empties, down to a floor
+///   of 64 buckets), without holding the run's peak at once: maps that kept
+///   the capacity of the peak (about 40 MB of tables at 200,000 jobs) would
+///   show as growth.
+#[test]
+fn memory_store_defaults_sustain_a_hundred_jobs_a_second() {
+    let _serial = lock(&SERIAL);
+    let jobs = env_usize("SOAK_STEADY_JOBS", 200_000);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let report = runtime.block_on(async {
+        let layer = AcceptedLayer::new();
+        let store = layer.job_store().clone();
+        // Each result is an allocation of its own, of one size: `ok` and
+        // how many jobs ran before.
+        let ran = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let result = |n: usize| Bytes::from(format!("ok {n:012}"));
+        let service = layer.layer(tower::service_fn({
+            let ran = Arc::clone(&ran);
+            move |_request: Request<RequestBody<Full<Bytes>>>| {
+                let body = result(ran.fetch_add(1, Ordering::SeqCst));
+                async move { Ok::<_, std::convert::Infallible>(Response::new(Full::new(body))) }
+            }
+        }));
+        let ttl = Duration::from_secs(3600);
+        let submit = || request(http::Method::POST, "/work", &[], String::new());
+        let expire = || async {
+            tokio::time::advance(ttl + Duration::from_secs(1)).await;
+            store.purge_expired();
+            assert_eq!(store.len(), 0);
+            assert_eq!(store.finished_bytes(), 0);
+        };
+
+        // Warm-up: a few hundred jobs through the layer (tokio's queues,
+        // the layer's own), one of them read through every route the run
+        // uses; then many more directly, in waves.
+        let mut warm = String::new();
+        for _ in 0..500 {
+            let (status, headers, _) = call(&service, submit()).await;
+            assert_eq!(status, StatusCode::ACCEPTED);
+            warm = headers["location"].to_str().unwrap().to_owned();
+            tokio::time::advance(Duration::from_millis(10)).await;
+        }
+        let (status, _, _) = call(&service, request(http::Method::GET, &warm, &[], String::new())).await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        let uri = format!("{warm}/result");
+        let (status, _, _) = call(&service, request(http::Method::GET, &uri, &[], String::new())).await;
+        assert_eq!(status, StatusCode::OK);
+        expire().await;
+        let (status, _, _) = call(&service, request(http::Method::GET, &warm, &[], String::new())).await;
+        assert_eq!(status, StatusCode::GONE);
+        drop((warm, uri));
+        let wave = jobs.max(4 * DEFAULT_TOMBSTONES).div_ceil(STEADY_WARM_UP_WAVES);
+        for _ in 0..STEADY_WARM_UP_WAVES {
+            fill_directly(&store, wave).await;
+            expire().await;
+        }
+        settle(0, Duration::from_secs(10)).await;
+        let baseline = Usage::now();
+
+        let clock = Instant::now();
+        let (mut accepted, mut refused, mut other) = (0usize, 0usize, Vec::new());
+        // The first job's monitor, result and weight; the last one's monitor.
+        let mut first: Option<(String, Bytes, usize)> = None;
+        let mut last = String::new();
+        for index in 0..jobs {
+            let expected = result(ran.load(Ordering::SeqCst));
+            let (status, headers, body) = call(&service, submit()).await;
+            match status {
+                StatusCode::ACCEPTED => accepted += 1,
+                StatusCode::SERVICE_UNAVAILABLE => refused += 1,
+                _ => other.push((index, status, body)),
+            }
+            // 100 a second; the job runs meanwhile.
+            tokio::time::advance(Duration::from_millis(10)).await;
+            if status != StatusCode::ACCEPTED {
+                continue;
+            }
+            let monitor = headers["location"].to_str().unwrap().to_owned();
+            if index == 0 {
+                assert_eq!(store.len(), 1);
+                assert!(store.finished_bytes() > 0, "the first job finished within 10 ms");
+                first = Some((monitor.clone(), expected, store.finished_bytes()));
+            }
+            last = monitor;
+        }
+        let submitting = clock.elapsed();
+        assert!(other.is_empty(), "unexpected answers: {other:?}");
+        assert_eq!(
+            refused, 0,
+            "{refused} of {jobs} submissions refused (503) at 100 jobs/s"
+        );
+        assert_eq!(accepted, jobs);
+
+        // Every job finished and is kept: none is an hour old, and they
+        // weigh far less than the byte budget.
+        let (monitor, expected, weight) = first.expect("the first job was accepted");
+        assert_eq!(store.len(), jobs, "every finished job is kept for its hour");
+        assert_eq!(
+            store.finished_bytes(),
+            jobs * weight,
+            "every job finished (each weighs {weight} bytes), none was evicted"
+        );
+        let (status, _, _) = call(&service, request(http::Method::GET, &monitor, &[], String::new())).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "the oldest job is still served");
+        let uri = format!("{monitor}/result");
+        let (status, _, body) = call(&service, request(http::Method::GET, &uri, &[], String::new())).await;
+        assert_eq!((status, body), (StatusCode::OK, expected), "the oldest job's result");
+        let peak = Usage::now();
+
+        // The last job finished at `jobs` × 10 ms: an hour and a bit after it,
+        // every job expired.
+        tokio::time::advance(ttl + Duration::from_secs(1)).await;
+        store.purge_expired();
+        assert_eq!(store.len(), 0, "every job expired");
+        assert_eq!(store.finished_bytes(), 0, "their weight is given back");
+        // The newest expired ids are remembered (as many as the capacity).
+        let (status, _, _) = call(&service, request(http::Method::GET, &last, &[], String::new())).await;
+        assert_eq!(status, StatusCode::GONE, "an expired job is gone");
+        drop((monitor, last));
+        settle(baseline.tasks, Duration::from_secs(10)).await;
+        let after = Usage::now();
+        (baseline, peak, after, weight, submitting)
+    });
+    drop(runtime);
+    let (baseline, peak, after, weight, submitting) = report;
+    println!(
+        "steady soak: {jobs} jobs at 100/s (virtual) submitted in {submitting:.2?} ({:.2?} in all), {weight} bytes \
+         each; live allocations {} -> {} at the peak -> {} ({:+}), live bytes {} -> {} at the peak -> {} ({:+}), \
+         tasks {} -> {}",
+        started.elapsed(),
+        baseline.allocs,
+        peak.allocs,
+        after.allocs,
+        after.allocs - baseline.allocs,
+        baseline.bytes,
+        peak.bytes,
+        after.bytes,
+        after.bytes - baseline.bytes,
+        baseline.tasks,
+        after.tasks,
+    );
     assert_eq!(after.tasks, baseline.tasks, "live tokio tasks are back to the baseline");
     assert!(
         after.allocs - baseline.allocs <= SLACK_ALLOCS,

@@ -253,11 +253,11 @@ async fn no_tombstones_when_none_are_configured() {
 
 #[tokio::test(start_paused = true)]
 async fn create_past_capacity_is_full() {
-    let store = store(3);
+    // The capacity bounds unfinished jobs (pending and running) only.
+    let store = store(2);
     let a = suite::pending(&store).await;
     let b = suite::running(&store).await;
-    let c = finished(&store).await;
-    assert_eq!(store.len(), 3);
+    assert_eq!(store.len(), 2);
 
     let refused = JobId::new();
     let error = store.create(JobRecord::pending(refused)).await.unwrap_err();
@@ -268,62 +268,56 @@ async fn create_past_capacity_is_full() {
         Lookup::Unknown,
         "no half-created job"
     );
-    assert_eq!(store.len(), 3);
+    assert_eq!(store.len(), 2);
 
-    // A finished job holds its slot until it expires.
-    tokio::time::advance(TTL - TICK).await;
-    assert!(matches!(
-        store.create(JobRecord::pending(JobId::new())).await,
-        Err(StoreError::Full)
-    ));
-    assert_eq!(store.len(), 3);
-
-    // Once it expires, create makes room itself (no purge call).
-    tokio::time::advance(2 * TICK).await;
-    let d = JobId::new();
+    // A job that finishes gives its place back at once, though it is kept.
+    let outcome = Outcome::Response(StoredResponse::new(StatusCode::OK, HeaderMap::new(), Bytes::new()));
+    assert!(store.finish(b, outcome).await.unwrap());
+    let c = JobId::new();
     store
-        .create(JobRecord::pending(d))
+        .create(JobRecord::pending(c))
         .await
-        .expect("room once a job expired");
+        .expect("room once a job finished");
     assert_eq!(store.len(), 3);
-    assert_eq!(store.get(c).await.unwrap(), Lookup::Expired);
+    assert_eq!(suite::found(&store, b).await.status, JobStatus::Succeeded);
     assert!(matches!(
         store.create(JobRecord::pending(JobId::new())).await,
         Err(StoreError::Full)
     ));
+    // So does a canceled one.
+    assert_eq!(store.cancel(c).await.unwrap(), Cancel::Canceled);
+    store
+        .create(JobRecord::pending(JobId::new()))
+        .await
+        .expect("room after a cancel");
 
-    // Deleting makes room at once.
+    // Deleting an unfinished job makes room at once.
     assert!(store.delete(a).await.unwrap());
     store
         .create(JobRecord::pending(JobId::new()))
         .await
         .expect("room after a delete");
-    assert_eq!(store.len(), 3);
-    assert_eq!(suite::found(&store, b).await.status, JobStatus::Running);
-    assert_eq!(suite::found(&store, d).await.status, JobStatus::Pending);
+    assert_eq!(store.len(), 4);
 }
 
 #[tokio::test(start_paused = true)]
-async fn purge_expired_releases_slots() {
+async fn finished_jobs_hold_no_capacity_and_purge_empties_the_store() {
     let store = store(50);
     let mut ids = Vec::new();
-    for _ in 0..50 {
+    for _ in 0..200 {
         ids.push(finished(&store).await);
     }
-    assert_eq!(store.len(), 50);
-    assert!(matches!(
-        store.create(JobRecord::pending(JobId::new())).await,
-        Err(StoreError::Full)
-    ));
+    assert_eq!(store.len(), 200, "four times the capacity, all finished");
     tokio::time::advance(TTL + TICK).await;
     store.purge_expired();
     assert_eq!(store.len(), 0);
     assert!(store.is_empty());
+    assert_eq!(store.finished_bytes(), 0);
     for _ in 0..50 {
         suite::pending(&store).await;
     }
     assert_eq!(store.len(), 50);
-    assert_eq!(remembered(&store, &ids).await, 50);
+    assert_eq!(remembered(&store, &ids).await, 200, "every expired id is remembered");
 }
 
 #[tokio::test(start_paused = true)]
@@ -431,10 +425,13 @@ async fn a_hundred_thousand_expired_jobs_leave_nothing() {
         ids.push(id);
     }
     assert_eq!(store.len(), JOBS);
-    assert!(matches!(
-        store.create(JobRecord::pending(JobId::new())).await,
-        Err(StoreError::Full)
-    ));
+    // Finished jobs take no place among the unfinished.
+    let more = JobId::new();
+    store
+        .create(JobRecord::pending(more))
+        .await
+        .expect("finished jobs hold no capacity");
+    assert!(store.delete(more).await.unwrap());
 
     // The default time to live is one hour.
     tokio::time::advance(Duration::from_secs(3600) - TICK).await;
@@ -515,5 +512,483 @@ async fn concurrent_creates_never_pass_the_capacity() {
     assert_eq!(store.len(), CAPACITY);
     for id in created {
         assert_eq!(suite::found(&*store, id).await.status, JobStatus::Pending);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Hardening: idempotency keys behind a long expiry queue, waking outside the
+// lock, waiters removed in O(1), extreme durations.
+
+/// Polls `future` once with a waker that does nothing: `MemoryStore`'s
+/// operations never wait, so they are ready at once.
+fn ready_now<F: std::future::Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    match future
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+    {
+        std::task::Poll::Ready(output) => output,
+        std::task::Poll::Pending => panic!("a MemoryStore operation waited"),
+    }
+}
+
+/// A job id whose first byte is `first`: before the hardening the store's
+/// shard was the id's first byte modulo 64, so such ids all shared a shard.
+fn id_with_first_byte(first: u8) -> JobId {
+    let mut bytes = *JobId::new().as_bytes();
+    bytes[0] = first;
+    JobId::from(uuid::Uuid::from_bytes(bytes))
+}
+
+#[tokio::test(start_paused = true)]
+async fn create_once_frees_an_expired_key_behind_many_unpurged_jobs() {
+    // Before the hardening each shard had its own expiry queue, purged 32
+    // entries per operation on that shard, and `create_once` found an
+    // expired holder with `get(holder)`, 8 tries at most: a holder behind
+    // more than 8 × 32 = 256 (up to 512, counting the purges of the new
+    // job's shard) expired entries of its shard's queue was still there
+    // after the 8th try, and `create_once` failed with
+    // `StoreError::Unavailable("the idempotency key kept changing hands")`
+    // (a `503`). The crowd's ids share the holders' first byte, so that in
+    // the old store they were all in the holders' shard, ahead of them; now
+    // the shard is a keyed hash, there is one expiry queue, and an expired
+    // holder is cleared directly.
+    use tower_accepted::{Created, IdempotencyKey, KeyLookup};
+    const CROWD: usize = 2_000;
+    // Room for the crowd also where finished jobs held capacity.
+    let store = store(2 * CROWD);
+    let holder = id_with_first_byte(7);
+    let other = id_with_first_byte(7);
+    let key = IdempotencyKey::new(Some("alice"), "order-1", "fingerprint");
+    let other_key = IdempotencyKey::new(Some("alice"), "order-2", "fingerprint");
+    for (id, key) in [(holder, &key), (other, &other_key)] {
+        let created = store.create_once(JobRecord::pending(id), key.clone()).await.unwrap();
+        assert_eq!(created, Created::New);
+        assert!(store.start(id).await.unwrap());
+    }
+    // The crowd finishes first, the holders last: at the back of the queue.
+    for _ in 0..CROWD {
+        let id = id_with_first_byte(7);
+        store.create(JobRecord::pending(id)).await.unwrap();
+        assert!(store.finish(id, ok_response("crowd")).await.unwrap());
+    }
+    assert!(store.finish(holder, ok_response("held")).await.unwrap());
+    assert!(store.finish(other, ok_response("held")).await.unwrap());
+    assert_eq!(store.len(), CROWD + 2);
+
+    // Everything expires; nothing is purged but what operations do.
+    tokio::time::advance(TTL + TICK).await;
+    assert_eq!(
+        store.find_key(&other_key).await.unwrap(),
+        KeyLookup::Free,
+        "an expired holder frees its key for find_key"
+    );
+    let fresh = JobId::new();
+    let created = store
+        .create_once(JobRecord::pending(fresh), key.clone())
+        .await
+        .expect("an expired holder frees its key for create_once");
+    assert_eq!(created, Created::New);
+    assert!(
+        store.len() > CROWD / 2,
+        "the key was freed without purging the crowd first"
+    );
+    // The key is the new job's now.
+    match store.create_once(JobRecord::pending(JobId::new()), key).await.unwrap() {
+        Created::Existing(record) => assert_eq!(record.id, fresh),
+        other => panic!("the key should name the new job: {other:?}"),
+    }
+    assert_eq!(store.get(holder).await.unwrap(), Lookup::Expired);
+    store.purge_expired();
+    assert_eq!(store.len(), 1);
+}
+
+/// A waker that reads the store the moment it is woken: were it woken under
+/// the shard's lock, that read would wait for the lock forever.
+struct Reentrant {
+    store: MemoryStore,
+    id: JobId,
+    seen: std::sync::Mutex<Vec<Lookup>>,
+}
+
+impl std::task::Wake for Reentrant {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &std::sync::Arc<Self>) {
+        let lookup = ready_now(self.store.get(self.id)).unwrap();
+        // Also wait on the job again: ready, since it ended or left (unless
+        // it was replaced by a new pending job).
+        if !matches!(&lookup, Lookup::Found(record) if record.status == JobStatus::Pending) {
+            assert!(ready_now(self.store.wait_terminal(self.id)).is_ok());
+        }
+        self.seen.lock().unwrap().push(lookup);
+    }
+}
+
+/// Runs `end` on another thread and returns what it returned, or `None`
+/// after 10 s (a deadlock).
+fn on_another_thread<T: Send + 'static>(what: &str, end: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let (done, outcome) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(end());
+    });
+    match outcome.recv_timeout(Duration::from_secs(10)) {
+        Ok(value) => Some(value),
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => panic!("{what} panicked"),
+    }
+}
+
+#[test]
+fn waiters_are_woken_after_the_lock_is_released() {
+    // Before the hardening `finish`, `cancel`, `delete` and a `create` that
+    // replaced a job woke the job's waiters while holding its shard's lock
+    // (`Entry::wake` in `Inner::end`): a waker that touched the same shard
+    // (here, at once, on the thread that ends the job) deadlocked on the
+    // lock, so each of these timed out. Plain threads, no runtime: the
+    // store's operations never wait.
+    type End = fn(&MemoryStore, JobId) -> bool;
+    type Seen = fn(&Lookup) -> bool;
+    let ends: [(&str, End, Seen); 4] = [
+        (
+            "finish",
+            |store, id| ready_now(store.finish(id, ok_response("done"))).unwrap(),
+            |lookup| matches!(lookup, Lookup::Found(r) if r.status == JobStatus::Succeeded),
+        ),
+        (
+            "cancel",
+            |store, id| ready_now(store.cancel(id)).unwrap() == Cancel::Canceled,
+            |lookup| matches!(lookup, Lookup::Found(r) if r.status == JobStatus::Canceled),
+        ),
+        (
+            "delete",
+            |store, id| ready_now(store.delete(id)).unwrap(),
+            |lookup| *lookup == Lookup::Unknown,
+        ),
+        (
+            "create over the same id",
+            |store, id| ready_now(store.create(JobRecord::pending(id))).is_ok(),
+            |lookup| matches!(lookup, Lookup::Found(r) if r.status == JobStatus::Pending),
+        ),
+    ];
+    let store = MemoryStore::builder().ttl(TTL).build();
+    for (what, end, expected) in ends {
+        // Several waiters (the inline one and extra ones), each reading.
+        let id = JobId::new();
+        ready_now(store.create(JobRecord::pending(id))).unwrap();
+        assert!(ready_now(store.start(id)).unwrap());
+        let wakers: Vec<_> = (0..3)
+            .map(|_| {
+                std::sync::Arc::new(Reentrant {
+                    store: store.clone(),
+                    id,
+                    seen: std::sync::Mutex::default(),
+                })
+            })
+            .collect();
+        let mut waits: Vec<_> = wakers.iter().map(|_| Box::pin(store.wait_terminal(id))).collect();
+        for (wait, waker) in waits.iter_mut().zip(&wakers) {
+            let waker = std::task::Waker::from(std::sync::Arc::clone(waker));
+            let poll = wait.as_mut().poll(&mut std::task::Context::from_waker(&waker));
+            assert!(poll.is_pending(), "{what}: the job has not ended");
+        }
+
+        let ending = store.clone();
+        let Some(ended) = on_another_thread(what, move || end(&ending, id)) else {
+            // The shard's lock is held for ever: dropping the waiters
+            // (which takes it) would hang rather than fail.
+            std::mem::forget(waits);
+            panic!("{what} did not return within 10 s: a waker was woken under the shard's lock");
+        };
+        assert!(ended, "{what} did what it should");
+        for waker in &wakers {
+            let seen = waker.seen.lock().unwrap();
+            assert_eq!(seen.len(), 1, "{what}: each waiter is woken once");
+            assert!(expected(&seen[0]), "{what}: the waker saw {:?}", seen[0]);
+        }
+        // (A waiter of a job created over is not polled again: it would
+        // find the new job pending and wait on it without its waker in the
+        // new job's entry; see
+        // `a_dropped_waiter_of_a_replaced_job_leaves_the_new_jobs_waiters_alone`.)
+        if what != "create over the same id" {
+            for wait in &mut waits {
+                let poll = wait
+                    .as_mut()
+                    .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));
+                assert!(poll.is_ready(), "{what}: the waiter resolves");
+            }
+        }
+    }
+}
+
+/// Counts how often each of many wakers was woken.
+struct Counted {
+    wakes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl std::task::Wake for Counted {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &std::sync::Arc<Self>) {
+        self.wakes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn many_waiters_are_removed_in_any_order_and_never_woken() {
+    // 10,000 long polls on one job, dropped in reverse order, then in a
+    // random order, then half of them: none of those dropped is woken when
+    // the job ends, each of the others exactly once. Before the hardening a
+    // dropped waiter was found by a linear search of the job's wakers
+    // (`will_wake`, then `swap_remove`): just as correct with distinct
+    // wakers, but O(n) a waiter, so 10,000 of them took ~50 million
+    // comparisons; now each has a slab key, removed in O(1). This checks the
+    // bookkeeping of those keys (the inline first slot, slab slots freed and
+    // reused in any order), not the time.
+    const WAITERS: usize = 10_000;
+    let store = MemoryStore::builder().ttl(TTL).build();
+    let id = JobId::new();
+    ready_now(store.create(JobRecord::pending(id))).unwrap();
+    let wakes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let wakers: Vec<std::task::Waker> = (0..WAITERS)
+        .map(|_| {
+            std::task::Waker::from(std::sync::Arc::new(Counted {
+                wakes: std::sync::Arc::clone(&wakes),
+            }))
+        })
+        .collect();
+    let register = || {
+        let mut waits: Vec<_> = (0..WAITERS).map(|_| Box::pin(store.wait_terminal(id))).collect();
+        for (wait, waker) in waits.iter_mut().zip(&wakers) {
+            assert!(
+                wait.as_mut()
+                    .poll(&mut std::task::Context::from_waker(waker))
+                    .is_pending()
+            );
+        }
+        waits
+    };
+    let shuffled = |mut waits: Vec<_>| {
+        fastrand::shuffle(&mut waits);
+        waits
+    };
+
+    let started = std::time::Instant::now();
+    // Reverse order.
+    let mut waits = register();
+    while let Some(wait) = waits.pop() {
+        drop(wait);
+    }
+    // Random order.
+    for wait in shuffled(register()) {
+        drop(wait);
+    }
+    // In order, after polling each again with another waker (the task
+    // moved): the replaced waker is removed, not the first one.
+    let mut waits = register();
+    let moved = std::task::Waker::from(std::sync::Arc::new(Counted {
+        wakes: std::sync::Arc::clone(&wakes),
+    }));
+    for wait in waits.iter_mut().step_by(7) {
+        assert!(
+            wait.as_mut()
+                .poll(&mut std::task::Context::from_waker(&moved))
+                .is_pending()
+        );
+    }
+    drop(waits);
+    assert_eq!(
+        wakes.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "dropping wakes nobody"
+    );
+
+    // Half of a last round kept, chosen at random; the rest dropped.
+    let mut waits: Vec<_> = register().into_iter().enumerate().collect();
+    fastrand::shuffle(&mut waits);
+    let kept = waits.split_off(WAITERS / 2);
+    drop(waits);
+    let elapsed = started.elapsed();
+
+    assert!(ready_now(store.finish(id, ok_response("done"))).unwrap());
+    assert_eq!(
+        wakes.load(std::sync::atomic::Ordering::SeqCst),
+        kept.len(),
+        "exactly the waiters kept are woken"
+    );
+    for (index, mut wait) in kept {
+        let poll = wait.as_mut().poll(&mut std::task::Context::from_waker(&wakers[index]));
+        assert!(poll.is_ready(), "waiter {index} resolves");
+    }
+    assert_eq!(
+        wakes.load(std::sync::atomic::Ordering::SeqCst),
+        WAITERS / 2,
+        "once each"
+    );
+    println!("4 × {WAITERS} waiters registered and dropped in {elapsed:.2?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn extreme_durations_never_panic() {
+    // Before the hardening a tombstone was remembered until
+    // `expired_at + tombstone_ttl` (an `Instant` plus a `Duration`), which
+    // panicked ("overflow when adding duration to instant") for
+    // `Duration::MAX` as soon as a job expired: the second half of this
+    // test, at its `purge_expired` (a `Duration::MAX` time to live alone
+    // was already saturated). Times now saturate, and `Duration::MAX`
+    // means "never".
+    use tower_accepted::{Created, IdempotencyKey, KeyLookup};
+    let forever = MemoryStore::builder()
+        .capacity(usize::MAX)
+        .ttl(Duration::MAX)
+        .max_finished_bytes(usize::MAX)
+        .tombstones(usize::MAX, Duration::MAX)
+        .build();
+    let store = &forever;
+    let owner = Some("alice".to_owned());
+    let id = JobId::new();
+    store
+        .create(JobRecord::pending(id).with_owner(owner.clone()))
+        .await
+        .unwrap();
+    assert!(store.start(id).await.unwrap());
+    store.set_progress(id, Some(0.5), Some("half".into())).await.unwrap();
+    let mut waiting = Box::pin(store.wait_terminal(id));
+    assert!(
+        waiting
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+            .is_pending()
+    );
+    assert!(store.finish(id, ok_response("done")).await.unwrap());
+    waiting.await.unwrap();
+    store.wait_terminal(id).await.unwrap();
+    assert_eq!(suite::found(store, id).await.status, JobStatus::Succeeded);
+    assert_eq!(store.response(id).await.unwrap().unwrap().body, "done");
+    assert_eq!(store.list("alice", 10, None).await.unwrap().jobs.len(), 1);
+
+    let key = IdempotencyKey::new(Some("alice"), "k", "f");
+    let keyed = JobId::new();
+    assert_eq!(
+        store.create_once(JobRecord::pending(keyed), key.clone()).await.unwrap(),
+        Created::New
+    );
+    assert_eq!(store.cancel(keyed).await.unwrap(), Cancel::Canceled);
+    assert!(matches!(
+        store.create_once(JobRecord::pending(JobId::new()), key.clone()).await.unwrap(),
+        Created::Existing(record) if record.id == keyed
+    ));
+    assert!(matches!(store.find_key(&key).await.unwrap(), KeyLookup::Existing(_)));
+    assert_eq!(store.cancel(keyed).await.unwrap(), Cancel::AlreadyTerminal);
+
+    // Centuries later (as far as tokio's clock goes without overflowing),
+    // nothing has expired.
+    for _ in 0..5 {
+        tokio::time::advance(Duration::from_secs(100 * 365 * 24 * 3600)).await;
+        store.purge_expired();
+        assert_eq!(suite::found(store, id).await.status, JobStatus::Succeeded);
+        assert!(matches!(store.find_key(&key).await.unwrap(), KeyLookup::Existing(_)));
+    }
+    assert_eq!(store.len(), 2);
+    assert!(store.delete(id).await.unwrap());
+    assert!(store.delete(keyed).await.unwrap());
+    store.purge_expired();
+    assert_eq!(store.len(), 0);
+    assert_eq!(store.finished_bytes(), 0);
+
+    // Jobs that expire, remembered for ever.
+    let remembering = MemoryStore::builder()
+        .ttl(Duration::from_secs(1))
+        .tombstones(usize::MAX, Duration::MAX)
+        .build();
+    let store = &remembering;
+    let expired = finished(store).await;
+    let key = IdempotencyKey::new(None, "k", "f");
+    let keyed = JobId::new();
+    store.create_once(JobRecord::pending(keyed), key.clone()).await.unwrap();
+    assert_eq!(store.cancel(keyed).await.unwrap(), Cancel::Canceled);
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert_eq!(store.find_key(&key).await.unwrap(), KeyLookup::Free);
+    store.purge_expired();
+    assert_eq!(store.len(), 0);
+    for _ in 0..5 {
+        tokio::time::advance(Duration::from_secs(100 * 365 * 24 * 3600)).await;
+        assert_eq!(store.get(expired).await.unwrap(), Lookup::Expired);
+        assert_eq!(store.get(keyed).await.unwrap(), Lookup::Expired);
+        assert_eq!(store.cancel(expired).await.unwrap(), Cancel::Expired);
+        assert_eq!(store.response(expired).await.unwrap(), None);
+        store.wait_terminal(expired).await.unwrap();
+        assert!(!store.delete(expired).await.unwrap());
+    }
+    assert_eq!(
+        store.create_once(JobRecord::pending(JobId::new()), key).await.unwrap(),
+        Created::New
+    );
+}
+
+/// A waiter remembers the slab key of its waker in the job's entry. When
+/// the job was replaced meanwhile (deleted and created again under its id,
+/// or created over it), that key may name another waiter of the new job:
+/// dropping the old waiter must not remove the new one's waker, and the old
+/// waiter, polled again, must register in the new entry. (Found by this
+/// test: both failed until a waiter checked that its key still holds its
+/// own waker.)
+#[test]
+fn a_dropped_waiter_of_a_replaced_job_leaves_the_new_jobs_waiters_alone() {
+    type Replace = fn(&MemoryStore, JobId);
+    let replacements: [(&str, Replace); 2] = [
+        ("created over", |store, id| {
+            ready_now(store.create(JobRecord::pending(id))).unwrap();
+        }),
+        ("deleted and created again", |store, id| {
+            assert!(ready_now(store.delete(id)).unwrap());
+            ready_now(store.create(JobRecord::pending(id))).unwrap();
+        }),
+    ];
+    for (how, replace) in replacements {
+        let store = MemoryStore::builder().ttl(TTL).build();
+        let id = JobId::new();
+        ready_now(store.create(JobRecord::pending(id))).unwrap();
+        let counter = || std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let waker = |wakes: &std::sync::Arc<std::sync::atomic::AtomicUsize>| {
+            std::task::Waker::from(std::sync::Arc::new(Counted {
+                wakes: std::sync::Arc::clone(wakes),
+            }))
+        };
+        let (old_wakes, new_wakes) = (counter(), counter());
+        let mut old = Box::pin(store.wait_terminal(id));
+        assert!(
+            old.as_mut()
+                .poll(&mut std::task::Context::from_waker(&waker(&old_wakes)))
+                .is_pending()
+        );
+        replace(&store, id);
+        assert_eq!(
+            old_wakes.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "{how}: the old job left"
+        );
+        let mut new = Box::pin(store.wait_terminal(id));
+        assert!(
+            new.as_mut()
+                .poll(&mut std::task::Context::from_waker(&waker(&new_wakes)))
+                .is_pending()
+        );
+        drop(old);
+        assert!(ready_now(store.finish(id, ok_response("done"))).unwrap());
+        assert_eq!(
+            new_wakes.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "{how}: the new job's waiter is woken when it ends"
+        );
+        assert!(
+            new.as_mut()
+                .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+                .is_ready()
+        );
     }
 }
