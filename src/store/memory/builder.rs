@@ -1,6 +1,6 @@
 //! [`MemoryStoreBuilder`]: the limits of a [`MemoryStore`].
 
-use std::hash::RandomState;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -76,7 +76,9 @@ impl MemoryStoreBuilder {
             inner: Arc::new(Inner {
                 epoch: Instant::now(),
                 shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
-                hasher: RandomState::new(),
+                // The operating system's randomness; std's random hasher
+                // keys (themselves from it) if that fails.
+                shard_key: getrandom::u64().unwrap_or_else(|_| RandomState::new().hash_one(0u8)),
                 len: AtomicUsize::new(0),
                 unfinished: AtomicUsize::new(0),
                 capacity: self.capacity,
