@@ -548,7 +548,12 @@ mod tests {
 
     fn shard_index(store: &MemoryStore, id: JobId) -> usize {
         let shard: *const Mutex<Shard> = store.inner.shard_of(id);
-        store.inner.shards.iter().position(|s| std::ptr::eq(s, shard)).unwrap_or(usize::MAX)
+        store
+            .inner
+            .shards
+            .iter()
+            .position(|s| std::ptr::eq(s, shard))
+            .unwrap_or(usize::MAX)
     }
 
     /// Ids a client chose to share their first byte (the old shard choice)
@@ -566,7 +571,14 @@ mod tests {
         let spread: HashSet<usize> = ids.iter().map(|&id| shard_index(&a, id)).collect();
         assert!(spread.len() > SHARDS / 2, "{} shards used", spread.len());
         assert!(!spread.contains(&usize::MAX));
-        let same = ids.iter().filter(|&&id| shard_index(&a, id) == shard_index(&b, id)).count();
-        assert!(same < ids.len() / 4, "{same} of {} ids in the same shard of both stores", ids.len());
+        let same = ids
+            .iter()
+            .filter(|&&id| shard_index(&a, id) == shard_index(&b, id))
+            .count();
+        assert!(
+            same < ids.len() / 4,
+            "{same} of {} ids in the same shard of both stores",
+            ids.len()
+        );
     }
 }
