@@ -134,15 +134,17 @@ impl HttpClient {
     }
 
     /// Polls the monitor at `path` with long polls until it answers for a
-    /// terminal job; returns that answer.
+    /// terminal job; returns that answer. Gives up after 60 s in all (a
+    /// stuck job fails its test in a minute, not in seventeen).
     pub async fn until_done(&self, path: &str) -> Answer {
-        for _ in 0..200 {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while tokio::time::Instant::now() < deadline {
             let answer = self.get(&format!("{path}?wait=5")).await;
             let status = answer.json()["status"].as_str().unwrap_or_default().to_owned();
             if !matches!(status.as_str(), "pending" | "running") {
                 return answer;
             }
         }
-        panic!("the job at {path} did not end");
+        panic!("the job at {path} did not end within 60 s");
     }
 }
