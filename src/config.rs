@@ -7,15 +7,14 @@ use bytes::Bytes;
 use http::header::{self, HeaderName};
 use http::request::Parts;
 
-use crate::protocol::Problem;
+use crate::admission::Admissions;
+use crate::document::MapDocument;
+use crate::problem::Problem;
 use crate::routes::{PathTemplate, Routes};
-use crate::runner::Runtime;
-use crate::store::{JobId, JobRecord};
+use crate::store::JobId;
 
 /// Which requests the layer turns into jobs.
 pub(crate) type DeferPredicate = Arc<dyn Fn(&Parts) -> bool + Send + Sync>;
-/// A change to every status document, made by the user.
-pub(crate) type MapDocument = Arc<dyn Fn(&JobRecord, &mut serde_json::Map<String, serde_json::Value>) + Send + Sync>;
 /// Who a request comes from, for owner scoping.
 pub(crate) type OwnerFn = Arc<dyn Fn(&Parts) -> Option<String> + Send + Sync>;
 /// A pre-acceptance check over the request head and its whole body.
@@ -129,7 +128,7 @@ impl Config {
     pub(crate) fn key_scope(&self, parts: &Parts, owner: Option<&str>) -> String {
         match owner {
             Some(owner) => format!("o:{owner}"),
-            None => crate::protocol::credentials_digest(&parts.headers, &self.credentials)
+            None => crate::idempotency::credentials_digest(&parts.headers, &self.credentials)
                 .map_or_else(String::new, |digest| format!("c:{digest}")),
         }
     }
@@ -148,12 +147,16 @@ impl Config {
 pub(crate) struct Shared<St> {
     pub(crate) config: Config,
     pub(crate) store: Arc<St>,
-    pub(crate) runtime: Runtime,
+    pub(crate) admissions: Admissions,
 }
 
 impl<St> Shared<St> {
     pub(crate) fn new(config: Config, store: Arc<St>) -> Self {
-        let runtime = Runtime::new(config.max_running, config.max_queued);
-        Self { config, store, runtime }
+        let admissions = Admissions::new(config.max_running, config.max_queued);
+        Self {
+            config,
+            store,
+            admissions,
+        }
     }
 }

@@ -4,7 +4,6 @@
 use http::HeaderValue;
 use http::header::HeaderMap;
 
-use crate::protocol;
 use crate::routes::{JobRoute, PathTemplate, Routes};
 use crate::store::{JobId, ListCursor};
 
@@ -67,21 +66,21 @@ pub fn parse_everything(data: &[u8]) {
             headers.append(name, value);
         }
     }
-    let prefs = protocol::preferences(&headers);
+    let prefs = crate::headers::preferences(&headers);
     if let Some(wait) = prefs.wait {
         assert!(wait >= std::time::Duration::ZERO);
     }
-    if let Ok(Some(key)) = protocol::idempotency_key(&headers) {
+    if let Ok(Some(key)) = crate::idempotency::idempotency_key(&headers) {
         assert!(!key.is_empty() && key.len() <= 255 && key.bytes().all(|b| (0x21..=0x7e).contains(&b)));
     }
 
     // Query strings.
     let query = text(query);
-    let _ = protocol::query_wait(Some(&query));
-    if let Ok((limit, _)) = protocol::list_params(Some(&query), 100) {
+    let _ = crate::query::query_wait(Some(&query));
+    if let Ok((limit, _)) = crate::query::list_params(Some(&query), 100) {
         assert!((1..=100).contains(&limit));
     }
-    let _ = protocol::parse_seconds(&query);
+    let _ = crate::headers::parse_seconds(&query);
 }
 
 fn parse_template(text: &str) -> PathTemplate {

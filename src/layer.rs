@@ -9,7 +9,7 @@ use http::request::Parts;
 use tower_layer::Layer;
 
 use crate::config::{Completion, Config, Shared, template};
-use crate::protocol::Problem;
+use crate::problem::Problem;
 use crate::service::{Accepted, JobRoutes};
 use crate::store::{JobRecord, JobStore, MemoryStore};
 
@@ -222,14 +222,14 @@ impl<St: JobStore> AcceptedLayer<St> {
     /// The polling interval sent in `Retry-After` (default 1 s; whole
     /// seconds, at least 1).
     pub fn retry_after(self, interval: Duration) -> Self {
-        let secs = crate::protocol::whole_seconds(interval).max(1);
+        let secs = crate::headers::whole_seconds(interval).max(1);
         self.configure(|c| c.retry_after = secs)
     }
 
     /// The longest `Retry-After` sent when it is estimated from progress
     /// (default 30 s).
     pub fn max_retry_after(self, interval: Duration) -> Self {
-        let secs = crate::protocol::whole_seconds(interval).max(1);
+        let secs = crate::headers::whole_seconds(interval).max(1);
         self.configure(|c| c.max_retry_after = secs)
     }
 
@@ -450,7 +450,7 @@ impl<St: JobStore> AcceptedLayer<St> {
     /// # }
     /// ```
     pub async fn shutdown(&self, deadline: Duration) -> usize {
-        self.shared.runtime.shutdown(deadline).await
+        self.shared.admissions.shutdown(deadline).await
     }
 }
 

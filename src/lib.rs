@@ -121,20 +121,26 @@
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod admission;
 mod answer;
 mod body;
 #[cfg(feature = "client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod client;
 mod config;
+mod document;
 mod future;
 #[doc(hidden)]
 pub mod fuzzing;
+mod headers;
+mod idempotency;
 mod job;
 mod json;
 mod layer;
 mod list;
-mod protocol;
+mod problem;
+mod query;
+mod response;
 mod routes;
 mod runner;
 mod service;
@@ -147,7 +153,7 @@ pub use config::Completion;
 pub use future::{JobRoutesFuture, ResponseFuture};
 pub use job::Job;
 pub use layer::AcceptedLayer;
-pub use protocol::Problem;
+pub use problem::Problem;
 pub use service::{Accepted, JobRoutes};
 pub use store::{
     Cancel, Created, IdempotencyKey, InvalidJobId, JobError, JobId, JobRecord, JobStatus, JobStore, KeyLookup,

@@ -4,9 +4,11 @@ use bytes::{BufMut, Bytes, BytesMut};
 use http::header;
 use http::{Response, StatusCode, Uri};
 
-use crate::answer::unavailable;
 use crate::config::{Completion, Shared};
-use crate::protocol::{self, JSON, NO_STORE, Problem, result_link_shown, status_document};
+use crate::document::{result_link_shown, status_document};
+use crate::headers::{JSON, NO_STORE};
+use crate::problem::Problem;
+use crate::response::unavailable;
 use crate::store::JobStore;
 
 /// The listing for `caller`: only with an owner function and an owner,
@@ -18,7 +20,7 @@ pub(crate) async fn list<St: JobStore>(shared: &Shared<St>, caller: Option<&str>
             .with_detail("listing jobs needs an owner; job ids are the only way to a job")
             .into_response();
     };
-    let (limit, after) = match protocol::list_params(uri.query(), config.max_list) {
+    let (limit, after) = match crate::query::list_params(uri.query(), config.max_list) {
         Ok(params) => params,
         Err(problem) => return problem.into_response(),
     };

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -14,121 +14,16 @@ use http::{Request, Response};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tokio::sync::futures::Notified;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tower_service::Service;
 
 use crate::BoxError;
+use crate::admission::Admission;
 use crate::body::{ReadError, ReadLimited, RequestBody, read_limited};
 use crate::config::Shared;
-use crate::job::{Job, Signal};
-use crate::protocol::strip_hop_by_hop;
+use crate::headers::strip_hop_by_hop;
+use crate::job::Job;
 use crate::store::{JobError, JobId, JobStore, Outcome, StoredResponse};
-
-/// The runner's state, shared by every clone of a layer.
-pub(crate) struct Runtime {
-    /// Jobs running at once.
-    running: Arc<Semaphore>,
-    accepting: AtomicBool,
-    /// Jobs admitted and not yet over (running and queued, from admission
-    /// on): bounded by the capacity, and what a shutdown waits for, so that
-    /// it also waits for submissions still being recorded.
-    active: Arc<Active>,
-    force: Signal,
-    forced: AtomicUsize,
-}
-
-impl Runtime {
-    pub(crate) fn new(max_running: usize, max_queued: usize) -> Self {
-        let max_running = max_running.clamp(1, Semaphore::MAX_PERMITS);
-        let admitted = max_running.saturating_add(max_queued).min(Semaphore::MAX_PERMITS);
-        Self {
-            running: Arc::new(Semaphore::new(max_running)),
-            accepting: AtomicBool::new(true),
-            active: Arc::new(Active {
-                count: AtomicUsize::new(0),
-                limit: admitted,
-                idle: Notify::new(),
-            }),
-            force: Signal::default(),
-            forced: AtomicUsize::new(0),
-        }
-    }
-
-    /// A place for one more job, or `None` when running and queued jobs are
-    /// at their limits or the runner is shutting down.
-    pub(crate) fn admit(&self) -> Option<Admission> {
-        if !self.accepting() {
-            return None;
-        }
-        // A counter rather than a semaphore: admission never waits.
-        // SeqCst with `shutdown`: either it sees this count, or this sees
-        // that it stopped accepting.
-        let limit = self.active.limit;
-        self.active
-            .count
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < limit).then_some(n + 1))
-            .ok()?;
-        let admission = Admission {
-            active: Arc::clone(&self.active),
-        };
-        // A shutdown that began meanwhile may have seen no job under way.
-        self.accepting().then_some(admission)
-    }
-
-    /// Whether a job could be admitted now (checked before reading a body).
-    pub(crate) fn has_room(&self) -> bool {
-        self.active.count.load(Ordering::Acquire) < self.active.limit
-    }
-
-    pub(crate) fn accepting(&self) -> bool {
-        self.accepting.load(Ordering::SeqCst)
-    }
-
-    /// Stops accepting, waits up to `deadline` for the jobs under way, then
-    /// ends the rest as failed with `shutdown`; returns how many were.
-    pub(crate) async fn shutdown(&self, deadline: Duration) -> usize {
-        self.accepting.store(false, Ordering::SeqCst);
-        if tokio::time::timeout(deadline, self.idle()).await.is_err() {
-            self.force.fire();
-            self.idle().await;
-        }
-        self.forced.load(Ordering::Acquire)
-    }
-
-    async fn idle(&self) {
-        loop {
-            let notified = self.active.idle.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.active.count.load(Ordering::SeqCst) == 0 {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
-/// How many jobs are under way, how many may be, and a wake-up for when
-/// none is.
-struct Active {
-    count: AtomicUsize,
-    limit: usize,
-    idle: Notify,
-}
-
-/// A job's place: in the capacity, and among the jobs a shutdown waits for.
-/// Given back when dropped, whether the job ran or its submission failed.
-pub(crate) struct Admission {
-    active: Arc<Active>,
-}
-
-impl Drop for Admission {
-    fn drop(&mut self) {
-        if self.active.count.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.active.idle.notify_waiters();
-        }
-    }
-}
 
 /// An accepted job, ready to run.
 pub(crate) struct Work<S, B> {
@@ -194,12 +89,12 @@ where
     async move {
         let id = job.id();
         let shared = &*shared;
-        let runtime = &shared.runtime;
+        let admissions = &shared.admissions;
         // A runner at once (the common case, without a wait), or a place in
         // the queue, waited for apart so that its state does not weigh on
         // every job's task.
-        let running = match Arc::clone(&runtime.running).try_acquire_owned() {
-            Ok(permit) => (!runtime.force.is_fired()).then_some(permit),
+        let running = match Arc::clone(&admissions.running).try_acquire_owned() {
+            Ok(permit) => (!admissions.force.is_fired()).then_some(permit),
             Err(_) => match Box::pin(queue(shared, &job)).await {
                 Queued::Run(permit) => Some(permit),
                 Queued::Forced => None,
@@ -254,21 +149,21 @@ enum Queued {
 /// Waits for a runner, unless the job ends elsewhere meanwhile (a client's
 /// `DELETE`) or a shutdown ends it.
 async fn queue<St: JobStore>(shared: &Shared<St>, job: &Job) -> Queued {
-    let runtime = &shared.runtime;
+    let admissions = &shared.admissions;
     let ended = shared.store.wait_terminal(job.id());
     tokio::pin!(ended);
     let permit = tokio::select! {
         biased;
-        _ = runtime.force.fired() => None,
+        _ = admissions.force.fired() => None,
         result = &mut ended => {
             if result.is_ok() {
                 job.cancel();
                 return Queued::Ended;
             }
             // The store could not tell; wait for a runner as usual.
-            Arc::clone(&runtime.running).acquire_owned().await.ok()
+            Arc::clone(&admissions.running).acquire_owned().await.ok()
         }
-        permit = Arc::clone(&runtime.running).acquire_owned() => permit.ok(),
+        permit = Arc::clone(&admissions.running).acquire_owned() => permit.ok(),
     };
     permit.map_or(Queued::Forced, Queued::Run)
 }
@@ -309,7 +204,7 @@ impl<'a, St, W, E> Drive<'a, St, W, E> {
             work,
             ended,
             watch_store: true,
-            forced: shared.runtime.force.notify().notified(),
+            forced: shared.admissions.force.notify().notified(),
             reported: job.reported_notify().notified(),
             writing: None,
         }
@@ -357,10 +252,10 @@ where
             // Registered before the flag is read: a shutdown after the read
             // wakes this task.
             if this.forced.as_mut().poll(cx).is_ready() {
-                this.forced.set(shared.runtime.force.notify().notified());
+                this.forced.set(shared.admissions.force.notify().notified());
                 continue;
             }
-            if shared.runtime.force.is_fired() {
+            if shared.admissions.force.is_fired() {
                 return Poll::Ready(Some(Outcome::Failed(shutdown_error())));
             }
             if this.reported.as_mut().poll(cx).is_ready() {
@@ -393,7 +288,7 @@ fn end<'a, St: JobStore>(
     async move {
         let id: JobId = job.id();
         if matches!(&outcome, Outcome::Failed(e) if e.code == JobError::SHUTDOWN) {
-            shared.runtime.forced.fetch_add(1, Ordering::AcqRel);
+            shared.admissions.forced.fetch_add(1, Ordering::AcqRel);
             job.cancel();
         }
         // The store takes the outcome; a copy stays for the waiter, and for
@@ -578,16 +473,5 @@ mod tests {
         let payload = caught.err().unwrap();
         assert_eq!(panicked(true, &*payload).message, "the handler panicked: boom");
         assert_eq!(panicked(false, &*payload).message, "the handler panicked");
-    }
-
-    #[tokio::test]
-    async fn admission_is_bounded() {
-        let runtime = Runtime::new(1, 1);
-        let a = runtime.admit();
-        let b = runtime.admit();
-        assert!(a.is_some() && b.is_some());
-        assert!(runtime.admit().is_none());
-        drop(a);
-        assert!(runtime.admit().is_some());
     }
 }

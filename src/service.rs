@@ -14,7 +14,7 @@ use crate::answer;
 use crate::body::{RequestBody, ResponseBody};
 use crate::config::{Config, Shared};
 use crate::future::{JobRoutesFuture, ResponseFuture};
-use crate::protocol::{self, Preferences};
+use crate::headers::Preferences;
 use crate::store::{JobStore, MemoryStore};
 use crate::submit::submit;
 
@@ -150,7 +150,7 @@ where
                 async move { answer::job_route(&shared, route, request).await },
             ));
         }
-        let prefs = protocol::preferences(request.headers());
+        let prefs = crate::headers::preferences(request.headers());
         let (defer, request) = defers(config, request, &prefs);
         let service = self.inner.clone();
         if !defer {

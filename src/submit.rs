@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{self, HeaderValue};
+use http::header::HeaderValue;
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
@@ -14,13 +14,12 @@ use tokio::sync::oneshot;
 use tower_service::Service;
 
 use crate::BoxError;
-use crate::answer::{failure, monitor_response, replay, strip_body, unavailable};
 use crate::body::{ReadError, RequestBody, read_limited};
 use crate::config::{Config, Shared};
+use crate::headers::{PREFERENCE_APPLIED, Preferences, whole_seconds};
 use crate::job::Job;
-use crate::protocol::{
-    self, OPERATION_LOCATION, PREFERENCE_APPLIED, Preferences, Problem, jittered_retry_after, whole_seconds,
-};
+use crate::problem::Problem;
+use crate::response::{accepted, busy, failure, key_mismatch, replay, strip_body, unavailable};
 use crate::runner::{self, Work};
 use crate::store::{Created, IdempotencyKey, JobId, JobRecord, JobStore, KeyLookup, Outcome, StoreError};
 
@@ -82,7 +81,7 @@ where
         let mut response = 'answer: {
             let config = &shared.config;
             // A malformed key is refused before the body is read.
-            let key = match protocol::idempotency_key(&parts.headers) {
+            let key = match crate::idempotency::idempotency_key(&parts.headers) {
                 Ok(key) => key,
                 Err(problem) => break 'answer problem.into_response(),
             };
@@ -90,10 +89,10 @@ where
             // but a keyed request may be the retry of a kept job, which gets
             // its original `202` however full the server is.
             if key.is_none() {
-                if !shared.runtime.accepting() {
+                if !shared.admissions.accepting() {
                     break 'answer busy(config, SHUTTING_DOWN);
                 }
-                if !shared.runtime.has_room() {
+                if !shared.admissions.has_room() {
                     break 'answer busy(config, NO_ROOM);
                 }
             }
@@ -134,11 +133,11 @@ where
             let owner = config.owner_of(&parts);
             let key = key.map(|key| {
                 let scope = config.key_scope(&parts, owner.as_deref());
-                let fingerprint = protocol::fingerprint(&parts.method, &parts.uri, &body);
+                let fingerprint = crate::idempotency::fingerprint(&parts.method, &parts.uri, &body);
                 IdempotencyKey::new(Some(&scope), &key, fingerprint)
             });
-            let admission = if shared.runtime.accepting() {
-                shared.runtime.admit().ok_or(NO_ROOM)
+            let admission = if shared.admissions.accepting() {
+                shared.admissions.admit().ok_or(NO_ROOM)
             } else {
                 Err(SHUTTING_DOWN)
             };
@@ -161,7 +160,7 @@ where
             match created {
                 Ok(Created::New) => {}
                 // A retry: the original job's 202, and nothing started.
-                Ok(Created::Existing(original)) => break 'answer accepted(shared, &original, prefs),
+                Ok(Created::Existing(original)) => break 'answer accepted(&shared.config, &original, prefs),
                 Ok(Created::Mismatch) => break 'answer key_mismatch(),
                 Err(StoreError::Full) => {
                     drop(admission);
@@ -207,7 +206,7 @@ where
             let mut record = JobRecord::pending(id);
             record.created_at_ms = created_at_ms;
             record.updated_at_ms = created_at_ms;
-            accepted(shared, &record, prefs)
+            accepted(&shared.config, &record, prefs)
         };
         if head {
             strip_body(&mut response);
@@ -240,44 +239,9 @@ async fn wait_for(
     Some(response)
 }
 
-/// `202 Accepted` for a new job: its status document, `Location`,
-/// `Operation-Location` and `Retry-After`.
-fn accepted<St>(shared: &Shared<St>, record: &JobRecord, prefs: Preferences) -> Response<Bytes> {
-    let config = &shared.config;
-    let mut response = monitor_response(config, record);
-    *response.status_mut() = StatusCode::ACCEPTED;
-    let monitor = config.link(&config.routes.monitor, record.id);
-    if let Ok(location) = HeaderValue::from_maybe_shared(Bytes::from(monitor)) {
-        let headers = response.headers_mut();
-        headers.insert(OPERATION_LOCATION, location.clone());
-        headers.insert(header::LOCATION, location);
-    }
-    if prefs.respond_async {
-        response
-            .headers_mut()
-            .insert(PREFERENCE_APPLIED, HeaderValue::from_static("respond-async"));
-    }
-    response
-}
-
 const SHUTTING_DOWN: &str = "the server is shutting down";
 const NO_ROOM: &str = "too many jobs are under way; try again later";
 const STORE_FULL: &str = "the job store is full; try again later";
-
-/// `503` with a `Retry-After` drawn at random, so that refused clients do
-/// not all come back at once.
-fn busy(config: &Config, detail: &'static str) -> Response<Bytes> {
-    Problem::new(StatusCode::SERVICE_UNAVAILABLE)
-        .with_detail(detail)
-        .with_retry_after(jittered_retry_after(config.retry_after, config.max_retry_after))
-        .into_response()
-}
-
-fn key_mismatch() -> Response<Bytes> {
-    Problem::new(StatusCode::UNPROCESSABLE_ENTITY)
-        .with_detail("this Idempotency-Key was used for a different request")
-        .into_response()
-}
 
 /// A submission that cannot be taken now: the original job's `202` if it
 /// is a keyed retry of a kept job, else `503`.
@@ -289,7 +253,7 @@ async fn refuse<St: JobStore>(
 ) -> Response<Bytes> {
     if let Some(key) = key {
         match shared.store.find_key(key).await {
-            Ok(KeyLookup::Existing(original)) => return accepted(shared, &original, prefs),
+            Ok(KeyLookup::Existing(original)) => return accepted(&shared.config, &original, prefs),
             Ok(KeyLookup::Mismatch) => return key_mismatch(),
             // A free key, or a store that cannot tell: the refusal stands.
             Ok(KeyLookup::Free) | Err(_) => {}
