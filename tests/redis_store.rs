@@ -4,7 +4,7 @@
 #![cfg(feature = "redis")]
 
 mod common;
-mod suite;
+use tower_accepted::store::suite;
 
 use std::process::Stdio;
 use std::sync::Arc;

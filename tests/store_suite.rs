@@ -13,7 +13,7 @@ use tower_accepted::{
     Cancel, JobError, JobId, JobRecord, JobStatus, JobStore, Lookup, MemoryStore, Outcome, StoreError, StoredResponse,
 };
 
-mod suite;
+use tower_accepted::store::suite;
 
 // ---------------------------------------------------------------------------
 // The suite against MemoryStore.

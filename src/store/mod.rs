@@ -25,6 +25,9 @@ mod memory;
 mod record;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub mod suite;
 
 pub use memory::{MemoryStore, MemoryStoreBuilder};
 pub(crate) use record::unix_ms;
@@ -129,6 +132,11 @@ impl std::error::Error for StoreError {
 /// Implementations are shared by every clone of the layer and called from
 /// many tasks at once. Every operation should cost O(1) and must not hold a
 /// lock across an `.await`. Methods may be implemented with `async fn`.
+///
+/// A store of your own proves it keeps the rules with the conformance kit,
+/// [`store::suite`](crate::store) (feature `test-util`), from its own test:
+/// `suite::run_all(MyStore::new).await` (see the module for the checks and
+/// for stores that are costly to make).
 ///
 /// ```
 /// use tower_accepted::{JobId, JobRecord, JobStatus, JobStore, Lookup, MemoryStore};

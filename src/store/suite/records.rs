@@ -1,122 +1,16 @@
-//! The checks every `JobStore` must pass, generic over the store: the rules
-//! of `src/store/mod.rs`, written once and run against every store
-//! (`tests/store_suite.rs` for `MemoryStore`, `tests/redis_store.rs` for
-//! `RedisStore`). Use it with `mod suite;` and `suite::run_all(make).await`.
-#![allow(dead_code, unreachable_pub)]
-use std::sync::Arc;
-use std::time::Duration;
+//! The checks of one job's record: create, start, progress, finish,
+//! cancel, delete, and idempotency keys.
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, StatusCode};
-use tokio::task::JoinHandle;
-use tower_accepted::{
-    Cancel, JobError, JobId, JobRecord, JobStatus, JobStore, Lookup, Outcome, StoreError, StoredResponse,
+use http::{HeaderMap, StatusCode};
+
+use super::{assert_same_response, found, pending, running, sample_response};
+use crate::store::{
+    Cancel, IdempotencyKey, JobError, JobId, JobRecord, JobStatus, JobStore, KeyLookup, Lookup, Outcome,
+    StoredResponse, unix_ms,
 };
 
-/// How long a waiter is given to wake once its job ended: generous, as
-/// a shared store may be a network hop away.
-pub const WAKE_WITHIN: Duration = Duration::from_secs(5);
-/// How long a waiter is watched to make sure it does not wake early.
-pub const SETTLE: Duration = Duration::from_millis(100);
-
-/// Runs every store-independent check, each on a fresh store from `make`.
-pub async fn run_all<St: JobStore>(make: impl Fn() -> St) {
-    create_get_round_trip(&make()).await;
-    start_moves_pending_to_running_once(&make()).await;
-    progress_is_visible_until_terminal(&make()).await;
-    finish_stores_the_response_byte_for_byte(&make()).await;
-    finish_with_error_status_is_failed(&make()).await;
-    finish_without_response_is_failed(&make()).await;
-    finish_twice_changes_nothing(&make()).await;
-    cancel_answers_per_state(&make()).await;
-    delete_removes_record_and_response(&make()).await;
-    wait_terminal_resolves_at_once_when_ended_or_unknown(&make()).await;
-    let store = Arc::new(make());
-    wait_terminal_wakes_on_finish(&store).await;
-    wait_terminal_wakes_on_cancel(&store).await;
-    wait_terminal_wakes_on_delete(&store).await;
-    many_waiters_all_wake(&store).await;
-}
-
-/// Runs every store-independent check on one store (for stores that are
-/// costly to make, such as one connected to a server; each check uses
-/// fresh ids).
-pub async fn run_all_on<St: JobStore>(store: Arc<St>) {
-    create_get_round_trip(&*store).await;
-    start_moves_pending_to_running_once(&*store).await;
-    progress_is_visible_until_terminal(&*store).await;
-    finish_stores_the_response_byte_for_byte(&*store).await;
-    finish_with_error_status_is_failed(&*store).await;
-    finish_without_response_is_failed(&*store).await;
-    finish_twice_changes_nothing(&*store).await;
-    cancel_answers_per_state(&*store).await;
-    delete_removes_record_and_response(&*store).await;
-    wait_terminal_resolves_at_once_when_ended_or_unknown(&*store).await;
-    wait_terminal_wakes_on_finish(&store).await;
-    wait_terminal_wakes_on_cancel(&store).await;
-    wait_terminal_wakes_on_delete(&store).await;
-    many_waiters_all_wake(&store).await;
-}
-
-/// The record of `id`, which must be known.
-pub async fn found<St: JobStore>(store: &St, id: JobId) -> JobRecord {
-    match store.get(id).await.expect("get") {
-        Lookup::Found(record) => record,
-        other => panic!("job {id} should be known, the store says {other:?}"),
-    }
-}
-
-/// A new pending job.
-pub async fn pending<St: JobStore>(store: &St) -> JobId {
-    let id = JobId::new();
-    store.create(JobRecord::pending(id)).await.expect("create");
-    id
-}
-
-/// A new running job.
-pub async fn running<St: JobStore>(store: &St) -> JobId {
-    let id = pending(store).await;
-    assert!(store.start(id).await.expect("start"), "a pending job starts");
-    id
-}
-
-/// A response with a status, repeated and binary-unsafe headers and a
-/// body that is not UTF-8.
-pub fn sample_response(status: StatusCode) -> StoredResponse {
-    let mut headers = HeaderMap::new();
-    headers.insert("content-type", HeaderValue::from_static("application/octet-stream"));
-    headers.append("set-cookie", HeaderValue::from_static("a=1; Path=/"));
-    headers.append("set-cookie", HeaderValue::from_static("b=2; HttpOnly"));
-    headers.append("x-multi", HeaderValue::from_static("first"));
-    headers.append("x-multi", HeaderValue::from_static("second"));
-    headers.append("x-multi", HeaderValue::from_static("third"));
-    headers.insert("x-opaque", HeaderValue::from_bytes(b"caf\xe9 \x80").unwrap());
-    let mut body: Vec<u8> = (0..=255u8).collect();
-    body.extend_from_slice(&[0, 0, 0xff, 0xfe, b'\r', b'\n', 0]);
-    body.extend(std::iter::repeat_n(0xa5u8, 70_000));
-    StoredResponse::new(status, headers, Bytes::from(body))
-}
-
-fn values<'a>(headers: &'a HeaderMap, name: &str) -> Vec<&'a [u8]> {
-    headers.get_all(name).iter().map(HeaderValue::as_bytes).collect()
-}
-
-/// Asserts that `actual` is `expected`: status, every header value in
-/// order, every body byte.
-pub fn assert_same_response(actual: &StoredResponse, expected: &StoredResponse) {
-    assert_eq!(actual.status, expected.status);
-    assert_eq!(actual.headers.len(), expected.headers.len(), "{:?}", actual.headers);
-    for name in expected.headers.keys() {
-        assert_eq!(
-            values(&actual.headers, name.as_str()),
-            values(&expected.headers, name.as_str()),
-            "header {name}"
-        );
-    }
-    assert_eq!(actual.body.len(), expected.body.len());
-    assert!(actual.body == expected.body, "the body differs");
-}
-
+/// A created job reads back as it was given; an unknown id is `Unknown`.
 pub async fn create_get_round_trip<St: JobStore>(store: &St) {
     let id = JobId::new();
     let record = JobRecord::pending(id);
@@ -143,6 +37,7 @@ pub async fn create_get_round_trip<St: JobStore>(store: &St) {
     assert_eq!(found(store, id).await, record);
 }
 
+/// `start` moves a pending job to running once, records when, and starts nothing else.
 pub async fn start_moves_pending_to_running_once<St: JobStore>(store: &St) {
     let id = pending(store).await;
     let before = found(store, id).await;
@@ -183,6 +78,7 @@ pub async fn start_moves_pending_to_running_once<St: JobStore>(store: &St) {
     assert_eq!(store.get(unknown).await.expect("get"), Lookup::Unknown);
 }
 
+/// Progress and message are visible to readers until the job ends, and change nothing after.
 pub async fn progress_is_visible_until_terminal<St: JobStore>(store: &St) {
     // While pending.
     let id = pending(store).await;
@@ -248,6 +144,7 @@ pub async fn progress_is_visible_until_terminal<St: JobStore>(store: &St) {
     assert_eq!(store.get(unknown).await.expect("get"), Lookup::Unknown);
 }
 
+/// `finish` keeps the response: status, every header value in order, and the body, byte for byte.
 pub async fn finish_stores_the_response_byte_for_byte<St: JobStore>(store: &St) {
     let id = running(store).await;
     assert_eq!(
@@ -295,6 +192,7 @@ pub async fn finish_stores_the_response_byte_for_byte<St: JobStore>(store: &St) 
     assert_eq!(store.response(JobId::new()).await.expect("response"), None);
 }
 
+/// A response of 400 or above ends the job `failed` with `http_status`, and is kept.
 pub async fn finish_with_error_status_is_failed<St: JobStore>(store: &St) {
     for status in [
         StatusCode::BAD_REQUEST,
@@ -334,6 +232,7 @@ pub async fn finish_with_error_status_is_failed<St: JobStore>(store: &St) {
     assert_eq!(record.error, None);
 }
 
+/// An outcome without a response ends the job `failed` with its error, and keeps no response.
 pub async fn finish_without_response_is_failed<St: JobStore>(store: &St) {
     for code in [
         JobError::PANICKED,
@@ -359,6 +258,7 @@ pub async fn finish_without_response_is_failed<St: JobStore>(store: &St) {
     assert_eq!(found(store, id).await.error, Some(error));
 }
 
+/// A terminal state never changes: a second `finish`, or a `cancel`, changes nothing.
 pub async fn finish_twice_changes_nothing<St: JobStore>(store: &St) {
     let id = running(store).await;
     let first = sample_response(StatusCode::OK);
@@ -418,6 +318,7 @@ pub async fn finish_twice_changes_nothing<St: JobStore>(store: &St) {
     assert_eq!(store.response(unknown).await.expect("response"), None);
 }
 
+/// `cancel` cancels a pending or running job, and answers for ended and unknown ones.
 pub async fn cancel_answers_per_state<St: JobStore>(store: &St) {
     let id = pending(store).await;
     assert_eq!(store.cancel(id).await.expect("cancel"), Cancel::Canceled);
@@ -456,6 +357,7 @@ pub async fn cancel_answers_per_state<St: JobStore>(store: &St) {
     assert_eq!(store.get(unknown).await.expect("get"), Lookup::Unknown);
 }
 
+/// `delete` removes a job and its response, and only that job.
 pub async fn delete_removes_record_and_response<St: JobStore>(store: &St) {
     let id = running(store).await;
     assert!(
@@ -499,196 +401,58 @@ pub async fn delete_removes_record_and_response<St: JobStore>(store: &St) {
     assert!(!store.delete(JobId::new()).await.expect("delete"));
 }
 
-pub async fn wait_terminal_resolves_at_once_when_ended_or_unknown<St: JobStore>(store: &St) {
-    let succeeded = running(store).await;
-    let outcome = Outcome::Response(StoredResponse::new(StatusCode::OK, HeaderMap::new(), Bytes::new()));
-    assert!(store.finish(succeeded, outcome).await.expect("finish"));
-    let failed = running(store).await;
-    let error = JobError::new(JobError::PANICKED, "boom");
-    assert!(store.finish(failed, Outcome::Failed(error)).await.expect("finish"));
-    let canceled = pending(store).await;
-    assert_eq!(store.cancel(canceled).await.expect("cancel"), Cancel::Canceled);
-    let deleted = pending(store).await;
-    assert!(store.delete(deleted).await.expect("delete"));
-
-    for id in [succeeded, failed, canceled, deleted, JobId::new()] {
-        tokio::time::timeout(WAKE_WITHIN, store.wait_terminal(id))
-            .await
-            .unwrap_or_else(|_| panic!("wait_terminal({id}) did not resolve at once"))
-            .expect("wait_terminal");
-    }
-}
-
-/// A task waiting for `id` to end.
-fn waiter<St: JobStore>(store: &Arc<St>, id: JobId) -> JoinHandle<Result<(), StoreError>> {
-    let store = Arc::clone(store);
-    tokio::spawn(async move { store.wait_terminal(id).await })
-}
-
-/// Asserts that `handle` has not resolved after a while.
-async fn assert_still_waiting(handle: &JoinHandle<Result<(), StoreError>>, what: &str) {
-    tokio::time::sleep(SETTLE).await;
-    assert!(!handle.is_finished(), "the waiter resolved before {what}");
-}
-
-/// Asserts that `handle` resolves without error within `WAKE_WITHIN`.
-async fn assert_wakes(handle: JoinHandle<Result<(), StoreError>>, what: &str) {
-    tokio::time::timeout(WAKE_WITHIN, handle)
-        .await
-        .unwrap_or_else(|_| panic!("the waiter did not wake within {WAKE_WITHIN:?} of {what}"))
-        .expect("the waiter task")
-        .expect("wait_terminal");
-}
-
-pub async fn wait_terminal_wakes_on_finish<St: JobStore>(store: &Arc<St>) {
-    // A pending job, then running, with progress on the way: only the
-    // end wakes the waiter.
-    let id = pending(&**store).await;
-    let handle = waiter(store, id);
-    assert_still_waiting(&handle, "the job started").await;
+/// `start` records when the job started (`started_at_ms`): none while it
+/// waits, a time between its creation and now once it runs, kept after it
+/// ends.
+pub async fn start_records_when_it_started<St: JobStore>(store: &St) {
+    let id = pending(store).await;
+    let record = found(store, id).await;
+    assert_eq!(record.started_at_ms, None, "a pending job has not started");
     assert!(store.start(id).await.expect("start"));
-    store
-        .set_progress(id, Some(0.5), Some("half".into()))
+    let started = found(store, id)
         .await
-        .expect("set_progress");
-    assert_still_waiting(&handle, "the job ended (start and progress do not wake it)").await;
-    let outcome = Outcome::Response(StoredResponse::new(
-        StatusCode::OK,
-        HeaderMap::new(),
-        Bytes::from("done"),
-    ));
-    assert!(store.finish(id, outcome).await.expect("finish"));
-    assert_wakes(handle, "finish").await;
-
-    // Finishing from another task.
-    let id = running(&**store).await;
-    let handle = waiter(store, id);
-    assert_still_waiting(&handle, "the job ended").await;
-    let other = Arc::clone(store);
-    let finisher = tokio::spawn(async move {
-        let error = JobError::new(JobError::ERROR, "failed");
-        other.finish(id, Outcome::Failed(error)).await
-    });
-    assert!(finisher.await.expect("finisher").expect("finish"));
-    assert_wakes(handle, "a failed finish").await;
-}
-
-pub async fn wait_terminal_wakes_on_cancel<St: JobStore>(store: &Arc<St>) {
-    for start in [false, true] {
-        let id = if start {
-            running(&**store).await
-        } else {
-            pending(&**store).await
-        };
-        let handle = waiter(store, id);
-        assert_still_waiting(&handle, "cancel").await;
-        let other = Arc::clone(store);
-        let canceler = tokio::spawn(async move { other.cancel(id).await });
-        assert_eq!(canceler.await.expect("canceler").expect("cancel"), Cancel::Canceled);
-        assert_wakes(handle, "cancel").await;
-    }
-}
-
-pub async fn wait_terminal_wakes_on_delete<St: JobStore>(store: &Arc<St>) {
-    let id = running(&**store).await;
-    let handle = waiter(store, id);
-    assert_still_waiting(&handle, "delete").await;
-    let other = Arc::clone(store);
-    let deleter = tokio::spawn(async move { other.delete(id).await });
-    assert!(deleter.await.expect("deleter").expect("delete"));
-    assert_wakes(handle, "delete").await;
-}
-
-pub async fn many_waiters_all_wake<St: JobStore>(store: &Arc<St>) {
-    const WAITERS: usize = 200;
-    let id = running(&**store).await;
-    let other = running(&**store).await;
-    let handles: Vec<_> = (0..WAITERS).map(|_| waiter(store, id)).collect();
-    let bystander = waiter(store, other);
-    tokio::time::sleep(SETTLE).await;
-    let early = handles.iter().filter(|h| h.is_finished()).count();
-    assert_eq!(early, 0, "waiters resolved before the job ended");
-
+        .started_at_ms
+        .expect("a running job records when it started");
+    assert!(
+        started >= record.created_at_ms && started <= unix_ms() + 1_000,
+        "started at {started}, created at {}",
+        record.created_at_ms
+    );
     let outcome = Outcome::Response(StoredResponse::new(StatusCode::OK, HeaderMap::new(), Bytes::new()));
     assert!(store.finish(id, outcome).await.expect("finish"));
-    let all = futures_join(handles);
-    let woken = tokio::time::timeout(WAKE_WITHIN, all)
-        .await
-        .unwrap_or_else(|_| panic!("not all {WAITERS} waiters woke within {WAKE_WITHIN:?}"));
-    assert_eq!(woken, WAITERS);
-    assert!(!bystander.is_finished(), "a waiter of another job woke");
-    assert_eq!(store.cancel(other).await.expect("cancel"), Cancel::Canceled);
-    assert_wakes(bystander, "cancel of its own job").await;
-}
-
-/// Awaits every handle; the number that resolved without error.
-async fn futures_join(handles: Vec<JoinHandle<Result<(), StoreError>>>) -> usize {
-    let mut ok = 0;
-    for handle in handles {
-        if matches!(handle.await, Ok(Ok(()))) {
-            ok += 1;
-        }
-    }
-    ok
-}
-
-/// Expiry as every store keeps it: a finished (or canceled) job is kept
-/// for `ttl`, then reported `Expired` without its response, then,
-/// `tombstone_ttl` later, `Unknown`; pending and running jobs stay.
-/// The store must be built with these two durations; waits are
-/// `tokio::time::sleep`s (instant under a paused clock).
-pub async fn expiry<St: JobStore>(store: &St, ttl: Duration, tombstone_ttl: Duration) {
-    let finished = running(store).await;
-    let response = sample_response(StatusCode::OK);
-    assert!(
-        store
-            .finish(finished, Outcome::Response(response.clone()))
-            .await
-            .expect("finish")
-    );
-    let canceled = running(store).await;
-    assert_eq!(store.cancel(canceled).await.expect("cancel"), Cancel::Canceled);
-    let still_pending = pending(store).await;
-    let still_running = running(store).await;
-
-    tokio::time::sleep(ttl / 2).await;
     assert_eq!(
-        found(store, finished).await.status,
-        JobStatus::Succeeded,
-        "kept before its TTL"
+        found(store, id).await.started_at_ms,
+        Some(started),
+        "kept after the end"
     );
-    assert_same_response(
-        &store.response(finished).await.expect("response").expect("kept"),
-        &response,
+}
+
+/// `find_key` names the job holding an idempotency key, creating nothing:
+/// `Free` before `create_once` and after the holder is deleted, the holder
+/// for the same request, `Mismatch` for another; keys of other scopes are
+/// apart.
+pub async fn find_key_names_the_holder<St: JobStore>(store: &St) {
+    let scope = JobId::new().to_string();
+    let key = IdempotencyKey::new(Some(&scope), "order-42", "fingerprint-a");
+    assert_eq!(store.find_key(&key).await.expect("find_key"), KeyLookup::Free);
+    let id = JobId::new();
+    let created = store
+        .create_once(JobRecord::pending(id), key.clone())
+        .await
+        .expect("create_once");
+    assert_eq!(created, crate::store::Created::New);
+    match store.find_key(&key).await.expect("find_key") {
+        KeyLookup::Existing(record) => assert_eq!(record.id, id),
+        other => panic!("the key's holder should be found, the store says {other:?}"),
+    }
+    let other_request = IdempotencyKey::new(Some(&scope), "order-42", "fingerprint-b");
+    assert_eq!(
+        store.find_key(&other_request).await.expect("find_key"),
+        KeyLookup::Mismatch
     );
-
-    tokio::time::sleep(ttl / 2 + ttl / 4 + Duration::from_millis(10)).await;
-    for id in [finished, canceled] {
-        assert_eq!(
-            store.get(id).await.expect("get"),
-            Lookup::Expired,
-            "expired after its TTL"
-        );
-        assert_eq!(store.response(id).await.expect("response"), None);
-        assert_eq!(store.cancel(id).await.expect("cancel"), Cancel::Expired);
-        assert!(!store.start(id).await.expect("start"));
-        tokio::time::timeout(WAKE_WITHIN, store.wait_terminal(id))
-            .await
-            .expect("wait_terminal resolves at once for an expired job")
-            .expect("wait_terminal");
-    }
-    assert_eq!(found(store, still_pending).await.status, JobStatus::Pending);
-    assert_eq!(found(store, still_running).await.status, JobStatus::Running);
-
-    tokio::time::sleep(tombstone_ttl + ttl).await;
-    for id in [finished, canceled] {
-        assert_eq!(
-            store.get(id).await.expect("get"),
-            Lookup::Unknown,
-            "forgotten after the tombstone TTL"
-        );
-        assert_eq!(store.cancel(id).await.expect("cancel"), Cancel::Unknown);
-    }
-    assert_eq!(found(store, still_pending).await.status, JobStatus::Pending);
-    assert_eq!(found(store, still_running).await.status, JobStatus::Running);
+    let other_scope = IdempotencyKey::new(Some("someone else"), "order-42", "fingerprint-a");
+    assert_eq!(store.find_key(&other_scope).await.expect("find_key"), KeyLookup::Free);
+    assert_eq!(found(store, id).await.status, JobStatus::Pending, "nothing started");
+    assert!(store.delete(id).await.expect("delete"));
+    assert_eq!(store.find_key(&key).await.expect("find_key"), KeyLookup::Free);
 }

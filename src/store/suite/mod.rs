@@ -1,0 +1,160 @@
+//! The conformance kit of [`JobStore`] (feature `test-util`): the rules of
+//! the trait, written once, run against every store. `MemoryStore` and
+//! `RedisStore` run it in this crate's tests; a store of your own runs it
+//! from its own test with a way to make fresh stores:
+//!
+//! ```
+//! use tower_accepted::MemoryStore;
+//! use tower_accepted::store::suite;
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! // In a store crate: `#[tokio::test] async fn conforms() { … }`, with
+//! // your store's constructor in place of `MemoryStore::new`.
+//! suite::run_all(MemoryStore::new).await;
+//! # });
+//! ```
+//!
+//! A store that is costly to make (a connection to a server) runs every
+//! check on one store with [`run_all_on`] instead: each check uses fresh
+//! ids. [`expiry`] checks the time to live and the tombstones of a store
+//! built with the durations it is given; run it on a paused clock
+//! (`#[tokio::test(start_paused = true)]`) where the store's clock is
+//! tokio's. Each check panics, naming what it found, when the store breaks
+//! a rule; the helpers ([`pending`], [`running`], [`found`],
+//! [`sample_response`], [`assert_same_response`]) serve a store's own tests
+//! too.
+
+mod expiry;
+mod records;
+mod waiting;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode};
+
+use crate::store::{JobId, JobRecord, JobStore, Lookup, StoredResponse};
+
+pub use expiry::expiry;
+pub use records::{
+    cancel_answers_per_state, create_get_round_trip, delete_removes_record_and_response, find_key_names_the_holder,
+    finish_stores_the_response_byte_for_byte, finish_twice_changes_nothing, finish_with_error_status_is_failed,
+    finish_without_response_is_failed, progress_is_visible_until_terminal, start_moves_pending_to_running_once,
+    start_records_when_it_started,
+};
+pub use waiting::{
+    many_waiters_all_wake, wait_terminal_resolves_at_once_when_ended_or_unknown, wait_terminal_wakes_on_cancel,
+    wait_terminal_wakes_on_delete, wait_terminal_wakes_on_finish,
+};
+
+/// How long a waiter is given to wake once its job ended: generous, as
+/// a shared store may be a network hop away.
+pub const WAKE_WITHIN: Duration = Duration::from_secs(5);
+/// How long a waiter is watched to make sure it does not wake early.
+pub const SETTLE: Duration = Duration::from_millis(100);
+
+/// Runs every store-independent check, each on a fresh store from `make`.
+pub async fn run_all<St: JobStore>(make: impl Fn() -> St) {
+    create_get_round_trip(&make()).await;
+    start_moves_pending_to_running_once(&make()).await;
+    start_records_when_it_started(&make()).await;
+    find_key_names_the_holder(&make()).await;
+    progress_is_visible_until_terminal(&make()).await;
+    finish_stores_the_response_byte_for_byte(&make()).await;
+    finish_with_error_status_is_failed(&make()).await;
+    finish_without_response_is_failed(&make()).await;
+    finish_twice_changes_nothing(&make()).await;
+    cancel_answers_per_state(&make()).await;
+    delete_removes_record_and_response(&make()).await;
+    wait_terminal_resolves_at_once_when_ended_or_unknown(&make()).await;
+    let store = Arc::new(make());
+    wait_terminal_wakes_on_finish(&store).await;
+    wait_terminal_wakes_on_cancel(&store).await;
+    wait_terminal_wakes_on_delete(&store).await;
+    many_waiters_all_wake(&store).await;
+}
+
+/// Runs every store-independent check on one store (for stores that are
+/// costly to make, such as one connected to a server; each check uses
+/// fresh ids).
+pub async fn run_all_on<St: JobStore>(store: Arc<St>) {
+    create_get_round_trip(&*store).await;
+    start_moves_pending_to_running_once(&*store).await;
+    start_records_when_it_started(&*store).await;
+    find_key_names_the_holder(&*store).await;
+    progress_is_visible_until_terminal(&*store).await;
+    finish_stores_the_response_byte_for_byte(&*store).await;
+    finish_with_error_status_is_failed(&*store).await;
+    finish_without_response_is_failed(&*store).await;
+    finish_twice_changes_nothing(&*store).await;
+    cancel_answers_per_state(&*store).await;
+    delete_removes_record_and_response(&*store).await;
+    wait_terminal_resolves_at_once_when_ended_or_unknown(&*store).await;
+    wait_terminal_wakes_on_finish(&store).await;
+    wait_terminal_wakes_on_cancel(&store).await;
+    wait_terminal_wakes_on_delete(&store).await;
+    many_waiters_all_wake(&store).await;
+}
+
+/// The record of `id`, which must be known.
+pub async fn found<St: JobStore>(store: &St, id: JobId) -> JobRecord {
+    match store.get(id).await.expect("get") {
+        Lookup::Found(record) => record,
+        other => panic!("job {id} should be known, the store says {other:?}"),
+    }
+}
+
+/// A new pending job.
+pub async fn pending<St: JobStore>(store: &St) -> JobId {
+    let id = JobId::new();
+    store.create(JobRecord::pending(id)).await.expect("create");
+    id
+}
+
+/// A new running job.
+pub async fn running<St: JobStore>(store: &St) -> JobId {
+    let id = pending(store).await;
+    assert!(store.start(id).await.expect("start"), "a pending job starts");
+    id
+}
+
+/// A response with a status, repeated and binary-unsafe headers and a
+/// body that is not UTF-8.
+pub fn sample_response(status: StatusCode) -> StoredResponse {
+    let mut headers = HeaderMap::new();
+    headers.insert("content-type", HeaderValue::from_static("application/octet-stream"));
+    headers.append("set-cookie", HeaderValue::from_static("a=1; Path=/"));
+    headers.append("set-cookie", HeaderValue::from_static("b=2; HttpOnly"));
+    headers.append("x-multi", HeaderValue::from_static("first"));
+    headers.append("x-multi", HeaderValue::from_static("second"));
+    headers.append("x-multi", HeaderValue::from_static("third"));
+    headers.insert(
+        "x-opaque",
+        HeaderValue::from_bytes(b"caf\xe9 \x80").expect("header value bytes"),
+    );
+    let mut body: Vec<u8> = (0..=255u8).collect();
+    body.extend_from_slice(&[0, 0, 0xff, 0xfe, b'\r', b'\n', 0]);
+    body.extend(std::iter::repeat_n(0xa5u8, 70_000));
+    StoredResponse::new(status, headers, Bytes::from(body))
+}
+
+fn values<'a>(headers: &'a HeaderMap, name: &str) -> Vec<&'a [u8]> {
+    headers.get_all(name).iter().map(HeaderValue::as_bytes).collect()
+}
+
+/// Asserts that `actual` is `expected`: status, every header value in
+/// order, every body byte.
+pub fn assert_same_response(actual: &StoredResponse, expected: &StoredResponse) {
+    assert_eq!(actual.status, expected.status);
+    assert_eq!(actual.headers.len(), expected.headers.len(), "{:?}", actual.headers);
+    for name in expected.headers.keys() {
+        assert_eq!(
+            values(&actual.headers, name.as_str()),
+            values(&expected.headers, name.as_str()),
+            "header {name}"
+        );
+    }
+    assert_eq!(actual.body.len(), expected.body.len());
+    assert!(actual.body == expected.body, "the body differs");
+}
