@@ -30,6 +30,7 @@ pub(crate) type Check = Arc<dyn Fn(&Parts, &Bytes) -> Result<(), Problem> + Send
 /// # let _ = layer;
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Completion {
     /// `303 See Other` with `Location` of the result and the status document
     /// (RFC 9110 §15.4.4). The default.

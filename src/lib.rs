@@ -156,8 +156,8 @@ pub use layer::AcceptedLayer;
 pub use problem::Problem;
 pub use service::{Accepted, JobRoutes};
 pub use store::{
-    Cancel, Created, IdempotencyKey, InvalidJobId, JobError, JobId, JobRecord, JobStatus, JobStore, KeyLookup,
-    ListCursor, Lookup, MemoryStore, MemoryStoreBuilder, Outcome, Page, StoreError, StoredResponse,
+    Cancel, Created, IdempotencyKey, InvalidJobId, InvalidJobStatus, JobError, JobId, JobRecord, JobStatus, JobStore,
+    KeyLookup, ListCursor, Lookup, MemoryStore, MemoryStoreBuilder, Outcome, Page, StoreError, StoredResponse,
 };
 
 #[cfg(feature = "redis")]

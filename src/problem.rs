@@ -141,6 +141,25 @@ impl std::fmt::Display for Problem {
     }
 }
 
+/// The problem as an axum response (feature `axum`), so that a handler or
+/// an extractor can return it as it is.
+///
+/// ```
+/// use axum_core::response::IntoResponse;
+/// use http::StatusCode;
+/// use tower_accepted::Problem;
+///
+/// let response = Problem::new(StatusCode::CONFLICT).with_detail("already shipped").into_response();
+/// assert_eq!(response.status(), StatusCode::CONFLICT);
+/// assert_eq!(response.headers()["content-type"], "application/problem+json");
+/// ```
+#[cfg(feature = "axum")]
+impl axum_core::response::IntoResponse for Problem {
+    fn into_response(self) -> axum_core::response::Response {
+        Problem::into_response(self).map(axum_core::body::Body::from)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -301,6 +301,7 @@ async fn drive(client: &HttpClient, completion: Completion) -> (Answer, String) 
             assert_eq!(done.header("location"), None);
             doc["resourceLocation"].as_str().expect("resourceLocation").to_owned()
         }
+        other => panic!("a completion style this test does not know: {other:?}"),
     };
     assert_eq!(next, result_link);
     (client.get(&next).await, id)

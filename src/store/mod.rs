@@ -32,8 +32,8 @@ pub mod suite;
 pub use memory::{MemoryStore, MemoryStoreBuilder};
 pub(crate) use record::unix_ms;
 pub use record::{
-    Created, IdempotencyKey, InvalidJobId, JobError, JobId, JobRecord, JobStatus, KeyLookup, ListCursor, Outcome, Page,
-    StoredResponse,
+    Created, IdempotencyKey, InvalidJobId, InvalidJobStatus, JobError, JobId, JobRecord, JobStatus, KeyLookup,
+    ListCursor, Outcome, Page, StoredResponse,
 };
 #[cfg(feature = "redis")]
 pub use redis::{RedisStore, RedisStoreBuilder};

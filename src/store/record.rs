@@ -194,6 +194,47 @@ impl JobStatus {
     }
 }
 
+/// The error of parsing a [`JobStatus`] from a word that is not one of the
+/// five status words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidJobStatus(());
+
+impl fmt::Display for InvalidJobStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a job status is pending, running, succeeded, failed or canceled")
+    }
+}
+
+impl std::error::Error for InvalidJobStatus {}
+
+impl FromStr for JobStatus {
+    type Err = InvalidJobStatus;
+
+    /// The status word as the status document spells it (lower case,
+    /// `canceled` with one "l"), as a store that keeps it as text reads it
+    /// back.
+    ///
+    /// ```
+    /// use tower_accepted::JobStatus;
+    ///
+    /// assert_eq!("canceled".parse::<JobStatus>(), Ok(JobStatus::Canceled));
+    /// assert!("cancelled".parse::<JobStatus>().is_err());
+    /// for status in [JobStatus::Pending, JobStatus::Running, JobStatus::Succeeded] {
+    ///     assert_eq!(status.as_str().parse::<JobStatus>(), Ok(status));
+    /// }
+    /// ```
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "pending" => Self::Pending,
+            "running" => Self::Running,
+            "succeeded" => Self::Succeeded,
+            "failed" => Self::Failed,
+            "canceled" => Self::Canceled,
+            _ => return Err(InvalidJobStatus(())),
+        })
+    }
+}
+
 /// Why a job failed: a machine-readable code and a human-readable message.
 ///
 /// The codes this crate writes are the associated constants; a store may
