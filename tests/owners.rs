@@ -138,11 +138,16 @@ async fn list(app: &App, user: Option<&str>, query: &str) -> Answer {
 }
 
 async fn listing_shows_the_callers_jobs_newest_first(app: &App) {
-    let mut alice = HashSet::new();
+    // Submitted a few milliseconds apart, so that creation times (kept to
+    // the millisecond) follow submission order and the listing's order can
+    // be checked against it.
+    let mut submitted = Vec::new();
     for i in 0..7 {
         let accepted = submit(app, "/work", Some("carol"), None, &format!("job {i}")).await;
-        alice.insert(accepted.json()["id"].as_str().unwrap().to_owned());
+        submitted.push(accepted.json()["id"].as_str().unwrap().to_owned());
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
     }
+    let alice: HashSet<String> = submitted.iter().cloned().collect();
     submit(app, "/work", Some("dave"), None, "not carol's").await;
 
     // Pages of 3; jobs added while paging do not disturb the pages.
@@ -172,6 +177,8 @@ async fn listing_shows_the_callers_jobs_newest_first(app: &App) {
     let unique: HashSet<String> = seen.iter().cloned().collect();
     assert_eq!(unique.len(), seen.len(), "no job twice: {seen:?}");
     assert_eq!(unique, alice, "exactly carol's jobs from before the listing");
+    let newest_first: Vec<String> = submitted.iter().rev().cloned().collect();
+    assert_eq!(seen, newest_first, "newest first, in submission order");
 
     // The default and largest page is the configured maximum (5).
     let page = list(app, Some("carol"), "?limit=1000").await.json();
