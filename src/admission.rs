@@ -1,11 +1,12 @@
 //! Admission of jobs: how many are under way (running and queued) and may
 //! be, how many run at once, and the shutdown that stops admitting them.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore};
+use tokio::time::Instant;
 
 use crate::job::Signal;
 
@@ -72,11 +73,22 @@ impl Admissions {
         self.accepting.load(Ordering::SeqCst)
     }
 
-    /// Stops accepting, waits up to `deadline` for the jobs under way, then
-    /// ends the rest as failed with `shutdown`; returns how many were.
-    pub(crate) async fn shutdown(&self, deadline: Duration) -> usize {
+    /// Stops admitting jobs: new submissions get `503`.
+    fn stop_accepting(&self) {
         self.accepting.store(false, Ordering::SeqCst);
-        if tokio::time::timeout(deadline, self.idle()).await.is_err() {
+    }
+
+    /// Waits for the jobs under way until `until` (for ever when `None`),
+    /// then ends the rest; returns how many were ended.
+    async fn drain_until(&self, until: Option<Instant>) -> usize {
+        let drained = match until {
+            Some(until) => tokio::time::timeout_at(until, self.idle()).await.is_ok(),
+            None => {
+                self.idle().await;
+                true
+            }
+        };
+        if !drained {
             self.force.fire();
             self.idle().await;
         }
@@ -115,6 +127,45 @@ impl Drop for Admission {
         if self.active.count.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.active.idle.notify_waiters();
         }
+    }
+}
+
+/// Every runner made from one layer: builder calls on a layer (or on a clone
+/// of it) that change its limits make a runner of their own, and a shutdown
+/// of any of them must reach the jobs of all.
+#[derive(Default)]
+pub(crate) struct Family {
+    members: Mutex<Vec<Weak<Admissions>>>,
+}
+
+impl Family {
+    /// Adds a runner (and forgets runners no layer holds any more).
+    pub(crate) fn join(&self, member: &Arc<Admissions>) {
+        let mut members = self.members.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        members.retain(|m| m.strong_count() > 0);
+        members.push(Arc::downgrade(member));
+    }
+
+    /// Shuts every runner of the family down: all stop accepting at once,
+    /// then each drains until the same deadline; returns how many jobs were
+    /// ended.
+    pub(crate) async fn shutdown(&self, deadline: Duration) -> usize {
+        let members: Vec<Arc<Admissions>> = self
+            .members
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for member in &members {
+            member.stop_accepting();
+        }
+        let until = Instant::now().checked_add(deadline);
+        let mut ended = 0;
+        for member in &members {
+            ended += member.drain_until(until).await;
+        }
+        ended
     }
 }
 

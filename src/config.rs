@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderName};
 use http::request::Parts;
 
-use crate::admission::Admissions;
+use crate::admission::{Admissions, Family};
 use crate::document::MapDocument;
 use crate::problem::Problem;
 use crate::routes::{PathTemplate, Routes};
@@ -148,16 +148,37 @@ impl Config {
 pub(crate) struct Shared<St> {
     pub(crate) config: Config,
     pub(crate) store: Arc<St>,
-    pub(crate) admissions: Admissions,
+    pub(crate) admissions: Arc<Admissions>,
+    /// Every runner made from the same layer, for its shutdown.
+    pub(crate) family: Arc<Family>,
 }
 
 impl<St> Shared<St> {
+    /// The state of a new layer.
     pub(crate) fn new(config: Config, store: Arc<St>) -> Self {
-        let admissions = Admissions::new(config.max_running, config.max_queued);
+        Self::derived::<St>(config, store, None)
+    }
+
+    /// The state of a layer made by a builder call on `from`'s: the same
+    /// runner while the limits stay the same, a new one of the same family
+    /// when they change.
+    pub(crate) fn derived<T>(config: Config, store: Arc<St>, from: Option<&Shared<T>>) -> Self {
+        let same_limits = from
+            .is_some_and(|f| (f.config.max_running, f.config.max_queued) == (config.max_running, config.max_queued));
+        let family = from.map_or_else(Arc::default, |f| Arc::clone(&f.family));
+        let admissions = match from {
+            Some(from) if same_limits => Arc::clone(&from.admissions),
+            _ => {
+                let admissions = Arc::new(Admissions::new(config.max_running, config.max_queued));
+                family.join(&admissions);
+                admissions
+            }
+        };
         Self {
             config,
             store,
             admissions,
+            family,
         }
     }
 }

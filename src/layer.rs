@@ -90,8 +90,9 @@ impl<St: JobStore> AcceptedLayer<St> {
     fn configure(self, change: impl FnOnce(&mut Config)) -> Self {
         let mut config = self.shared.config.clone();
         change(&mut config);
+        let store = Arc::clone(&self.shared.store);
         Self {
-            shared: Arc::new(Shared::new(config, Arc::clone(&self.shared.store))),
+            shared: Arc::new(Shared::derived(config, store, Some(&*self.shared))),
         }
     }
 
@@ -106,7 +107,11 @@ impl<St: JobStore> AcceptedLayer<St> {
     /// ```
     pub fn store<T: JobStore>(self, store: T) -> AcceptedLayer<T> {
         AcceptedLayer {
-            shared: Arc::new(Shared::new(self.shared.config.clone(), Arc::new(store))),
+            shared: Arc::new(Shared::derived(
+                self.shared.config.clone(),
+                Arc::new(store),
+                Some(&*self.shared),
+            )),
         }
     }
 
@@ -435,7 +440,9 @@ impl<St: JobStore> AcceptedLayer<St> {
     /// jobs under way get up to `deadline` to finish; those still running
     /// then are dropped and end `failed` with `shutdown`. Resolves when no
     /// job is left, with the number ended that way. Job routes keep
-    /// answering.
+    /// answering. It reaches every layer made from this one or its clones
+    /// by builder calls (which share its runner, or, when they change its
+    /// limits, have one of their own in the same family).
     ///
     /// ```
     /// use std::time::Duration;
@@ -450,7 +457,7 @@ impl<St: JobStore> AcceptedLayer<St> {
     /// # }
     /// ```
     pub async fn shutdown(&self, deadline: Duration) -> usize {
-        self.shared.admissions.shutdown(deadline).await
+        self.shared.family.shutdown(deadline).await
     }
 }
 

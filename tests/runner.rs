@@ -1011,3 +1011,36 @@ async fn no_job_starts_after_shutdown_resolved() {
         events.seen
     );
 }
+
+/// A builder call on a clone of a layer (here one that changes its limits,
+/// so that it gets a runner of its own) does not take the clone's jobs out
+/// of the original's shutdown: `shutdown` on the original refuses new work
+/// on both and ends the clone's job still running at its deadline. (Before,
+/// the clone's runner was forked: its job ran on and it kept accepting.)
+#[tokio::test]
+async fn shutdown_reaches_layers_made_from_clones() {
+    let (ctx, mut events) = ctx();
+    let layer = AcceptedLayer::new();
+    let tuned = layer.clone().max_running(2).max_queued(2);
+    let same_limits = layer.clone().timeout(Duration::from_secs(600));
+    let server = serve(app(&ctx, &tuned)).await;
+    let other = serve(app(&ctx, &same_limits)).await;
+    let client = HttpClient::new(&server);
+    let other_client = HttpClient::new(&other);
+
+    let stuck = submit(&client, "/stuck", "").await;
+    let also_stuck = submit(&other_client, "/stuck", "").await;
+    events.wait_for(Event::Started(id_of(&stuck))).await;
+    events.wait_for(Event::Started(id_of(&also_stuck))).await;
+
+    let ended = tokio::time::timeout(Duration::from_secs(10), layer.shutdown(Duration::from_millis(200)))
+        .await
+        .expect("the shutdown resolves after its deadline");
+    assert_eq!(ended, 2, "the jobs of both layers made from the original were ended");
+    for (client, monitor) in [(&client, &stuck), (&other_client, &also_stuck)] {
+        let done = client.until_done(monitor).await;
+        assert_eq!(done.json()["error"]["code"], "shutdown");
+        let refused = client.post("/echo", "too late").await;
+        refused.assert_problem(StatusCode::SERVICE_UNAVAILABLE);
+    }
+}
