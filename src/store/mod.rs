@@ -20,6 +20,7 @@
 use std::fmt;
 use std::future::Future;
 
+mod id;
 mod index;
 mod memory;
 mod record;
@@ -29,11 +30,12 @@ mod redis;
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod suite;
 
+pub use id::{InvalidJobId, JobId};
 pub use memory::{MemoryStore, MemoryStoreBuilder};
 pub(crate) use record::unix_ms;
 pub use record::{
-    Created, IdempotencyKey, InvalidJobId, InvalidJobStatus, JobError, JobId, JobRecord, JobStatus, KeyLookup,
-    ListCursor, Outcome, Page, StoredResponse,
+    Created, IdempotencyKey, InvalidJobStatus, JobError, JobRecord, JobStatus, KeyLookup, ListCursor, Outcome, Page,
+    StoredResponse,
 };
 #[cfg(feature = "redis")]
 pub use redis::{RedisStore, RedisStoreBuilder};

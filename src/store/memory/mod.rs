@@ -2,6 +2,7 @@
 
 mod builder;
 mod entry;
+mod expiry;
 mod finished;
 mod shard;
 mod tombstones;
@@ -226,72 +227,6 @@ impl Inner {
         u64::try_from(Instant::now().saturating_duration_since(self.epoch).as_nanos())
             .unwrap_or(u64::MAX)
             .max(1)
-    }
-
-    /// Clears a few finished jobs that expired, or the oldest while over
-    /// the byte budget. Called with no lock held.
-    fn maintain(&self) {
-        // No clock is read while nothing has finished.
-        if self.finished.is_idle() {
-            return;
-        }
-        let now = self.now();
-        for _ in 0..PURGE_BUDGET {
-            if !self.finished.due(now) {
-                return;
-            }
-            let Some((at, id)) = self.finished.pop_due(now) else {
-                return;
-            };
-            self.remove_finished(at, id, now);
-        }
-    }
-
-    /// Brings the finished jobs back within the byte budget right after one
-    /// ended, rather than at later operations: the oldest are evicted, at
-    /// most [`EVICT_BUDGET`] at a time (one large result may need many small
-    /// ones to go; any rest goes at the next operations).
-    fn evict_over_budget(&self) {
-        if !self.finished.over_budget() {
-            return;
-        }
-        let now = self.now();
-        for _ in 0..EVICT_BUDGET {
-            let Some((at, id)) = self.finished.pop_due(now) else {
-                return;
-            };
-            self.remove_finished(at, id, now);
-            if !self.finished.over_budget() {
-                return;
-            }
-        }
-    }
-
-    /// Removes the finished job `id` whose place in the expiry queue was
-    /// `at` (nothing if it was deleted or ended again since), and remembers
-    /// its id as expired.
-    fn remove_finished(&self, at: u64, id: JobId, now: u64) {
-        let mut shard = lock(self.shard_of(id));
-        // Only the job that queue place belongs to.
-        if shard.jobs.get(&id).is_none_or(|e| e.expires_at != at) {
-            return;
-        }
-        let Some(mut entry) = shard.jobs.remove(&id) else {
-            return;
-        };
-        shard.give_back_memory();
-        self.finished.give_back(entry.bytes);
-        self.len.fetch_sub(1, Ordering::AcqRel);
-        self.unindex(id, &entry);
-        // An evicted job is remembered from now, an expired one from when
-        // it expired.
-        let forget_at = at.min(now).saturating_add(self.tombstone_ttl);
-        shard
-            .tombstones
-            .bury(id, forget_at, now, &self.tombstones, self.max_tombstones);
-        let wakeups = entry.take_waiters();
-        drop(shard);
-        wakeups.wake();
     }
 
     /// Removes a job that leaves the store from the side indexes.

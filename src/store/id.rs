@@ -1,0 +1,146 @@
+//! [`JobId`]: the random id that names a job and is the capability to it.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::str::FromStr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The identifier of a job: a random (version 4) UUID.
+///
+/// Ids are unguessable (122 random bits), so that holding an id is what lets
+/// a client read, fetch or cancel its job. They are written and parsed in the
+/// hyphenated form, `9b2f3c1e-…`.
+///
+/// ```
+/// use tower_accepted::JobId;
+///
+/// let id = JobId::new();
+/// let parsed: JobId = id.to_string().parse().unwrap();
+/// assert_eq!(id, parsed);
+/// assert!("not-a-uuid".parse::<JobId>().is_err());
+/// assert!(id.to_string().to_uppercase().parse::<JobId>().is_err());
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct JobId(Uuid);
+
+impl JobId {
+    /// A new random id: 122 bits from the operating system's generator
+    /// (fetched for 64 ids at a time by each thread, as a system call per id
+    /// would cost more than the rest of a submission).
+    pub fn new() -> Self {
+        Self(random_uuid())
+    }
+
+    /// The id as a UUID.
+    pub fn as_uuid(&self) -> &Uuid {
+        &self.0
+    }
+
+    /// The id's 16 bytes; stores use them for hashing and keys.
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        self.0.as_bytes()
+    }
+}
+
+/// A version 4 UUID from a thread's pool of random bytes from the operating
+/// system, refilled 1 KiB at a time; a taken id's bytes are wiped from the
+/// pool. The wall clock is XORed over the last eight bytes (which keeps them
+/// uniformly random), so that a process that forks with a partly used pool
+/// does not hand out the same ids in parent and child.
+fn random_uuid() -> Uuid {
+    thread_local! {
+        static POOL: RefCell<Pool> = const { RefCell::new(Pool { bytes: [0; POOL_BYTES], used: POOL_BYTES }) };
+    }
+    let bytes = POOL.with(|pool| pool.try_borrow_mut().ok().and_then(|mut pool| pool.take()));
+    match bytes {
+        Some(mut bytes) => {
+            let nanos = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos() as u64 ^ d.as_secs().rotate_left(32));
+            for (byte, mix) in bytes[8..].iter_mut().zip(nanos.to_le_bytes()) {
+                *byte ^= mix;
+            }
+            uuid::Builder::from_random_bytes(bytes).into_uuid()
+        }
+        // The generator failed (or the pool is in use on this thread): as
+        // `uuid` does it, one id at a time.
+        None => Uuid::new_v4(),
+    }
+}
+
+const POOL_BYTES: usize = 16 * 64;
+
+struct Pool {
+    bytes: [u8; POOL_BYTES],
+    used: usize,
+}
+
+impl Pool {
+    fn take(&mut self) -> Option<[u8; 16]> {
+        if self.used + 16 > POOL_BYTES {
+            getrandom::fill(&mut self.bytes).ok()?;
+            self.used = 0;
+        }
+        let slot = &mut self.bytes[self.used..self.used + 16];
+        let mut out = [0; 16];
+        out.copy_from_slice(slot);
+        slot.fill(0);
+        self.used += 16;
+        Some(out)
+    }
+}
+
+impl Default for JobId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl From<Uuid> for JobId {
+    fn from(uuid: Uuid) -> Self {
+        Self(uuid)
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0.hyphenated(), f)
+    }
+}
+
+impl fmt::Debug for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "JobId({})", self.0.hyphenated())
+    }
+}
+
+/// The error of parsing a [`JobId`] from text that is not a hyphenated UUID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidJobId(pub(super) ());
+
+impl fmt::Display for InvalidJobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a job id is a hyphenated UUID of 36 characters")
+    }
+}
+
+impl std::error::Error for InvalidJobId {}
+
+impl FromStr for JobId {
+    type Err = InvalidJobId;
+
+    /// Only the lower-case hyphenated form is accepted (36 characters), so
+    /// that one job has one URL; upper case, braces, `urn:uuid:` and the
+    /// simple form are not.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        // One spelling per job: lower-case hex, as the layer writes it.
+        if s.len() != 36 || s.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(InvalidJobId(()));
+        }
+        Uuid::try_parse(s).map(Self).map_err(|_| InvalidJobId(()))
+    }
+}
