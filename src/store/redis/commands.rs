@@ -1,0 +1,205 @@
+//! The commands of [`RedisStore`](super::RedisStore) that its operations
+//! share: key names, times to live, the create and end scripts, the
+//! record's read, and how Redis errors become store errors.
+
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use redis::RedisError;
+use redis::aio::ConnectionManager;
+
+use super::codec::{FIELDS, encode_headers};
+use super::tasks::Owned;
+use super::{MAX_MS, RedisStore};
+use crate::store::{IdempotencyKey, JobId, JobRecord, JobStatus, ListCursor, Outcome, StoreError, unix_ms};
+
+impl RedisStore {
+    /// The key `what` (`job`, `lease` or `gone`) of job `id`: `{ns:id}:what`.
+    pub(super) fn key(&self, id: JobId, what: &str) -> String {
+        format!("{{{}:{}}}:{}", self.inner.namespace, id, what)
+    }
+
+    /// The sorted set of an owner's jobs (members: list cursors, which sort
+    /// by creation time then id).
+    pub(super) fn owner_index(&self, owner: &str) -> String {
+        format!("{{{}}}:owner:{}", self.inner.namespace, owner)
+    }
+
+    /// The key of the string that holds an idempotency key,
+    /// `{ns}:key:<scope>`; its value is `"<id> <fingerprint>"` of its job.
+    pub(super) fn idempotency_key(&self, key: &IdempotencyKey) -> String {
+        format!("{{{}}}:key:{}", self.inner.namespace, key.scope())
+    }
+
+    /// Runs the create script; `Some(holder)` when the idempotency key is
+    /// taken (`"<id> <fingerprint>"`).
+    pub(super) async fn create_job(
+        &self,
+        record: &JobRecord,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Option<String>, StoreError> {
+        let id = record.id;
+        let mut fields: Vec<(&str, String)> = vec![
+            ("st", record.status.as_str().to_owned()),
+            ("c", record.created_at_ms.to_string()),
+            ("u", record.updated_at_ms.to_string()),
+        ];
+        if let Some(s) = record.started_at_ms {
+            fields.push(("s", s.to_string()));
+        }
+        if let Some(p) = record.progress {
+            fields.push(("p", p.to_string()));
+        }
+        if let Some(m) = &record.message {
+            fields.push(("m", m.clone()));
+        }
+        if let Some(o) = &record.owner {
+            fields.push(("o", o.clone()));
+        }
+        let owner_index = record.owner.as_deref().map(|o| self.owner_index(o));
+        let idempotency_key = key.map(|k| self.idempotency_key(k));
+        let member = ListCursor::new(record.created_at_ms, id).to_string();
+        let owned = Owned {
+            owner_index: owner_index.clone(),
+            idempotency_key: idempotency_key.clone(),
+        };
+        lock(&self.inner.owned).insert(id, owned);
+        let answer: Result<String, RedisError> = self
+            .inner
+            .create
+            .key(self.key(id, "job"))
+            .key(self.key(id, "lease"))
+            .key(self.key(id, "gone"))
+            .key(owner_index.as_deref().unwrap_or(""))
+            .key(idempotency_key.as_deref().unwrap_or(""))
+            .arg(self.running_ttl())
+            .arg(Self::ms(self.inner.lease))
+            .arg(member)
+            .arg(if owner_index.is_some() { "1" } else { "" })
+            .arg(if key.is_some() { "1" } else { "" })
+            .arg(key.map_or("", IdempotencyKey::fingerprint))
+            .arg(id.to_string())
+            .arg(fields)
+            .invoke_async(&mut self.conn())
+            .await;
+        match answer {
+            Ok(answer) if answer == "new" => Ok(None),
+            Ok(holder) => {
+                lock(&self.inner.owned).remove(&id);
+                Ok(Some(holder))
+            }
+            Err(e) => {
+                lock(&self.inner.owned).remove(&id);
+                Err(store_error(e))
+            }
+        }
+    }
+
+    /// A handle on the shared connection (cheap: the manager is a handle).
+    pub(super) fn conn(&self) -> ConnectionManager {
+        self.inner.conn.clone()
+    }
+
+    /// A duration as the milliseconds of a `PX` or `PEXPIRE`: at least 1
+    /// (Redis refuses 0) and at most [`MAX_MS`].
+    pub(super) fn ms(duration: Duration) -> u64 {
+        u64::try_from(duration.as_millis()).unwrap_or(u64::MAX).clamp(1, MAX_MS)
+    }
+
+    /// The time to live of a job's hash while it runs: longer than a lease,
+    /// so that a reader finds a lost job and ends it (both capped at
+    /// [`MAX_MS`], where "longer" gives way).
+    pub(super) fn running_ttl(&self) -> u64 {
+        Self::ms(self.inner.ttl.saturating_add(self.inner.lease))
+    }
+
+    /// The time to live of an ended job's tombstone: it outlives the job by
+    /// `tombstone_ttl`.
+    pub(super) fn tombstone_ttl(&self) -> u64 {
+        Self::ms(self.inner.ttl.saturating_add(self.inner.tombstone_ttl))
+    }
+
+    /// Runs the end script in `mode` (`finish`, `cancel` or `lost`); answers
+    /// `ended`, `terminal`, `expired`, `unknown` or (for `lost`) `alive`.
+    pub(super) async fn end(
+        &self,
+        id: JobId,
+        mode: &str,
+        status: JobStatus,
+        outcome: Option<&Outcome>,
+    ) -> Result<String, StoreError> {
+        let (rs, rh, rb, error) = match outcome {
+            Some(Outcome::Response(response)) => (
+                response.status.as_u16().to_string(),
+                encode_headers(&response.headers),
+                response.body.to_vec(),
+                outcome.and_then(Outcome::error),
+            ),
+            Some(Outcome::Failed(error)) => (String::new(), Vec::new(), Vec::new(), Some(error.clone())),
+            None => (String::new(), Vec::new(), Vec::new(), None),
+        };
+        let (ec, em) = error.map_or((String::new(), String::new()), |e| (e.code, e.message));
+        let answer: String = self
+            .inner
+            .end
+            .key(self.key(id, "job"))
+            .key(self.key(id, "gone"))
+            .key(self.key(id, "lease"))
+            .arg(mode)
+            .arg(unix_ms())
+            .arg(Self::ms(self.inner.ttl))
+            .arg(self.tombstone_ttl())
+            .arg(&self.inner.channel)
+            .arg(id.to_string())
+            .arg(status.as_str())
+            .arg(rs)
+            .arg(rh)
+            .arg(rb)
+            .arg(ec)
+            .arg(em)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(store_error)?;
+        if answer == "ended" || answer == "terminal" || answer == "unknown" {
+            lock(&self.inner.owned).remove(&id);
+        }
+        Ok(answer)
+    }
+
+    /// Reads a job: its record fields, whether its tombstone and its lease
+    /// exist.
+    pub(super) async fn read(&self, id: JobId) -> Result<(Vec<Option<Vec<u8>>>, bool, bool), StoreError> {
+        redis::pipe()
+            .cmd("HMGET")
+            .arg(self.key(id, "job"))
+            .arg(&FIELDS[..])
+            .cmd("EXISTS")
+            .arg(self.key(id, "gone"))
+            .cmd("EXISTS")
+            .arg(self.key(id, "lease"))
+            .query_async(&mut self.conn())
+            .await
+            .map_err(store_error)
+    }
+}
+
+/// Locks `mutex`, through poisoning: every critical section leaves its data
+/// consistent.
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A Redis error as [`StoreError::Unavailable`].
+pub(super) fn unavailable(e: RedisError) -> StoreError {
+    StoreError::Unavailable(Box::new(e))
+}
+
+/// A Redis error as a store error: `OOM` (`maxmemory` reached) is
+/// [`StoreError::Full`], anything else [`StoreError::Unavailable`].
+pub(super) fn store_error(e: RedisError) -> StoreError {
+    if e.code() == Some("OOM") {
+        StoreError::Full
+    } else {
+        unavailable(e)
+    }
+}
