@@ -4,7 +4,7 @@
 //! killing it disturbs no other test.
 #![cfg(feature = "redis")]
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};

@@ -7,7 +7,7 @@
 //! synchronous answer) and once behind `AcceptedLayer` (submit, poll until
 //! done, follow the `303` to the result), and compares the two.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;

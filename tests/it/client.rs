@@ -2,12 +2,10 @@
 //! every completion style, over real HTTP on 127.0.0.1.
 #![cfg(feature = "client")]
 
-mod common;
-mod follow;
+use crate::common;
+use crate::follow;
 
-#[path = "../examples/demo/app.rs"]
-#[allow(dead_code)]
-mod app;
+use crate::demo_app as app;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

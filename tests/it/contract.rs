@@ -3,7 +3,7 @@
 //! route, cancel, errors, `Prefer`, deferral selection, the pre-acceptance
 //! check, path templates and the ways to mount the layer in axum.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! key expiry, idempotency-key lookups, start times and extreme settings.
 #![cfg(feature = "redis")]
 
-mod common;
+use crate::common;
 use tower_accepted::store::suite;
 
 use std::process::Stdio;

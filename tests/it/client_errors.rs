@@ -3,12 +3,10 @@
 //! against stand-in servers (real HTTP on 127.0.0.1) for the rest.
 #![cfg(feature = "client")]
 
-mod common;
-mod follow;
+use crate::common;
+use crate::follow;
 
-#[path = "../examples/demo/app.rs"]
-#[allow(dead_code)]
-mod app;
+use crate::demo_app as app;
 
 use std::error::Error as _;
 use std::sync::{Arc, Mutex};

@@ -27,7 +27,7 @@
 //! with `CHAOS_CLIENTS` (default 200) and `CHAOS_OPS` (operations per
 //! client, default 40).
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;

@@ -10,7 +10,7 @@
 //! Every test is bounded in time ([`within`]); no test asserts a wall-clock
 //! upper bound tighter than a few seconds.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::convert::Infallible;

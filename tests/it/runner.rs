@@ -2,7 +2,7 @@
 //! limits, cancellation, body limits, capacity, load, graceful shutdown and
 //! progress — over real HTTP where the behaviour is about HTTP.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::sync::Arc;

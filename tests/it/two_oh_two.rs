@@ -2,9 +2,9 @@
 //! step, over real HTTP: `GET /deferredjob` → `GET /monitor/{id}` (200, then
 //! 201 + Location) → `GET /result/{id}`.
 
-mod common;
+use crate::common;
 
-#[path = "../examples/two_oh_two.rs"]
+#[path = "../../examples/two_oh_two.rs"]
 #[allow(dead_code)]
 mod two_oh_two;
 

@@ -1,7 +1,7 @@
 //! The `Job` extractor of the `axum` feature.
 #![cfg(feature = "axum")]
 
-mod common;
+use crate::common;
 
 use axum::Router;
 use axum::routing::{get, post};

@@ -9,9 +9,7 @@
 //! skipped: without Python, venv or pip (or PyPI), the test fails.
 #![cfg(feature = "client")]
 
-#[path = "../examples/demo/app.rs"]
-#[allow(dead_code)]
-mod app;
+use crate::demo_app as app;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

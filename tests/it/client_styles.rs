@@ -5,8 +5,8 @@
 //! directly; and the timing, links and headers of the polls.
 #![cfg(feature = "client")]
 
-mod common;
-mod follow;
+use crate::common;
+use crate::follow;
 
 use std::convert::Infallible;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -1,7 +1,7 @@
 //! Owner scoping, `GET /jobs` listing and `Idempotency-Key`, over real HTTP,
 //! against both stores.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! Hostile input: generated requests (proptest) against the layer, every
 //! parser on arbitrary bytes, and hand-written cases over raw TCP.
 
-mod common;
+use crate::common;
 
 use std::convert::Infallible;
 use std::time::Duration;

@@ -1,11 +1,9 @@
 //! The demo application (`examples/demo/app.rs`) over real HTTP: what
 //! `cargo run --example demo` serves is what these tests drive.
 
-mod common;
+use crate::common;
 
-#[path = "../examples/demo/app.rs"]
-#[allow(dead_code)]
-mod app;
+use crate::demo_app as app;
 
 use std::time::{Duration, Instant};
 

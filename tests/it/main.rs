@@ -1,0 +1,32 @@
+//! The integration tests, one module per area, in one binary: on two cores,
+//! linking axum, hyper and redis once instead of twenty times is most of
+//! what a test run costs. `tests/soak.rs` keeps a process of its own for its
+//! allocation-counting global allocator.
+
+#[path = "../common/mod.rs"]
+mod common;
+#[path = "../../examples/demo/app.rs"]
+#[allow(dead_code)]
+mod demo_app;
+#[cfg(feature = "client")]
+mod follow;
+
+mod axum_extractor;
+mod azure_interop;
+mod chaos;
+mod client;
+mod client_errors;
+mod client_styles;
+mod contract;
+mod demo;
+mod expiry;
+mod hostile;
+mod http_details;
+mod hyper;
+mod owners;
+mod redis_faults;
+mod redis_store;
+mod runner;
+mod store_suite;
+mod transparency;
+mod two_oh_two;
