@@ -145,7 +145,7 @@ impl Config {
 }
 
 /// What every clone of a layer, and every service it made, shares.
-pub(crate) struct Shared<St> {
+pub(crate) struct LayerState<St> {
     pub(crate) config: Config,
     pub(crate) store: Arc<St>,
     pub(crate) admissions: Arc<Admissions>,
@@ -153,7 +153,7 @@ pub(crate) struct Shared<St> {
     pub(crate) family: Arc<Family>,
 }
 
-impl<St> Shared<St> {
+impl<St> LayerState<St> {
     /// The state of a new layer.
     pub(crate) fn new(config: Config, store: Arc<St>) -> Self {
         Self::derived::<St>(config, store, None)
@@ -162,7 +162,7 @@ impl<St> Shared<St> {
     /// The state of a layer made by a builder call on `from`'s: the same
     /// runner while the limits stay the same, a new one of the same family
     /// when they change.
-    pub(crate) fn derived<T>(config: Config, store: Arc<St>, from: Option<&Shared<T>>) -> Self {
+    pub(crate) fn derived<T>(config: Config, store: Arc<St>, from: Option<&LayerState<T>>) -> Self {
         let same_limits = from
             .is_some_and(|f| (f.config.max_running, f.config.max_queued) == (config.max_running, config.max_queued));
         let family = from.map_or_else(Arc::default, |f| Arc::clone(&f.family));

@@ -14,7 +14,7 @@ use tower_service::Service;
 use crate::body::ResponseBody;
 
 /// A response the layer makes itself (job routes, `202`, errors).
-pub(crate) type Answer = Pin<Box<dyn Future<Output = Response<Bytes>> + Send>>;
+pub(crate) type LayerResponse = Pin<Box<dyn Future<Output = Response<Bytes>> + Send>>;
 
 pin_project! {
     /// Response future of [`Accepted`](crate::Accepted): the layer's own
@@ -36,7 +36,7 @@ pin_project! {
     enum Kind<S, R, F> {
         Ready { service: S, request: R },
         Inner { #[pin] future: F },
-        Answer { future: Answer },
+        Layer { future: LayerResponse },
         Called,
     }
 }
@@ -49,9 +49,9 @@ impl<S: Service<R>, R> ResponseFuture<S, R> {
         }
     }
 
-    pub(crate) fn answer(future: Answer) -> Self {
+    pub(crate) fn layer(future: LayerResponse) -> Self {
         Self {
-            kind: Kind::Answer { future },
+            kind: Kind::Layer { future },
         }
     }
 }
@@ -84,7 +84,7 @@ where
                     kind.set(Kind::Called);
                     return Poll::Ready(Ok(response.map(ResponseBody::inner)));
                 }
-                KindProj::Answer { future } => {
+                KindProj::Layer { future } => {
                     let response = ready!(future.as_mut().poll(cx));
                     kind.set(Kind::Called);
                     return Poll::Ready(Ok(response.map(ResponseBody::full)));
@@ -98,11 +98,11 @@ where
 
 /// Response future of [`JobRoutes`](crate::JobRoutes).
 pub struct JobRoutesFuture {
-    future: Answer,
+    future: LayerResponse,
 }
 
 impl JobRoutesFuture {
-    pub(crate) fn new(future: Answer) -> Self {
+    pub(crate) fn new(future: LayerResponse) -> Self {
         Self { future }
     }
 }

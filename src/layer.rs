@@ -8,7 +8,7 @@ use http::HeaderName;
 use http::request::Parts;
 use tower_layer::Layer;
 
-use crate::config::{Completion, Config, Shared, template};
+use crate::config::{Completion, Config, LayerState, template};
 use crate::problem::Problem;
 use crate::service::{Accepted, JobRoutes};
 use crate::store::{JobRecord, JobStore, MemoryStore};
@@ -46,7 +46,7 @@ use crate::store::{JobRecord, JobStore, MemoryStore};
 /// # let _ = app;
 /// ```
 pub struct AcceptedLayer<St = MemoryStore> {
-    shared: Arc<Shared<St>>,
+    shared: Arc<LayerState<St>>,
 }
 
 impl<St> Clone for AcceptedLayer<St> {
@@ -81,7 +81,7 @@ impl AcceptedLayer<MemoryStore> {
     /// A layer with the default configuration and a fresh [`MemoryStore`].
     pub fn new() -> Self {
         Self {
-            shared: Arc::new(Shared::new(Config::default(), Arc::new(MemoryStore::new()))),
+            shared: Arc::new(LayerState::new(Config::default(), Arc::new(MemoryStore::new()))),
         }
     }
 }
@@ -92,7 +92,7 @@ impl<St: JobStore> AcceptedLayer<St> {
         change(&mut config);
         let store = Arc::clone(&self.shared.store);
         Self {
-            shared: Arc::new(Shared::derived(config, store, Some(&*self.shared))),
+            shared: Arc::new(LayerState::derived(config, store, Some(&*self.shared))),
         }
     }
 
@@ -107,7 +107,7 @@ impl<St: JobStore> AcceptedLayer<St> {
     /// ```
     pub fn store<T: JobStore>(self, store: T) -> AcceptedLayer<T> {
         AcceptedLayer {
-            shared: Arc::new(Shared::derived(
+            shared: Arc::new(LayerState::derived(
                 self.shared.config.clone(),
                 Arc::new(store),
                 Some(&*self.shared),

@@ -122,7 +122,6 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod admission;
-mod answer;
 mod body;
 #[cfg(feature = "client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
@@ -135,6 +134,7 @@ pub mod fuzzing;
 mod headers;
 mod idempotency;
 mod job;
+mod job_routes;
 mod json;
 mod layer;
 mod list;

@@ -4,7 +4,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use http::header;
 use http::{Response, StatusCode, Uri};
 
-use crate::config::{Completion, Shared};
+use crate::config::{Completion, LayerState};
 use crate::document::{result_link_shown, status_document};
 use crate::headers::{JSON, NO_STORE};
 use crate::problem::Problem;
@@ -13,7 +13,7 @@ use crate::store::JobStore;
 
 /// The listing for `caller`: only with an owner function and an owner,
 /// since without one ids are capabilities and a list would leak them.
-pub(crate) async fn list<St: JobStore>(shared: &Shared<St>, caller: Option<&str>, uri: &Uri) -> Response<Bytes> {
+pub(crate) async fn list<St: JobStore>(shared: &LayerState<St>, caller: Option<&str>, uri: &Uri) -> Response<Bytes> {
     let config = &shared.config;
     let Some(owner) = caller else {
         return Problem::new(StatusCode::NOT_FOUND)

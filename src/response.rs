@@ -135,7 +135,7 @@ pub(crate) fn replay(stored: StoredResponse) -> Response<Bytes> {
 
 /// `202 Accepted` for a new job: its status document, `Location`,
 /// `Operation-Location` and `Retry-After`.
-pub(crate) fn accepted(config: &Config, record: &JobRecord, prefs: Preferences) -> Response<Bytes> {
+pub(crate) fn accepted_response(config: &Config, record: &JobRecord, prefs: Preferences) -> Response<Bytes> {
     let mut response = monitor_response(config, record);
     *response.status_mut() = StatusCode::ACCEPTED;
     let monitor = config.link(&config.routes.monitor, record.id);

@@ -20,7 +20,7 @@ use tower_service::Service;
 use crate::BoxError;
 use crate::admission::Admission;
 use crate::body::{ReadError, ReadLimited, RequestBody, read_limited};
-use crate::config::Shared;
+use crate::config::LayerState;
 use crate::headers::strip_hop_by_hop;
 use crate::job::Job;
 use crate::store::{JobError, JobId, JobStore, Outcome, StoredResponse};
@@ -35,6 +35,29 @@ pub(crate) struct Work<S, B> {
     pub(crate) waiter: Option<oneshot::Sender<Outcome>>,
 }
 
+/// A service the layer can run as a job for requests with bodies of type
+/// `B`: what the submission path and the runner both need of it, said once.
+pub(crate) trait JobService<B>:
+    Service<Request<RequestBody<B>>, Response = Response<Self::ResBody>, Error: Into<BoxError>, Future: Send + 'static>
+    + Send
+    + 'static
+{
+    /// The body of the service's responses.
+    type ResBody: Body<Data: Send, Error: Into<BoxError>> + Send + 'static;
+}
+
+impl<S, B, ResBody> JobService<B> for S
+where
+    S: Service<Request<RequestBody<B>>, Response = Response<ResBody>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    ResBody: Body + Send + 'static,
+    ResBody::Data: Send,
+    ResBody::Error: Into<BoxError>,
+{
+    type ResBody = ResBody;
+}
+
 /// The handler's work as the task polls it: the service called, its
 /// response read whole, a panic caught. Boxed, so that a job's task stays
 /// small whatever the service's future weighs, and is cheap to move.
@@ -42,16 +65,11 @@ type HandlerWork<S, R, B> = Pin<Box<CatchUnwind<Capture<S, R, <S as Service<R>>:
 
 /// Runs `work` on a task of its own (it has been counted as under way since
 /// its admission).
-pub(crate) fn spawn<S, St, B, ResBody>(shared: Arc<Shared<St>>, work: Work<S, B>)
+pub(crate) fn spawn<S, St, B>(shared: Arc<LayerState<St>>, work: Work<S, B>)
 where
-    S: Service<Request<RequestBody<B>>, Response = Response<ResBody>> + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
+    S: JobService<B>,
     St: JobStore,
     B: Send + 'static,
-    ResBody: Body + Send + 'static,
-    ResBody::Data: Send,
-    ResBody::Error: Into<BoxError>,
 {
     let Work {
         service,
@@ -60,7 +78,7 @@ where
         admission,
         waiter,
     } = work;
-    let handler: HandlerWork<S, _, ResBody> = Box::pin(CatchUnwind {
+    let handler: HandlerWork<S, _, S::ResBody> = Box::pin(CatchUnwind {
         future: Capture {
             limit: shared.config.max_result,
             expose: shared.config.expose_errors,
@@ -76,7 +94,7 @@ where
 /// `async fn`, so that its arguments are held once in the task's state.)
 #[allow(clippy::manual_async_fn, reason = "an `async fn` holds its arguments twice")]
 fn run<St, W>(
-    shared: Arc<Shared<St>>,
+    shared: Arc<LayerState<St>>,
     job: Job,
     admission: Admission,
     waiter: Option<oneshot::Sender<Outcome>>,
@@ -133,7 +151,7 @@ where
                 outcome
             }
         };
-        end(shared, &job, outcome, waiter).await;
+        record_outcome(shared, &job, outcome, waiter).await;
         drop(admission);
     }
 }
@@ -148,7 +166,7 @@ enum Queued {
 
 /// Waits for a runner, unless the job ends elsewhere meanwhile (a client's
 /// `DELETE`) or a shutdown ends it.
-async fn queue<St: JobStore>(shared: &Shared<St>, job: &Job) -> Queued {
+async fn queue<St: JobStore>(shared: &LayerState<St>, job: &Job) -> Queued {
     let admissions = &shared.admissions;
     let ended = shared.store.wait_terminal(job.id());
     tokio::pin!(ended);
@@ -177,7 +195,7 @@ pin_project! {
     /// its own rather than a `select!` in a loop, so that each source is
     /// registered once and a job's task stays small.
     struct Drive<'a, St, W, E> {
-        shared: &'a Shared<St>,
+        shared: &'a LayerState<St>,
         job: &'a Job,
         #[pin]
         work: tokio::time::Timeout<W>,
@@ -197,7 +215,7 @@ pin_project! {
 }
 
 impl<'a, St, W, E> Drive<'a, St, W, E> {
-    fn new(shared: &'a Shared<St>, job: &'a Job, work: tokio::time::Timeout<W>, ended: E) -> Self {
+    fn new(shared: &'a LayerState<St>, job: &'a Job, work: tokio::time::Timeout<W>, ended: E) -> Self {
         Self {
             shared,
             job,
@@ -221,7 +239,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let shared: &'a Shared<St> = this.shared;
+        let shared: &'a LayerState<St> = this.shared;
         let job: &'a Job = this.job;
         loop {
             if let Some(writing) = this.writing.as_mut() {
@@ -279,8 +297,8 @@ where
 /// (A function returning an `async` block rather than an `async fn`, so that
 /// the outcome is held once in the task's state, not twice.)
 #[allow(clippy::manual_async_fn, reason = "an `async fn` holds its arguments twice")]
-fn end<'a, St: JobStore>(
-    shared: &'a Shared<St>,
+fn record_outcome<'a, St: JobStore>(
+    shared: &'a LayerState<St>,
     job: &'a Job,
     outcome: Outcome,
     waiter: Option<oneshot::Sender<Outcome>>,
@@ -308,7 +326,7 @@ fn end<'a, St: JobStore>(
 
 /// Tries `finish` again a few times, further and further apart, for a store
 /// that fails for a moment.
-async fn retry_finish<St: JobStore>(shared: &Shared<St>, id: JobId, outcome: &Outcome) {
+async fn retry_finish<St: JobStore>(shared: &LayerState<St>, id: JobId, outcome: &Outcome) {
     let mut delay = Duration::from_millis(50);
     for _ in 0..4 {
         tokio::time::sleep(delay).await;

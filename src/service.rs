@@ -10,11 +10,11 @@ use http_body::Body;
 use tower_service::Service;
 
 use crate::BoxError;
-use crate::answer;
 use crate::body::{RequestBody, ResponseBody};
-use crate::config::{Config, Shared};
+use crate::config::{Config, LayerState};
 use crate::future::{JobRoutesFuture, ResponseFuture};
 use crate::headers::Preferences;
+use crate::job_routes;
 use crate::store::{JobStore, MemoryStore};
 use crate::submit::submit;
 
@@ -50,11 +50,11 @@ use crate::submit::submit;
 /// ```
 pub struct Accepted<S, St = MemoryStore> {
     inner: S,
-    shared: Arc<Shared<St>>,
+    shared: Arc<LayerState<St>>,
 }
 
 impl<S, St> Accepted<S, St> {
-    pub(crate) fn new(inner: S, shared: Arc<Shared<St>>) -> Self {
+    pub(crate) fn new(inner: S, shared: Arc<LayerState<St>>) -> Self {
         Self { inner, shared }
     }
 
@@ -146,8 +146,8 @@ where
             .classify(request.method(), request.uri().path(), config.claim_prefix)
         {
             let shared = Arc::clone(&self.shared);
-            return ResponseFuture::answer(Box::pin(
-                async move { answer::job_route(&shared, route, request).await },
+            return ResponseFuture::layer(Box::pin(
+                async move { job_routes::respond(&shared, route, request).await },
             ));
         }
         let prefs = crate::headers::preferences(request.headers());
@@ -157,7 +157,8 @@ where
             return ResponseFuture::inner(service, request.map(RequestBody::streaming));
         }
         let shared = Arc::clone(&self.shared);
-        ResponseFuture::answer(Box::pin(submit(shared, service, request, prefs)))
+        let (parts, body) = request.into_parts();
+        ResponseFuture::layer(Box::pin(submit(shared, service, parts, body, prefs)))
     }
 }
 
@@ -184,11 +185,11 @@ where
 /// # let _ = app;
 /// ```
 pub struct JobRoutes<St = MemoryStore> {
-    shared: Arc<Shared<St>>,
+    shared: Arc<LayerState<St>>,
 }
 
 impl<St> JobRoutes<St> {
-    pub(crate) fn new(shared: Arc<Shared<St>>) -> Self {
+    pub(crate) fn new(shared: Arc<LayerState<St>>) -> Self {
         Self { shared }
     }
 }
@@ -228,7 +229,7 @@ where
             .classify_nested(request.method(), request.uri().path());
         let shared = Arc::clone(&self.shared);
         JobRoutesFuture::new(Box::pin(
-            async move { answer::job_route(&shared, route, request).await },
+            async move { job_routes::respond(&shared, route, request).await },
         ))
     }
 }

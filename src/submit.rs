@@ -11,67 +11,40 @@ use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
 use tokio::sync::oneshot;
-use tower_service::Service;
 
 use crate::BoxError;
 use crate::body::{ReadError, RequestBody, read_limited};
-use crate::config::{Config, Shared};
+use crate::config::{Config, LayerState};
 use crate::headers::{PREFERENCE_APPLIED, Preferences, whole_seconds};
 use crate::job::Job;
 use crate::problem::Problem;
-use crate::response::{accepted, busy, failure, key_mismatch, replay, strip_body, unavailable};
-use crate::runner::{self, Work};
+use crate::response::{accepted_response, busy, failure, key_mismatch, replay, strip_body, unavailable};
+use crate::runner::{self, JobService, Work};
 use crate::store::{Created, IdempotencyKey, JobId, JobRecord, JobStore, KeyLookup, Outcome, StoreError};
-
-/// Accepts `request` as a job for `service` (already ready) and answers;
-/// a `HEAD` submission gets the answer's headers without its body.
-///
-/// The future is boxed for every submission, so it is kept small: the request
-/// is split before it, rare paths (idempotency keys, `Prefer: wait`) are
-/// boxed apart, and it is a function returning an `async` block rather than
-/// an `async fn`, so that its arguments are held once.
-pub(crate) fn submit<S, St, B, ResBody>(
-    shared: Arc<Shared<St>>,
-    service: S,
-    request: Request<B>,
-    prefs: Preferences,
-) -> impl Future<Output = Response<Bytes>> + Send
-where
-    S: Service<Request<RequestBody<B>>, Response = Response<ResBody>> + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    St: JobStore,
-    B: Body + Send + 'static,
-    B::Error: Into<BoxError>,
-    ResBody: Body + Send + 'static,
-    ResBody::Data: Send,
-    ResBody::Error: Into<BoxError>,
-{
-    let (parts, body) = request.into_parts();
-    accept(shared, service, parts, body, prefs)
-}
 
 /// Request bodies up to this size are copied when a job keeps them.
 const SMALL_BODY: usize = 4096;
 
+/// Accepts the request (`parts`, `body`) as a job for `service` and
+/// answers; a `HEAD` submission gets the answer's headers without its body.
+///
+/// The future is boxed for every submission, so it is kept small: the caller
+/// splits the request, rare paths (idempotency keys, `Prefer: wait`) are
+/// boxed apart, and it is a function returning an `async` block rather than
+/// an `async fn`, so that its arguments are held once.
 #[allow(clippy::manual_async_fn, reason = "an `async fn` holds its arguments twice")]
-fn accept<S, St, B, ResBody>(
-    shared: Arc<Shared<St>>,
+pub(crate) fn submit<S, St, B>(
+    shared: Arc<LayerState<St>>,
     service: S,
     parts: Parts,
     body: B,
     prefs: Preferences,
 ) -> impl Future<Output = Response<Bytes>> + Send
 where
-    S: Service<Request<RequestBody<B>>, Response = Response<ResBody>> + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
+    S: JobService<B>,
     St: JobStore,
     B: Body + Send + 'static,
     B::Error: Into<BoxError>,
-    ResBody: Body + Send + 'static,
-    ResBody::Data: Send,
-    ResBody::Error: Into<BoxError>,
 {
     async move {
         // The job's clock starts when its submission arrives.
@@ -160,7 +133,7 @@ where
             match created {
                 Ok(Created::New) => {}
                 // A retry: the original job's 202, and nothing started.
-                Ok(Created::Existing(original)) => break 'answer accepted(&shared.config, &original, prefs),
+                Ok(Created::Existing(original)) => break 'answer accepted_response(&shared.config, &original, prefs),
                 Ok(Created::Mismatch) => break 'answer key_mismatch(),
                 Err(StoreError::Full) => {
                     drop(admission);
@@ -206,7 +179,7 @@ where
             let mut record = JobRecord::pending(id);
             record.created_at_ms = created_at_ms;
             record.updated_at_ms = created_at_ms;
-            accepted(&shared.config, &record, prefs)
+            accepted_response(&shared.config, &record, prefs)
         };
         if head {
             strip_body(&mut response);
@@ -246,14 +219,14 @@ const STORE_FULL: &str = "the job store is full; try again later";
 /// A submission that cannot be taken now: the original job's `202` if it
 /// is a keyed retry of a kept job, else `503`.
 async fn refuse<St: JobStore>(
-    shared: &Shared<St>,
+    shared: &LayerState<St>,
     key: Option<&IdempotencyKey>,
     prefs: Preferences,
     detail: &'static str,
 ) -> Response<Bytes> {
     if let Some(key) = key {
         match shared.store.find_key(key).await {
-            Ok(KeyLookup::Existing(original)) => return accepted(&shared.config, &original, prefs),
+            Ok(KeyLookup::Existing(original)) => return accepted_response(&shared.config, &original, prefs),
             Ok(KeyLookup::Mismatch) => return key_mismatch(),
             // A free key, or a store that cannot tell: the refusal stands.
             Ok(KeyLookup::Free) | Err(_) => {}

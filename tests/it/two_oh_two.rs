@@ -6,7 +6,7 @@ use crate::common;
 
 #[path = "../../examples/two_oh_two.rs"]
 #[allow(dead_code)]
-mod two_oh_two;
+mod example;
 
 use std::time::{Duration, Instant};
 
@@ -14,7 +14,7 @@ use http::StatusCode;
 
 #[tokio::test]
 async fn the_original_flow_step_by_step() {
-    let server = common::serve(two_oh_two::app()).await;
+    let server = common::serve(example::app()).await;
     let client = common::HttpClient::new(&server);
 
     // 1-2. client: GET /deferredjob; server: 202, location: /monitor/:job_id.
@@ -129,7 +129,7 @@ impl ServerApart {
                 .enable_all()
                 .build()
                 .expect("a runtime for the server");
-            let server = runtime.block_on(common::serve(two_oh_two::app()));
+            let server = runtime.block_on(common::serve(example::app()));
             Self {
                 server,
                 runtime: Some(runtime),

@@ -121,7 +121,7 @@ impl RedisStore {
 
     /// Runs the end script in `mode` (`finish`, `cancel` or `lost`); answers
     /// `ended`, `terminal`, `expired`, `unknown` or (for `lost`) `alive`.
-    pub(super) async fn end(
+    pub(super) async fn end_job(
         &self,
         id: JobId,
         mode: &str,

@@ -285,7 +285,7 @@ impl JobStore for RedisStore {
                 // The replica running it stopped renewing its lease.
                 let message = "the replica running the job stopped before it finished";
                 let lost = Outcome::Failed(JobError::new(JobError::LOST, message));
-                self.end(id, "lost", JobStatus::Failed, Some(&lost)).await?;
+                self.end_job(id, "lost", JobStatus::Failed, Some(&lost)).await?;
                 let (fields, gone, _) = self.read(id).await?;
                 Ok(match parse_record(id, &fields) {
                     Some(record) => Lookup::Found(record),
@@ -329,12 +329,12 @@ impl JobStore for RedisStore {
     }
 
     async fn finish(&self, id: JobId, outcome: Outcome) -> Result<bool, StoreError> {
-        let answer = self.end(id, "finish", outcome.status(), Some(&outcome)).await?;
+        let answer = self.end_job(id, "finish", outcome.status(), Some(&outcome)).await?;
         Ok(answer == "ended")
     }
 
     async fn cancel(&self, id: JobId) -> Result<Cancel, StoreError> {
-        let answer = self.end(id, "cancel", JobStatus::Canceled, None).await?;
+        let answer = self.end_job(id, "cancel", JobStatus::Canceled, None).await?;
         Ok(match answer.as_str() {
             "ended" => Cancel::Canceled,
             "terminal" => Cancel::AlreadyTerminal,

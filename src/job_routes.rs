@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 
-use crate::config::Shared;
+use crate::config::LayerState;
 use crate::headers::{PREFERENCE_APPLIED, Preferences, retry_after_secs, whole_seconds};
 use crate::problem::Problem;
 use crate::response::{
@@ -16,8 +16,8 @@ use crate::routes::JobRoute;
 use crate::store::{Cancel, JobError, JobId, JobStatus, JobStore, Lookup, StoreError, unix_ms};
 
 /// The answer to a request for one of the job routes.
-pub(crate) async fn job_route<St: JobStore, B>(
-    shared: &Shared<St>,
+pub(crate) async fn respond<St: JobStore, B>(
+    shared: &LayerState<St>,
     route: JobRoute,
     request: Request<B>,
 ) -> Response<Bytes> {
@@ -51,7 +51,7 @@ pub(crate) async fn job_route<St: JobStore, B>(
 }
 
 /// What `caller` may know of `id`: another owner's job is unknown to it.
-async fn lookup<St: JobStore>(shared: &Shared<St>, id: JobId, caller: Option<&str>) -> Result<Lookup, StoreError> {
+async fn lookup<St: JobStore>(shared: &LayerState<St>, id: JobId, caller: Option<&str>) -> Result<Lookup, StoreError> {
     Ok(match shared.store.get(id).await? {
         Lookup::Found(record) if !record.visible_to(caller) => Lookup::Unknown,
         other => other,
@@ -59,7 +59,7 @@ async fn lookup<St: JobStore>(shared: &Shared<St>, id: JobId, caller: Option<&st
 }
 
 async fn monitor<St: JobStore>(
-    shared: &Shared<St>,
+    shared: &LayerState<St>,
     id: JobId,
     caller: Option<&str>,
     query_wait: Option<Duration>,
@@ -97,7 +97,7 @@ async fn monitor<St: JobStore>(
     response
 }
 
-async fn result<St: JobStore>(shared: &Shared<St>, id: JobId, caller: Option<&str>) -> Response<Bytes> {
+async fn result<St: JobStore>(shared: &LayerState<St>, id: JobId, caller: Option<&str>) -> Response<Bytes> {
     let config = &shared.config;
     let record = match lookup(shared, id, caller).await {
         Ok(Lookup::Found(record)) => record,
@@ -141,7 +141,7 @@ async fn result<St: JobStore>(shared: &Shared<St>, id: JobId, caller: Option<&st
     }
 }
 
-async fn cancel<St: JobStore>(shared: &Shared<St>, id: JobId, caller: Option<&str>) -> Response<Bytes> {
+async fn cancel<St: JobStore>(shared: &LayerState<St>, id: JobId, caller: Option<&str>) -> Response<Bytes> {
     let config = &shared.config;
     if config.owner.is_some() {
         match lookup(shared, id, caller).await {
