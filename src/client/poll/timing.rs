@@ -5,19 +5,23 @@ use std::time::{Duration, SystemTime};
 use http::HeaderMap;
 use http::header::RETRY_AFTER;
 
-use super::http_date;
-
 /// The delay a monitor's answer asks for: `Retry-After` in seconds or as an
 /// HTTP-date (RFC 9110 §10.2.3), or, as Azure services send it,
 /// `retry-after-ms` / `x-ms-retry-after-ms` in milliseconds. A date in the
 /// past is no delay. `None` when there is none, or none that parses.
+///
+/// Dates are read by `httpdate`, in the three forms RFC 9110 §5.6.7 asks
+/// recipients to accept: IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`),
+/// RFC 850 (`Sunday, 06-Nov-94 08:49:37 GMT`) and asctime
+/// (`Sun Nov  6 08:49:37 1994`); a date that is no day of the calendar
+/// (a wrong weekday, `31 Feb`, second `60`) is none.
 pub(crate) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     if let Some(value) = headers.get(RETRY_AFTER).and_then(|v| v.to_str().ok()) {
         let value = value.trim();
         if let Some(seconds) = whole_number(value) {
             return Some(Duration::from_secs(seconds));
         }
-        if let Some(date) = http_date::parse(value) {
+        if let Ok(date) = httpdate::parse_http_date(value) {
             return Some(date.duration_since(now).unwrap_or(Duration::ZERO));
         }
     }
@@ -108,6 +112,47 @@ mod tests {
         assert_eq!(retry_after(&headers, now), Some(Duration::from_millis(40)));
         headers.insert(RETRY_AFTER, HeaderValue::from_static("-1"));
         assert_eq!(retry_after(&headers, now), Some(Duration::from_millis(40)));
+    }
+
+    /// The delay `Retry-After: text` asks for at the epoch, in seconds.
+    fn date(text: &str) -> Option<u64> {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, HeaderValue::from_str(text).unwrap());
+        retry_after(&headers, SystemTime::UNIX_EPOCH).map(|d| d.as_secs())
+    }
+
+    #[test]
+    fn the_three_forms_of_http_date() {
+        assert_eq!(date("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777));
+        assert_eq!(date("Sunday, 06-Nov-94 08:49:37 GMT"), Some(784_111_777));
+        assert_eq!(date("Sun Nov  6 08:49:37 1994"), Some(784_111_777));
+        assert_eq!(date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+        assert_eq!(date("Tue, 29 Feb 2000 12:00:00 GMT"), Some(951_825_600));
+        assert_eq!(date("Sun, 22 Nov 2026 10:00:03 GMT"), Some(1_795_341_603));
+        // RFC 850's two-digit years: those more than 50 years ahead are past.
+        assert_eq!(date("Thursday, 01-Jan-70 00:00:00 GMT"), Some(0));
+        assert_eq!(date("Saturday, 01-Jan-00 00:00:00 GMT"), Some(946_684_800));
+    }
+
+    #[test]
+    fn dates_that_are_none() {
+        for bad in [
+            "",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sun, 6 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Foo 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 24:00:00 GMT",
+            "Sun, 06 Nov 1994 08:49 GMT",
+            "Sun, 32 Nov 1994 08:49:37 GMT",
+            "Sun Nov  6 08:49:37",
+            "Sun, 06 Nov 1960 08:49:37 GMT",
+            // No day of the calendar.
+            "Mon, 06 Nov 1994 08:49:37 GMT",
+            "Sat, 31 Feb 2026 08:49:37 GMT",
+            "Sun, 06 Nov 1994 08:49:60 GMT",
+        ] {
+            assert_eq!(date(bad), None, "{bad:?}");
+        }
     }
 
     #[test]
