@@ -41,22 +41,17 @@ fn whole_number(text: &str) -> Option<u64> {
 
 /// Exponential backoff with "equal jitter": the n-th delay is drawn from
 /// `[d/2, d]` where `d = initial × 2ⁿ`, capped at the maximum. Jitter keeps
-/// many clients that started together from polling in step.
+/// many clients that started together from polling in step. The draws are
+/// `fastrand`'s: a generator of each thread, seeded by the clock and the
+/// thread's id, so that other threads and processes draw otherwise.
 #[derive(Debug, Clone)]
 pub(crate) struct Backoff {
     next: Duration,
-    state: u64,
 }
 
 impl Backoff {
     pub(crate) fn new(initial: Duration) -> Self {
-        // A seed from the operating system's randomness (as UUID v4 draws it),
-        // so that clients started together do not draw the same delays.
-        let (a, b) = uuid::Uuid::new_v4().as_u64_pair();
-        Self {
-            next: initial,
-            state: (a ^ b.rotate_left(17)) | 1,
-        }
+        Self { next: initial }
     }
 
     /// The next delay, within `[min, max]`.
@@ -65,23 +60,12 @@ impl Backoff {
         self.next = ceiling.saturating_mul(2);
         let half = ceiling / 2;
         let spread = u64::try_from((ceiling - half).as_nanos()).unwrap_or(u64::MAX);
-        let jitter = if spread == 0 { 0 } else { self.random() % (spread + 1) };
-        (half + Duration::from_nanos(jitter)).clamp(min, max.max(min))
+        (half + Duration::from_nanos(fastrand::u64(..=spread))).clamp(min, max.max(min))
     }
 
     /// Starts again from `initial`, as after an answer that set the pace.
     pub(crate) fn reset(&mut self, initial: Duration) {
         self.next = initial;
-    }
-
-    /// xorshift64*.
-    fn random(&mut self) -> u64 {
-        let mut x = self.state;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.state = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 }
 
