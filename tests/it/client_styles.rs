@@ -9,7 +9,7 @@ use crate::common;
 use crate::follow;
 
 use std::convert::Infallible;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::http::HeaderMap;
@@ -390,32 +390,6 @@ impl http_body::Body for Chunks {
     }
 }
 
-/// `t` as an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
-fn http_date(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).unwrap().as_secs();
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(days % 7) as usize];
-    let month = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ][month as usize - 1];
-    format!(
-        "{weekday}, {day:02} {month} {year} {:02}:{:02}:{:02} GMT",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
 /// A `Location` monitor whose `n`-th running answer carries `retry_after(n)`
 /// and which answers `303` to `/done` after `running` polls.
 fn paced_monitor(running: usize, retry_after: fn(usize) -> Option<String>) -> Router {
@@ -453,7 +427,7 @@ async fn retry_after_in_seconds_and_as_a_date_paces_the_polls() {
     let (app, log) = logged(paced_monitor(2, |n| {
         Some(match n {
             0 => "1".to_owned(),
-            _ => http_date(SystemTime::now() + Duration::from_secs(2)),
+            _ => httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(2)),
         })
     }));
     let server = serve(app).await;

@@ -1,6 +1,5 @@
 //! The poll loop: from a `202 Accepted` to the final response.
 
-mod http_date;
 mod style;
 mod timing;
 

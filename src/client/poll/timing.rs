@@ -5,19 +5,23 @@ use std::time::{Duration, SystemTime};
 use http::HeaderMap;
 use http::header::RETRY_AFTER;
 
-use super::http_date;
-
 /// The delay a monitor's answer asks for: `Retry-After` in seconds or as an
 /// HTTP-date (RFC 9110 §10.2.3), or, as Azure services send it,
 /// `retry-after-ms` / `x-ms-retry-after-ms` in milliseconds. A date in the
 /// past is no delay. `None` when there is none, or none that parses.
+///
+/// Dates are read by `httpdate`, in the three forms RFC 9110 §5.6.7 asks
+/// recipients to accept: IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`),
+/// RFC 850 (`Sunday, 06-Nov-94 08:49:37 GMT`) and asctime
+/// (`Sun Nov  6 08:49:37 1994`); a date that is no day of the calendar
+/// (a wrong weekday, `31 Feb`, second `60`) is none.
 pub(crate) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     if let Some(value) = headers.get(RETRY_AFTER).and_then(|v| v.to_str().ok()) {
         let value = value.trim();
         if let Some(seconds) = whole_number(value) {
             return Some(Duration::from_secs(seconds));
         }
-        if let Some(date) = http_date::parse(value) {
+        if let Ok(date) = httpdate::parse_http_date(value) {
             return Some(date.duration_since(now).unwrap_or(Duration::ZERO));
         }
     }
@@ -37,22 +41,17 @@ fn whole_number(text: &str) -> Option<u64> {
 
 /// Exponential backoff with "equal jitter": the n-th delay is drawn from
 /// `[d/2, d]` where `d = initial × 2ⁿ`, capped at the maximum. Jitter keeps
-/// many clients that started together from polling in step.
+/// many clients that started together from polling in step. The draws are
+/// `fastrand`'s: a generator of each thread, seeded by the clock and the
+/// thread's id, so that other threads and processes draw otherwise.
 #[derive(Debug, Clone)]
 pub(crate) struct Backoff {
     next: Duration,
-    state: u64,
 }
 
 impl Backoff {
     pub(crate) fn new(initial: Duration) -> Self {
-        // A seed from the operating system's randomness (as UUID v4 draws it),
-        // so that clients started together do not draw the same delays.
-        let (a, b) = uuid::Uuid::new_v4().as_u64_pair();
-        Self {
-            next: initial,
-            state: (a ^ b.rotate_left(17)) | 1,
-        }
+        Self { next: initial }
     }
 
     /// The next delay, within `[min, max]`.
@@ -61,23 +60,12 @@ impl Backoff {
         self.next = ceiling.saturating_mul(2);
         let half = ceiling / 2;
         let spread = u64::try_from((ceiling - half).as_nanos()).unwrap_or(u64::MAX);
-        let jitter = if spread == 0 { 0 } else { self.random() % (spread + 1) };
-        (half + Duration::from_nanos(jitter)).clamp(min, max.max(min))
+        (half + Duration::from_nanos(fastrand::u64(..=spread))).clamp(min, max.max(min))
     }
 
     /// Starts again from `initial`, as after an answer that set the pace.
     pub(crate) fn reset(&mut self, initial: Duration) {
         self.next = initial;
-    }
-
-    /// xorshift64*.
-    fn random(&mut self) -> u64 {
-        let mut x = self.state;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.state = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 }
 
@@ -108,6 +96,47 @@ mod tests {
         assert_eq!(retry_after(&headers, now), Some(Duration::from_millis(40)));
         headers.insert(RETRY_AFTER, HeaderValue::from_static("-1"));
         assert_eq!(retry_after(&headers, now), Some(Duration::from_millis(40)));
+    }
+
+    /// The delay `Retry-After: text` asks for at the epoch, in seconds.
+    fn date(text: &str) -> Option<u64> {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, HeaderValue::from_str(text).unwrap());
+        retry_after(&headers, SystemTime::UNIX_EPOCH).map(|d| d.as_secs())
+    }
+
+    #[test]
+    fn the_three_forms_of_http_date() {
+        assert_eq!(date("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777));
+        assert_eq!(date("Sunday, 06-Nov-94 08:49:37 GMT"), Some(784_111_777));
+        assert_eq!(date("Sun Nov  6 08:49:37 1994"), Some(784_111_777));
+        assert_eq!(date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+        assert_eq!(date("Tue, 29 Feb 2000 12:00:00 GMT"), Some(951_825_600));
+        assert_eq!(date("Sun, 22 Nov 2026 10:00:03 GMT"), Some(1_795_341_603));
+        // RFC 850's two-digit years: those more than 50 years ahead are past.
+        assert_eq!(date("Thursday, 01-Jan-70 00:00:00 GMT"), Some(0));
+        assert_eq!(date("Saturday, 01-Jan-00 00:00:00 GMT"), Some(946_684_800));
+    }
+
+    #[test]
+    fn dates_that_are_none() {
+        for bad in [
+            "",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sun, 6 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Foo 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 24:00:00 GMT",
+            "Sun, 06 Nov 1994 08:49 GMT",
+            "Sun, 32 Nov 1994 08:49:37 GMT",
+            "Sun Nov  6 08:49:37",
+            "Sun, 06 Nov 1960 08:49:37 GMT",
+            // No day of the calendar.
+            "Mon, 06 Nov 1994 08:49:37 GMT",
+            "Sat, 31 Feb 2026 08:49:37 GMT",
+            "Sun, 06 Nov 1994 08:49:60 GMT",
+        ] {
+            assert_eq!(date(bad), None, "{bad:?}");
+        }
     }
 
     #[test]
