@@ -5,7 +5,7 @@
 use crate::common;
 
 #[path = "../../examples/two_oh_two.rs"]
-#[allow(dead_code)]
+#[allow(dead_code, clippy::module_inception)]
 mod two_oh_two;
 
 use std::time::{Duration, Instant};
