@@ -130,6 +130,9 @@ pub mod client;
 mod config;
 mod document;
 mod future;
+// Only for `cargo fuzz` (which sets `--cfg fuzzing`) and this crate's own
+// tests: never part of the API.
+#[cfg(any(fuzzing, test))]
 #[doc(hidden)]
 pub mod fuzzing;
 mod headers;
