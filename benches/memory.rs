@@ -24,7 +24,7 @@ use http::header::{self, HeaderValue};
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::Full;
 use tower::{Layer, ServiceExt};
-use tower_accepted::{AcceptedLayer, JobId, JobRecord, JobStore, MemoryStore, Outcome, RequestBody, StoredResponse};
+use tower_accepted::{AcceptedLayer, JobId, JobRecord, JobStore, MemoryStore, Outcome, RequestBody};
 
 /// Counts the bytes and blocks the program holds.
 struct Counting;
@@ -103,7 +103,9 @@ fn finished(n: usize) {
             let id = JobId::new();
             let mut headers = HeaderMap::new();
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            let response = StoredResponse::new(StatusCode::OK, headers, Bytes::copy_from_slice(RESULT));
+            let mut response = Response::new(Bytes::copy_from_slice(RESULT));
+            *response.status_mut() = StatusCode::OK;
+            *response.headers_mut() = headers;
             let created = store.create(JobRecord::pending(id)).await;
             let finished = store.finish(id, Outcome::Response(response)).await;
             assert!(created.is_ok() && matches!(finished, Ok(true)));

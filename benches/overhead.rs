@@ -31,7 +31,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use tokio::runtime::Runtime;
 use tower::{Layer, Service, ServiceExt};
-use tower_accepted::{AcceptedLayer, JobId, JobRecord, JobStore, MemoryStore, Outcome, RequestBody, StoredResponse};
+use tower_accepted::{AcceptedLayer, JobId, JobRecord, JobStore, MemoryStore, Outcome, RequestBody};
 
 type Body = Full<Bytes>;
 
@@ -207,10 +207,12 @@ fn layer_cases(c: &mut Criterion, setup: &Setup) {
 }
 
 /// A response of 100 bytes, as the runner stores it.
-fn stored() -> StoredResponse {
-    let mut headers = http::HeaderMap::new();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    StoredResponse::new(StatusCode::OK, headers, Bytes::from_static(RESULT))
+fn stored() -> Response<Bytes> {
+    let mut response = Response::new(Bytes::from_static(RESULT));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
 }
 
 /// A store holding `n` pending jobs, and their ids.

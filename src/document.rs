@@ -111,7 +111,7 @@ fn encode_status_document(
     }
     if let Some(error) = &record.error {
         doc.object("error", |e| {
-            e.str("code", &error.code);
+            e.str("code", error.code.as_str());
             e.str("message", &error.message);
         });
     }
@@ -200,6 +200,7 @@ pub(crate) fn rfc3339(ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::ErrorCode;
 
     /// The document as `serde_json` writes [`StatusDocument`].
     fn serde_document(record: &JobRecord, result: Option<&str>, every_terminal_result: bool) -> Vec<u8> {
@@ -252,7 +253,7 @@ mod tests {
         record.status = JobStatus::Failed;
         record.result_status = Some(404);
         record.error = Some(JobError::new(
-            JobError::HTTP_STATUS,
+            ErrorCode::HttpStatus,
             "the handler answered 404 Not Found",
         ));
         assert_same_document(&record, Some("/jobs/x/result"), false);

@@ -1,5 +1,6 @@
-//! Entry points for fuzzing and property tests; not part of the API and
-//! not covered by semantic versioning.
+//! Entry points for fuzzing and property tests: compiled only for
+//! `cargo fuzz` (`--cfg fuzzing`, see `fuzz/`) and for this crate's unit
+//! tests, so never part of the API.
 
 use http::HeaderValue;
 use http::header::HeaderMap;
@@ -9,10 +10,6 @@ use crate::store::{JobId, ListCursor};
 
 /// Runs every parser of untrusted input on pieces of `data` (split at
 /// `0xff`) and checks their invariants; panics only when one is broken.
-///
-/// ```
-/// tower_accepted::fuzzing::parse_everything(b"/jobs/{id}\xff/jobs/x\xffwait=1\xff\"k\"\xffwait=1&limit=2");
-/// ```
 pub fn parse_everything(data: &[u8]) {
     let mut parts = data.split(|b| *b == 0xff);
     let mut next = || parts.next().unwrap_or(&[]);
@@ -87,5 +84,33 @@ fn parse_template(text: &str) -> PathTemplate {
     match PathTemplate::parse(text) {
         Ok(template) => template,
         Err(e) => unreachable!("the built-in template {text} is valid: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::parse_everything;
+
+    /// Input of every part (a template, a job path, `Prefer`, a key and a
+    /// query), and the fuzz target's seeds.
+    #[test]
+    fn parses_the_seeds() {
+        parse_everything(b"/jobs/{id}\xff/jobs/x\xffwait=1\xff\"k\"\xffwait=1&limit=2");
+        parse_everything(include_bytes!("../fuzz/seeds/parsers/default"));
+        parse_everything(include_bytes!("../fuzz/seeds/parsers/empty"));
+        parse_everything(include_bytes!("../fuzz/seeds/parsers/hostile"));
+        parse_everything(include_bytes!("../fuzz/seeds/parsers/twooh"));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 3000, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// What `cargo fuzz run parsers` checks, on every `cargo test`.
+        #[test]
+        fn every_parser_takes_any_bytes(data in prop::collection::vec(any::<u8>(), 0..300)) {
+            parse_everything(&data);
+        }
     }
 }

@@ -13,7 +13,7 @@ use crate::response::{
     canceled, failure, gone, method_not_allowed, monitor_response, not_found, replay, strip_body, unavailable,
 };
 use crate::routes::JobRoute;
-use crate::store::{Cancel, JobError, JobId, JobStatus, JobStore, Lookup, StoreError, unix_ms};
+use crate::store::{Cancel, ErrorCode, JobError, JobId, JobStatus, JobStore, Lookup, StoreError, unix_ms};
 
 /// The answer to a request for one of the job routes.
 pub(crate) async fn respond<St: JobStore, B>(
@@ -135,7 +135,7 @@ async fn result<St: JobStore>(shared: &LayerState<St>, id: JobId, caller: Option
         JobStatus::Succeeded | JobStatus::Failed => {
             let error = record
                 .error
-                .unwrap_or_else(|| JobError::new(JobError::ERROR, "the job failed"));
+                .unwrap_or_else(|| JobError::new(ErrorCode::Error, "the job failed"));
             failure(&error)
         }
     }

@@ -52,8 +52,9 @@
 //! A handler's response of 400 or above is stored and replayed too, but its
 //! job is `failed` with `error.code = "http_status"`. Jobs that end without a
 //! response carry an `error.code`: `panicked`, `error`, `timeout`,
-//! `result_too_large`, `shutdown` (and `lost` with shared stores). Errors are
-//! `application/problem+json` documents (RFC 9457).
+//! `result_too_large`, `shutdown` (and `lost` with shared stores): the words
+//! of [`ErrorCode`]. Errors are `application/problem+json` documents
+//! (RFC 9457).
 //!
 //! Clients can also ask: `Prefer: wait=5` on a submission returns the
 //! handler's own response if it is ready within 5 s (a `202` otherwise), and
@@ -129,6 +130,9 @@ pub mod client;
 mod config;
 mod document;
 mod future;
+// Only for `cargo fuzz` (which sets `--cfg fuzzing`) and this crate's own
+// tests: never part of the API.
+#[cfg(any(fuzzing, test))]
 #[doc(hidden)]
 pub mod fuzzing;
 mod headers;
@@ -156,8 +160,9 @@ pub use layer::AcceptedLayer;
 pub use problem::Problem;
 pub use service::{Accepted, JobRoutes};
 pub use store::{
-    Cancel, Created, IdempotencyKey, InvalidJobId, InvalidJobStatus, JobError, JobId, JobRecord, JobStatus, JobStore,
-    KeyLookup, ListCursor, Lookup, MemoryStore, MemoryStoreBuilder, Outcome, Page, StoreError, StoredResponse,
+    Cancel, CreatedOnce, ErrorCode, IdempotencyKey, InvalidJobId, InvalidJobStatus, JobError, JobId, JobRecord,
+    JobStatus, JobStore, KeyLookup, ListCursor, Lookup, MemoryStore, MemoryStoreBuilder, OtherCode, Outcome, Page,
+    StoreError,
 };
 
 #[cfg(feature = "redis")]

@@ -12,7 +12,7 @@ use crate::headers::{
     seconds_value,
 };
 use crate::problem::Problem;
-use crate::store::{JobError, JobRecord, StoreError, StoredResponse, unix_ms};
+use crate::store::{ErrorCode, JobError, JobRecord, StoreError, unix_ms};
 
 /// A `HEAD` answer: the headers of the `GET` answer, no body.
 pub(crate) fn strip_body(response: &mut Response<Bytes>) {
@@ -104,25 +104,26 @@ pub(crate) fn canceled() -> Response<Bytes> {
 
 /// The result route's answer for a job that failed without a response.
 pub(crate) fn failure(error: &JobError) -> Response<Bytes> {
-    let status = if error.code == JobError::TIMEOUT {
+    let status = if error.code == ErrorCode::Timeout {
         StatusCode::GATEWAY_TIMEOUT
     } else {
         StatusCode::INTERNAL_SERVER_ERROR
     };
     Problem::new(status)
         .with_detail(error.message.clone())
-        .with_code(error.code.clone())
+        .with_code(error.code.as_str())
         .into_response()
 }
 
 /// The stored response, as the handler gave it, with a `Content-Length`
 /// of the body as stored (the handler's own may not be: the answer to a
 /// deferred `HEAD` names the length of a body it does not have).
-pub(crate) fn replay(stored: StoredResponse) -> Response<Bytes> {
-    let len = stored.body.len();
-    let mut response = Response::new(stored.body);
-    *response.status_mut() = stored.status;
-    *response.headers_mut() = stored.headers;
+pub(crate) fn replay(mut response: Response<Bytes>) -> Response<Bytes> {
+    // A stored response is status, headers and body; whatever else a store
+    // hands back is not replayed.
+    *response.version_mut() = http::Version::default();
+    response.extensions_mut().clear();
+    let len = response.body().len();
     let status = response.status();
     let headers = response.headers_mut();
     headers.remove(header::CONTENT_LENGTH);

@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
 use pin_project_lite::pin_project;
@@ -23,7 +24,7 @@ use crate::body::{ReadError, ReadLimited, RequestBody, read_limited};
 use crate::config::LayerState;
 use crate::headers::strip_hop_by_hop;
 use crate::job::Job;
-use crate::store::{JobError, JobId, JobStore, Outcome, StoredResponse};
+use crate::store::{ErrorCode, JobError, JobId, JobStore, Outcome};
 
 /// An accepted job, ready to run.
 pub(crate) struct Work<S, B> {
@@ -102,7 +103,7 @@ fn run<St, W>(
 ) -> impl Future<Output = ()>
 where
     St: JobStore,
-    W: Future<Output = Result<Result<StoredResponse, JobError>, Box<dyn Any + Send>>>,
+    W: Future<Output = Result<Result<Response<Bytes>, JobError>, Box<dyn Any + Send>>>,
 {
     async move {
         let id = job.id();
@@ -144,7 +145,8 @@ where
                 if let Some((progress, message)) = job.take_report() {
                     let _ = shared.store.set_progress(id, progress, message).await;
                 }
-                if matches!(&outcome, Outcome::Failed(e) if e.code == JobError::TIMEOUT || e.code == JobError::SHUTDOWN)
+                if let Outcome::Failed(e) = &outcome
+                    && matches!(e.code, ErrorCode::Timeout | ErrorCode::Shutdown)
                 {
                     job.cancel();
                 }
@@ -232,7 +234,7 @@ impl<'a, St, W, E> Drive<'a, St, W, E> {
 impl<'a, St, W, E> Future for Drive<'a, St, W, E>
 where
     St: JobStore,
-    W: Future<Output = Result<Result<StoredResponse, JobError>, Box<dyn Any + Send>>>,
+    W: Future<Output = Result<Result<Response<Bytes>, JobError>, Box<dyn Any + Send>>>,
     E: Future<Output = Result<(), crate::store::StoreError>>,
 {
     type Output = Option<Outcome>;
@@ -253,7 +255,7 @@ where
                     Ok(Ok(Err(error))) => Outcome::Failed(error),
                     Ok(Err(payload)) => Outcome::Failed(panicked(expose, &*payload)),
                     Err(_elapsed) => Outcome::Failed(JobError::new(
-                        JobError::TIMEOUT,
+                        ErrorCode::Timeout,
                         format!("the job ran longer than {:?}", shared.config.timeout),
                     )),
                 }));
@@ -305,7 +307,7 @@ fn record_outcome<'a, St: JobStore>(
 ) -> impl Future<Output = ()> + 'a {
     async move {
         let id: JobId = job.id();
-        if matches!(&outcome, Outcome::Failed(e) if e.code == JobError::SHUTDOWN) {
+        if matches!(&outcome, Outcome::Failed(e) if e.code == ErrorCode::Shutdown) {
             shared.admissions.forced.fetch_add(1, Ordering::AcqRel);
             job.cancel();
         }
@@ -338,7 +340,7 @@ async fn retry_finish<St: JobStore>(shared: &LayerState<St>, id: JobId, outcome:
 }
 
 fn shutdown_error() -> JobError {
-    JobError::new(JobError::SHUTDOWN, "the server shut down before the job finished")
+    JobError::new(ErrorCode::Shutdown, "the server shut down before the job finished")
 }
 
 fn detail(expose: bool, generic: &str, error: &(dyn std::error::Error + Send + Sync)) -> String {
@@ -358,13 +360,13 @@ fn panicked(expose: bool, payload: &(dyn Any + Send)) -> JobError {
         (true, Some(text)) => format!("the handler panicked: {text}"),
         _ => "the handler panicked".to_owned(),
     };
-    JobError::new(JobError::PANICKED, message)
+    JobError::new(ErrorCode::Panicked, message)
 }
 
 pin_project! {
     /// The handler's work: calls the service, then reads its response
-    /// whole into a [`StoredResponse`], without its hop-by-hop headers. One
-    /// state at a time, so that a job's task stays small.
+    /// whole into a `Response<Bytes>` to store, without its hop-by-hop
+    /// headers. One state at a time, so that a job's task stays small.
     struct Capture<S, R, F, B> {
         limit: usize,
         expose: bool,
@@ -391,7 +393,7 @@ where
     B: Body,
     B::Error: Into<BoxError>,
 {
-    type Output = Result<StoredResponse, JobError>;
+    type Output = Result<Response<Bytes>, JobError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
@@ -404,7 +406,7 @@ where
                         this.state.set(CaptureState::Done);
                         let e: BoxError = e.into();
                         let message = detail(*this.expose, "the service failed", &*e);
-                        return Poll::Ready(Err(JobError::new(JobError::ERROR, message)));
+                        return Poll::Ready(Err(JobError::new(ErrorCode::Error, message)));
                     }
                     if let StateTaken::Call { mut service, request } =
                         this.state.as_mut().project_replace(CaptureState::Done)
@@ -420,7 +422,7 @@ where
                             this.state.set(CaptureState::Done);
                             let e: BoxError = e.into();
                             let message = detail(*this.expose, "the service failed", &*e);
-                            return Poll::Ready(Err(JobError::new(JobError::ERROR, message)));
+                            return Poll::Ready(Err(JobError::new(ErrorCode::Error, message)));
                         }
                     };
                     let (parts, body) = response.into_parts();
@@ -436,18 +438,27 @@ where
                     let limit = *this.limit;
                     let body = result.map_err(|e| match e {
                         ReadError::TooLarge => JobError::new(
-                            JobError::RESULT_TOO_LARGE,
+                            ErrorCode::ResultTooLarge,
                             format!("the response body is larger than {limit} bytes"),
                         ),
                         ReadError::Body(e) => {
-                            JobError::new(JobError::ERROR, detail(*this.expose, "the response body failed", &*e))
+                            JobError::new(ErrorCode::Error, detail(*this.expose, "the response body failed", &*e))
                         }
                     })?;
                     strip_hop_by_hop(&mut parts.headers);
-                    return Poll::Ready(Ok(StoredResponse::new(parts.status, parts.headers, body)));
+                    // What a store keeps: status, headers and body (the
+                    // version and extensions are neither stored nor
+                    // replayed, so they are not carried).
+                    let mut stored = Response::new(body);
+                    *stored.status_mut() = parts.status;
+                    *stored.headers_mut() = parts.headers;
+                    return Poll::Ready(Ok(stored));
                 }
                 StateProj::Done => {
-                    return Poll::Ready(Err(JobError::new(JobError::ERROR, "the job was polled after it ended")));
+                    return Poll::Ready(Err(JobError::new(
+                        ErrorCode::Error,
+                        "the job was polled after it ended",
+                    )));
                 }
             }
         }

@@ -20,7 +20,7 @@ use crate::job::Job;
 use crate::problem::Problem;
 use crate::response::{accepted_response, busy, failure, key_mismatch, replay, strip_body, unavailable};
 use crate::runner::{self, JobService, Work};
-use crate::store::{Created, IdempotencyKey, JobId, JobRecord, JobStore, KeyLookup, Outcome, StoreError};
+use crate::store::{CreatedOnce, IdempotencyKey, JobId, JobRecord, JobStore, KeyLookup, Outcome, StoreError};
 
 /// Request bodies up to this size are copied when a job keeps them.
 const SMALL_BODY: usize = 4096;
@@ -127,14 +127,16 @@ where
                     .store
                     .create(record.with_owner(owner))
                     .await
-                    .map(|()| Created::New),
+                    .map(|()| CreatedOnce::New),
                 Some(key) => Box::pin(shared.store.create_once(record.with_owner(owner), key.clone())).await,
             };
             match created {
-                Ok(Created::New) => {}
+                Ok(CreatedOnce::New) => {}
                 // A retry: the original job's 202, and nothing started.
-                Ok(Created::Existing(original)) => break 'answer accepted_response(&shared.config, &original, prefs),
-                Ok(Created::Mismatch) => break 'answer key_mismatch(),
+                Ok(CreatedOnce::Existing(original)) => {
+                    break 'answer accepted_response(&shared.config, &original, prefs);
+                }
+                Ok(CreatedOnce::Mismatch) => break 'answer key_mismatch(),
                 Err(StoreError::Full) => {
                     drop(admission);
                     break 'answer Box::pin(refuse(shared, key.as_ref(), prefs, STORE_FULL)).await;

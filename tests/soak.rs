@@ -651,13 +651,14 @@ const STEADY_WARM_UP_WAVES: usize = 10;
 /// Creates `jobs` jobs in `store` and finishes them at once (each with a
 /// result of its own), without the layer.
 async fn fill_directly<St: tower_accepted::JobStore>(store: &St, jobs: usize) {
-    use tower_accepted::{JobId, JobRecord, Outcome, StoredResponse};
+    use tower_accepted::store::suite::stored_response;
+    use tower_accepted::{JobId, JobRecord, Outcome};
     for index in 0..jobs {
         let body = Bytes::from(format!("ok {index:012}"));
         let id = JobId::new();
         store.create(JobRecord::pending(id)).await.expect("room for a job");
         assert!(store.start(id).await.unwrap());
-        let outcome = Outcome::Response(StoredResponse::new(StatusCode::OK, http::HeaderMap::new(), body));
+        let outcome = Outcome::Response(stored_response(StatusCode::OK, http::HeaderMap::new(), body));
         assert!(store.finish(id, outcome).await.unwrap());
     }
 }

@@ -1,11 +1,11 @@
 //! Where jobs live: the [`JobStore`] trait and the in-memory [`MemoryStore`].
 //!
 //! The trait makes no in-process assumption: a result is bytes, a status and
-//! headers ([`StoredResponse`]), and waiting for a job to end is a store
-//! operation ([`JobStore::wait_terminal`]), so that a store shared between
-//! processes (Redis) fits behind the same trait. The layer is the only writer
-//! of job states; a store's job is to keep them, expire them and wake
-//! waiters.
+//! headers (an `http::Response<Bytes>`, see [`Outcome`]), and waiting for a
+//! job to end is a store operation ([`JobStore::wait_terminal`]), so that a
+//! store shared between processes (Redis) fits behind the same trait. The
+//! layer is the only writer of job states; a store's job is to keep them,
+//! expire them and wake waiters.
 //!
 //! Every store keeps these rules, which the crate's store test suite checks:
 //!
@@ -16,13 +16,25 @@
 //!   [`Lookup::Unknown`];
 //! - [`create`](JobStore::create) fails with [`StoreError::Full`] rather than
 //!   grow past the store's capacity.
+//!
+//! The types of the contract can grow without breaking a store: the
+//! structs a store builds ([`JobRecord`], [`JobError`], [`Page`],
+//! [`ListCursor`]) are `#[non_exhaustive]` with constructors, and the
+//! answers it gives ([`Lookup`], [`Cancel`], [`CreatedOnce`], [`KeyLookup`])
+//! and what it is given ([`Outcome`], [`ErrorCode`]) are `#[non_exhaustive]`
+//! enums.
 
 use std::fmt;
 use std::future::Future;
 
+use bytes::Bytes;
+use http::Response;
+
 mod id;
 mod index;
+mod job_error;
 mod memory;
+mod outcome;
 mod record;
 #[cfg(feature = "redis")]
 mod redis;
@@ -31,16 +43,18 @@ mod redis;
 pub mod suite;
 
 pub use id::{InvalidJobId, JobId};
+pub use job_error::{ErrorCode, JobError, OtherCode};
 pub use memory::{MemoryStore, MemoryStoreBuilder};
+pub use outcome::Outcome;
 pub(crate) use record::unix_ms;
-pub use record::{
-    Created, IdempotencyKey, InvalidJobStatus, JobError, JobRecord, JobStatus, KeyLookup, ListCursor, Outcome, Page,
-    StoredResponse,
-};
+pub use record::{CreatedOnce, IdempotencyKey, InvalidJobStatus, JobRecord, JobStatus, KeyLookup, ListCursor, Page};
 #[cfg(feature = "redis")]
 pub use redis::{RedisStore, RedisStoreBuilder};
 
 /// What a store knows of an id.
+///
+/// `#[non_exhaustive]`: answers may be added (a store never has to give
+/// them), so a `match` outside this crate needs a `_` arm.
 ///
 /// ```
 /// use tower_accepted::{JobId, JobStore, Lookup, MemoryStore};
@@ -52,6 +66,7 @@ pub use redis::{RedisStore, RedisStoreBuilder};
 /// # }
 /// ```
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Lookup {
     /// The job is known.
     Found(JobRecord),
@@ -63,6 +78,9 @@ pub enum Lookup {
 }
 
 /// The answer of [`JobStore::cancel`].
+///
+/// `#[non_exhaustive]`: answers may be added (a cancel that another process
+/// carries out later, say), so a `match` outside this crate needs a `_` arm.
 ///
 /// ```
 /// use tower_accepted::{Cancel, JobId, JobRecord, JobStore, MemoryStore};
@@ -77,6 +95,7 @@ pub enum Lookup {
 /// # }
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Cancel {
     /// The job was pending or running and is now canceled.
     Canceled,
@@ -154,6 +173,80 @@ impl std::error::Error for StoreError {
 /// # Ok(())
 /// # }
 /// ```
+///
+/// # Keeping jobs elsewhere
+///
+/// A store that keeps jobs in storage of its own (a database table, say)
+/// writes what the layer hands it as text and numbers, and builds the
+/// crate's types back from them: a record with [`JobRecord::new`] and the
+/// `with_…` methods, an error code from its text ([`ErrorCode`] keeps any
+/// text, known or not), a stored response as an `http::Response<Bytes>`.
+///
+/// ```
+/// use bytes::Bytes;
+/// use http::{HeaderMap, Response, StatusCode};
+/// use tower_accepted::{ErrorCode, JobError, JobId, JobRecord, JobStatus, Outcome};
+///
+/// /// A job as a table row keeps it.
+/// struct Row {
+///     id: JobId,
+///     status: String,
+///     created: u64,
+///     updated: u64,
+///     started: Option<u64>,
+///     progress: Option<f32>,
+///     message: Option<String>,
+///     result_status: Option<u16>,
+///     error: Option<(String, String)>,
+///     owner: Option<String>,
+///     body: Option<Vec<u8>>,
+/// }
+///
+/// /// What `finish` writes: the record's end, and the response if there is one.
+/// fn finished(row: &mut Row, outcome: &Outcome) {
+///     row.status = outcome.status().as_str().to_owned();
+///     row.error = outcome.error().map(|e| (e.code.to_string(), e.message));
+///     row.result_status = outcome.response().map(|r| r.status().as_u16());
+///     row.body = outcome.response().map(|r| r.body().to_vec());
+/// }
+///
+/// /// What `get` reads back.
+/// fn record(row: &Row) -> Option<JobRecord> {
+///     let status: JobStatus = row.status.parse().ok()?;
+///     let error = row.error.as_ref().map(|(code, message)| JobError::new(code.as_str(), message.as_str()));
+///     Some(
+///         JobRecord::new(row.id, status, row.created, row.updated)
+///             .with_started_at_ms(row.started)
+///             .with_progress(row.progress)
+///             .with_message(row.message.clone())
+///             .with_result_status(row.result_status)
+///             .with_error(error)
+///             .with_owner(row.owner.clone()),
+///     )
+/// }
+///
+/// /// What `response` reads back.
+/// fn response(row: &Row) -> Option<Response<Bytes>> {
+///     let mut response = Response::new(Bytes::from(row.body.clone()?));
+///     *response.status_mut() = StatusCode::from_u16(row.result_status?).ok()?;
+///     *response.headers_mut() = HeaderMap::new(); // and the headers the row keeps
+///     Some(response)
+/// }
+///
+/// let mut row = Row {
+///     id: JobId::new(), status: "running".into(), created: 1_000, updated: 1_500,
+///     started: Some(1_500), progress: Some(0.5), message: None, result_status: None,
+///     error: None, owner: Some("alice".into()), body: None,
+/// };
+/// let mut teapot = Response::new(Bytes::from_static(b"short and stout"));
+/// *teapot.status_mut() = StatusCode::IM_A_TEAPOT;
+/// finished(&mut row, &Outcome::Response(teapot));
+/// let record = record(&row).unwrap();
+/// assert_eq!(record.status, JobStatus::Failed);
+/// assert_eq!(record.error.unwrap().code, ErrorCode::HttpStatus);
+/// assert_eq!(record.owner.as_deref(), Some("alice"));
+/// assert_eq!(response(&row).unwrap().status(), StatusCode::IM_A_TEAPOT);
+/// ```
 pub trait JobStore: Send + Sync + 'static {
     /// Adds a new job (normally `pending`). Fails with [`StoreError::Full`]
     /// when the store is at its capacity.
@@ -166,7 +259,7 @@ pub trait JobStore: Send + Sync + 'static {
         &self,
         record: JobRecord,
         key: IdempotencyKey,
-    ) -> impl Future<Output = Result<Created, StoreError>> + Send;
+    ) -> impl Future<Output = Result<CreatedOnce, StoreError>> + Send;
 
     /// Who holds `key`, without creating anything: the layer asks before it
     /// refuses a keyed submission (over capacity, store full, shutting
@@ -221,8 +314,11 @@ pub trait JobStore: Send + Sync + 'static {
     /// Waiters of a removed job are woken.
     fn delete(&self, id: JobId) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// The stored response of a finished job, if it has one.
-    fn response(&self, id: JobId) -> impl Future<Output = Result<Option<StoredResponse>, StoreError>> + Send;
+    /// The stored response of a finished job, if it has one: the status,
+    /// headers (every value, in order) and body that
+    /// [`finish`](Self::finish) was given. Its version and extensions are
+    /// not part of it: the layer replays neither.
+    fn response(&self, id: JobId) -> impl Future<Output = Result<Option<Response<Bytes>>, StoreError>> + Send;
 
     /// Resolves once the job is terminal, or unknown, or expired; at once if
     /// it already is. Callers bound the wait with a timeout.

@@ -5,12 +5,12 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-use http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::id::{InvalidJobId, JobId};
+use super::job_error::JobError;
+use super::outcome::Outcome;
 
 /// Where a job is in its life.
 ///
@@ -99,133 +99,38 @@ impl FromStr for JobStatus {
     }
 }
 
-/// Why a job failed: a machine-readable code and a human-readable message.
-///
-/// The codes this crate writes are the associated constants; a store may
-/// carry others.
-///
-/// ```
-/// use tower_accepted::JobError;
-///
-/// let error = JobError::new(JobError::TIMEOUT, "the job ran longer than 30s");
-/// assert_eq!(error.code, "timeout");
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JobError {
-    /// Machine-readable code, such as `"timeout"`.
-    pub code: String,
-    /// Human-readable explanation, safe to show to the client.
-    pub message: String,
-}
-
-impl JobError {
-    /// The handler answered with a status of 400 or above; its response is stored.
-    pub const HTTP_STATUS: &'static str = "http_status";
-    /// The handler panicked.
-    pub const PANICKED: &'static str = "panicked";
-    /// The wrapped service, or the response body, returned an error.
-    pub const ERROR: &'static str = "error";
-    /// The job ran longer than the configured timeout.
-    pub const TIMEOUT: &'static str = "timeout";
-    /// The process running the job went away (only stores shared between
-    /// processes can tell).
-    pub const LOST: &'static str = "lost";
-    /// The response body was larger than the configured limit.
-    pub const RESULT_TOO_LARGE: &'static str = "result_too_large";
-    /// The server shut down before the job finished.
-    pub const SHUTDOWN: &'static str = "shutdown";
-
-    /// An error with a code and a message.
-    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            code: code.into(),
-            message: message.into(),
-        }
-    }
-}
-
-/// A response captured from the wrapped service, to be replayed by the result
-/// route: status, end-to-end headers and the whole body.
-///
-/// ```
-/// use bytes::Bytes;
-/// use http::{HeaderMap, StatusCode};
-/// use tower_accepted::StoredResponse;
-///
-/// let stored = StoredResponse::new(StatusCode::OK, HeaderMap::new(), Bytes::from_static(b"done"));
-/// assert_eq!(stored.body, "done");
-/// ```
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredResponse {
-    /// The response status.
-    pub status: StatusCode,
-    /// The response headers, without hop-by-hop ones.
-    pub headers: HeaderMap,
-    /// The whole response body.
-    pub body: Bytes,
-}
-
-impl StoredResponse {
-    /// A stored response from its parts.
-    pub fn new(status: StatusCode, headers: HeaderMap, body: Bytes) -> Self {
-        Self { status, headers, body }
-    }
-}
-
-/// How a job ended, as the runner hands it to [`JobStore::finish`](super::JobStore::finish).
-///
-/// ```
-/// use bytes::Bytes;
-/// use http::{HeaderMap, StatusCode};
-/// use tower_accepted::{JobStatus, Outcome, StoredResponse};
-///
-/// let not_found = Outcome::Response(StoredResponse::new(StatusCode::NOT_FOUND, HeaderMap::new(), Bytes::new()));
-/// assert_eq!(not_found.status(), JobStatus::Failed);
-/// assert_eq!(not_found.error().unwrap().code, "http_status");
-/// ```
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    /// The wrapped service produced a response (of any status).
-    Response(StoredResponse),
-    /// The job ended without a response.
-    Failed(JobError),
-}
-
-impl Outcome {
-    /// The terminal status this outcome gives a job: a response below 400
-    /// succeeded, anything else failed.
-    pub fn status(&self) -> JobStatus {
-        match self {
-            Self::Response(response) if response.status.as_u16() < 400 => JobStatus::Succeeded,
-            _ => JobStatus::Failed,
-        }
-    }
-
-    /// The error this outcome records: a response of 400 or above records
-    /// `http_status`.
-    pub fn error(&self) -> Option<JobError> {
-        match self {
-            Self::Response(response) if response.status.as_u16() >= 400 => Some(JobError::new(
-                JobError::HTTP_STATUS,
-                format!("the handler answered {}", response.status),
-            )),
-            Self::Response(_) => None,
-            Self::Failed(error) => Some(error.clone()),
-        }
-    }
-}
-
 /// What a store knows of a job: everything of the status document but the
 /// stored response itself.
 ///
-/// ```
-/// use tower_accepted::{JobId, JobRecord, JobStatus};
+/// The fields are public to read (and to change, as a store's own tests
+/// do); the record is `#[non_exhaustive]`, so that fields can be added
+/// without breaking stores. A store builds one with [`JobRecord::new`] and
+/// the `with_…` methods, each taking what its storage holds (`None` for
+/// what it does not):
 ///
-/// let record = JobRecord::pending(JobId::new());
-/// assert_eq!(record.status, JobStatus::Pending);
-/// assert!(!record.has_response());
+/// ```
+/// use tower_accepted::{ErrorCode, JobError, JobId, JobRecord, JobStatus};
+///
+/// // As a store reads a finished job back from its storage.
+/// let id = JobId::new();
+/// let record = JobRecord::new(id, JobStatus::Failed, 1_000, 2_000)
+///     .with_started_at_ms(Some(1_500))
+///     .with_progress(Some(0.5))
+///     .with_message(Some("page 2 of 4".to_owned()))
+///     .with_result_status(None)
+///     .with_error(Some(JobError::new(ErrorCode::Timeout, "too slow")))
+///     .with_owner(Some("alice".to_owned()));
+/// assert_eq!(record.id, id);
+/// assert_eq!(record.updated_at_ms, 2_000);
+/// assert_eq!(record.error.unwrap().code, "timeout");
+///
+/// // As the layer makes a new one.
+/// let fresh = JobRecord::pending(JobId::new());
+/// assert_eq!(fresh.status, JobStatus::Pending);
+/// assert!(!fresh.has_response());
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct JobRecord {
     /// The job's id.
     pub id: JobId,
@@ -254,14 +159,23 @@ pub struct JobRecord {
 }
 
 impl JobRecord {
-    /// A fresh `pending` record, created now.
-    pub fn pending(id: JobId) -> Self {
-        let now = unix_ms();
+    /// A record of what every job has: its id, status, and when it was
+    /// created and last changed (milliseconds since the Unix epoch). The
+    /// rest is unset; the `with_…` methods set it.
+    ///
+    /// ```
+    /// use tower_accepted::{JobId, JobRecord, JobStatus};
+    ///
+    /// let record = JobRecord::new(JobId::new(), JobStatus::Running, 1_000, 1_200);
+    /// assert_eq!((record.created_at_ms, record.updated_at_ms), (1_000, 1_200));
+    /// assert_eq!((record.started_at_ms, record.progress, record.owner), (None, None, None));
+    /// ```
+    pub fn new(id: JobId, status: JobStatus, created_at_ms: u64, updated_at_ms: u64) -> Self {
         Self {
             id,
-            status: JobStatus::Pending,
-            created_at_ms: now,
-            updated_at_ms: now,
+            status,
+            created_at_ms,
+            updated_at_ms,
             started_at_ms: None,
             progress: None,
             message: None,
@@ -271,7 +185,61 @@ impl JobRecord {
         }
     }
 
+    /// A fresh `pending` record, created now.
+    ///
+    /// ```
+    /// use tower_accepted::{JobId, JobRecord, JobStatus};
+    ///
+    /// let record = JobRecord::pending(JobId::new());
+    /// assert_eq!(record.status, JobStatus::Pending);
+    /// assert_eq!(record.created_at_ms, record.updated_at_ms);
+    /// ```
+    pub fn pending(id: JobId) -> Self {
+        let now = unix_ms();
+        Self::new(id, JobStatus::Pending, now, now)
+    }
+
+    /// The same record, started at `started_at_ms` (see
+    /// [`started_at_ms`](Self::started_at_ms)).
+    pub fn with_started_at_ms(mut self, started_at_ms: Option<u64>) -> Self {
+        self.started_at_ms = started_at_ms;
+        self
+    }
+
+    /// The same record, with the handler's `progress` (between 0 and 1).
+    pub fn with_progress(mut self, progress: Option<f32>) -> Self {
+        self.progress = progress;
+        self
+    }
+
+    /// The same record, with the handler's `message`.
+    pub fn with_message(mut self, message: Option<String>) -> Self {
+        self.message = message;
+        self
+    }
+
+    /// The same record, with the status of its stored response.
+    pub fn with_result_status(mut self, result_status: Option<u16>) -> Self {
+        self.result_status = result_status;
+        self
+    }
+
+    /// The same record, with why the job failed.
+    pub fn with_error(mut self, error: Option<JobError>) -> Self {
+        self.error = error;
+        self
+    }
+
     /// The same record, owned by `owner`.
+    ///
+    /// ```
+    /// use tower_accepted::{JobId, JobRecord};
+    ///
+    /// let record = JobRecord::pending(JobId::new()).with_owner(Some("alice".to_owned()));
+    /// assert!(record.visible_to(Some("alice")));
+    /// assert!(!record.visible_to(Some("bob")));
+    /// assert!(!record.visible_to(None));
+    /// ```
     pub fn with_owner(mut self, owner: Option<String>) -> Self {
         self.owner = owner;
         self
@@ -279,18 +247,38 @@ impl JobRecord {
 
     /// Whether a caller named `caller` may see this job: anyone for an
     /// anonymous job (its id is the capability), only its owner otherwise.
+    ///
+    /// ```
+    /// use tower_accepted::{JobId, JobRecord};
+    ///
+    /// let anonymous = JobRecord::pending(JobId::new());
+    /// assert!(anonymous.visible_to(None) && anonymous.visible_to(Some("bob")));
+    /// ```
     pub fn visible_to(&self, caller: Option<&str>) -> bool {
         self.owner.is_none() || self.owner.as_deref() == caller
     }
 
-    /// Records a terminal outcome (status, error and result status), now.
+    /// Records a terminal outcome (status, error and result status), now:
+    /// what a store does on [`finish`](super::JobStore::finish), besides
+    /// keeping the response.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use http::{Response, StatusCode};
+    /// use tower_accepted::{JobId, JobRecord, JobStatus, Outcome};
+    ///
+    /// let mut record = JobRecord::pending(JobId::new());
+    /// let mut created = Response::new(Bytes::from_static(b"made"));
+    /// *created.status_mut() = StatusCode::CREATED;
+    /// record.finish(&Outcome::Response(created));
+    /// assert_eq!(record.status, JobStatus::Succeeded);
+    /// assert_eq!(record.result_status, Some(201));
+    /// assert!(record.has_response());
+    /// ```
     pub fn finish(&mut self, outcome: &Outcome) {
         self.status = outcome.status();
         self.error = outcome.error();
-        self.result_status = match outcome {
-            Outcome::Response(response) => Some(response.status.as_u16()),
-            Outcome::Failed(_) => None,
-        };
+        self.result_status = outcome.response().map(|response| response.status().as_u16());
         self.touch();
     }
 
@@ -352,8 +340,28 @@ impl IdempotencyKey {
 }
 
 /// The answer of [`JobStore::create_once`](super::JobStore::create_once).
+///
+/// (Not `Created`, which [`Completion::Created`](crate::Completion::Created)
+/// names.) `#[non_exhaustive]`, as [`KeyLookup`]: answers may be added.
+///
+/// ```
+/// use tower_accepted::{CreatedOnce, IdempotencyKey, JobId, JobRecord, JobStore, MemoryStore};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tower_accepted::StoreError> {
+/// let store = MemoryStore::new();
+/// let key = IdempotencyKey::new(Some("alice"), "order-42", "fingerprint");
+/// let first = JobRecord::pending(JobId::new());
+/// assert_eq!(store.create_once(first.clone(), key.clone()).await?, CreatedOnce::New);
+/// // A retry finds the first job, and creates nothing.
+/// let retry = store.create_once(JobRecord::pending(JobId::new()), key).await?;
+/// assert!(matches!(retry, CreatedOnce::Existing(record) if record.id == first.id));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
-pub enum Created {
+#[non_exhaustive]
+pub enum CreatedOnce {
     /// The key was new: the job was created.
     New,
     /// The key is taken by this job, for the same request: nothing created.
@@ -376,6 +384,7 @@ pub enum Created {
 /// # }
 /// ```
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum KeyLookup {
     /// No kept job holds the key.
     Free,
@@ -388,6 +397,9 @@ pub enum KeyLookup {
 /// Where a listing of jobs goes on: after the job with this creation time
 /// and id, newest first. Opaque to clients (written as 48 hex digits).
 ///
+/// `#[non_exhaustive]`: build one with [`ListCursor::new`] or by parsing
+/// its text; a listing in another order may need more in it.
+///
 /// ```
 /// use tower_accepted::{JobId, ListCursor};
 ///
@@ -396,6 +408,7 @@ pub enum KeyLookup {
 /// assert!("nope".parse::<ListCursor>().is_err());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
 pub struct ListCursor {
     /// Creation time of the last job of the previous page, in ms.
     pub created_at_ms: u64,
@@ -431,12 +444,34 @@ impl FromStr for ListCursor {
 }
 
 /// One page of a listing: jobs newest first, and where the next page starts.
+///
+/// `#[non_exhaustive]`, so that a page can say more later (a total, say):
+/// build one with [`Page::new`].
+///
+/// ```
+/// use tower_accepted::{JobId, JobRecord, ListCursor, Page};
+///
+/// let last = JobRecord::pending(JobId::new());
+/// let next = ListCursor::new(last.created_at_ms, last.id);
+/// let page = Page::new(vec![last], Some(next));
+/// assert_eq!(page.jobs.len(), 1);
+/// assert_eq!(page.next, Some(next));
+/// assert_eq!(Page::default(), Page::new(Vec::new(), None));
+/// ```
 #[derive(Debug, Clone, PartialEq, Default)]
+#[non_exhaustive]
 pub struct Page {
     /// The jobs, newest first.
     pub jobs: Vec<JobRecord>,
     /// The cursor of the next page, when there may be one.
     pub next: Option<ListCursor>,
+}
+
+impl Page {
+    /// A page of `jobs` (newest first), followed by the page after `next`.
+    pub fn new(jobs: Vec<JobRecord>, next: Option<ListCursor>) -> Self {
+        Self { jobs, next }
+    }
 }
 
 #[cfg(test)]

@@ -336,7 +336,8 @@ async fn finished_jobs_past_the_byte_budget_are_evicted_oldest_first() {
 /// test: eviction used to wait for the next operations, 32 jobs each.)
 #[tokio::test(start_paused = true)]
 async fn the_budget_holds_between_operations_too() {
-    use tower_accepted::{JobId, JobRecord, Outcome, StoredResponse};
+    use tower_accepted::store::suite::stored_response;
+    use tower_accepted::{JobId, JobRecord, Outcome};
     let budget = 100_000;
     let store = MemoryStore::builder().max_finished_bytes(budget).build();
     let small = Bytes::from(vec![b's'; 100]);
@@ -346,7 +347,7 @@ async fn the_budget_holds_between_operations_too() {
         async move {
             let id = JobId::new();
             store.create(JobRecord::pending(id)).await.unwrap();
-            let outcome = Outcome::Response(StoredResponse::new(StatusCode::OK, http::HeaderMap::new(), body));
+            let outcome = Outcome::Response(stored_response(StatusCode::OK, http::HeaderMap::new(), body));
             assert!(store.finish(id, outcome).await.unwrap());
         }
     };

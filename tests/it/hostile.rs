@@ -1,5 +1,6 @@
-//! Hostile input: generated requests (proptest) against the layer, every
-//! parser on arbitrary bytes, and hand-written cases over raw TCP.
+//! Hostile input: generated requests (proptest) against the layer, and
+//! hand-written cases over raw TCP. (Every parser on arbitrary bytes is a
+//! unit test of `src/fuzzing.rs`, which only tests and `cargo fuzz` build.)
 
 use crate::common;
 
@@ -189,15 +190,6 @@ fn generated() -> impl Strategy<Value = Generated> {
             user: user.map(str::to_owned),
             body,
         })
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 3000, failure_persistence: None, ..ProptestConfig::default() })]
-
-    #[test]
-    fn every_parser_takes_any_bytes(data in prop::collection::vec(any::<u8>(), 0..300)) {
-        tower_accepted::fuzzing::parse_everything(&data);
-    }
 }
 
 proptest! {

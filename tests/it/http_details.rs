@@ -38,8 +38,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Notify, Semaphore};
 use tower::{Service, ServiceBuilder, service_fn};
 use tower_accepted::{
-    AcceptedLayer, BoxError, Cancel, Created, IdempotencyKey, Job, JobId, JobRecord, JobStore, KeyLookup, ListCursor,
-    Lookup, MemoryStore, Outcome, Page, RequestBody, StoreError, StoredResponse,
+    AcceptedLayer, BoxError, Cancel, CreatedOnce, IdempotencyKey, Job, JobId, JobRecord, JobStore, KeyLookup,
+    ListCursor, Lookup, MemoryStore, Outcome, Page, RequestBody, StoreError,
 };
 use uuid::Uuid;
 
@@ -565,7 +565,7 @@ impl JobStore for DeletingStore {
     async fn create(&self, record: JobRecord) -> Result<(), StoreError> {
         self.inner.create(record).await
     }
-    async fn create_once(&self, record: JobRecord, key: IdempotencyKey) -> Result<Created, StoreError> {
+    async fn create_once(&self, record: JobRecord, key: IdempotencyKey) -> Result<CreatedOnce, StoreError> {
         self.inner.create_once(record, key).await
     }
     async fn find_key(&self, key: &IdempotencyKey) -> Result<KeyLookup, StoreError> {
@@ -595,7 +595,7 @@ impl JobStore for DeletingStore {
     async fn delete(&self, id: JobId) -> Result<bool, StoreError> {
         self.inner.delete(id).await
     }
-    async fn response(&self, id: JobId) -> Result<Option<StoredResponse>, StoreError> {
+    async fn response(&self, id: JobId) -> Result<Option<Response<Bytes>>, StoreError> {
         self.inner.delete(id).await?;
         self.inner.response(id).await
     }

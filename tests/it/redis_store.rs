@@ -16,8 +16,8 @@ use axum::{Extension, Router};
 use http::{Method, StatusCode};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tower_accepted::{
-    AcceptedLayer, Cancel, Created, IdempotencyKey, Job, JobId, JobRecord, JobStatus, JobStore, KeyLookup, Lookup,
-    Outcome, RedisStore, StoredResponse,
+    AcceptedLayer, Cancel, CreatedOnce, IdempotencyKey, Job, JobId, JobRecord, JobStatus, JobStore, KeyLookup, Lookup,
+    Outcome, RedisStore,
 };
 
 use common::redis::{assert_every_key_expires, connection, keys_with_ttl, namespace, redis_url, store};
@@ -78,7 +78,7 @@ fn now_ms() -> u64 {
 
 /// A `200 OK` outcome with `body`.
 fn ok(body: &'static str) -> Outcome {
-    Outcome::Response(StoredResponse::new(
+    Outcome::Response(tower_accepted::store::suite::stored_response(
         StatusCode::OK,
         http::HeaderMap::new(),
         bytes::Bytes::from_static(body.as_bytes()),
@@ -95,7 +95,7 @@ async fn find_key_answers_free_existing_mismatch_and_free_once_the_holder_is_gon
     // Looking creates nothing: the key is still free to take.
     let id = JobId::new();
     let record = JobRecord::pending(id).with_owner(Some("alice".into()));
-    assert_eq!(store.create_once(record, key.clone()).await.unwrap(), Created::New);
+    assert_eq!(store.create_once(record, key.clone()).await.unwrap(), CreatedOnce::New);
 
     // Held: the same record as `get`, for the same request.
     let KeyLookup::Existing(existing) = store.find_key(&key).await.unwrap() else {
@@ -131,7 +131,7 @@ async fn find_key_answers_free_existing_mismatch_and_free_once_the_holder_is_gon
     assert_eq!(store.find_key(&other_request).await.unwrap(), KeyLookup::Free);
     let again = JobId::new();
     let record = JobRecord::pending(again).with_owner(Some("alice".into()));
-    assert_eq!(store.create_once(record, key.clone()).await.unwrap(), Created::New);
+    assert_eq!(store.create_once(record, key.clone()).await.unwrap(), CreatedOnce::New);
     assert!(matches!(store.find_key(&key).await.unwrap(), KeyLookup::Existing(r) if r.id == again));
 
     // A key that outlived its job (its hash expired or was evicted): free,
@@ -218,7 +218,7 @@ async fn duration_max_settings_run_a_whole_job_life() {
     let key = IdempotencyKey::new(Some("alice"), "forever", "POST /work");
     let id = JobId::new();
     let record = JobRecord::pending(id).with_owner(Some("alice".into()));
-    assert_eq!(store.create_once(record, key.clone()).await.unwrap(), Created::New);
+    assert_eq!(store.create_once(record, key.clone()).await.unwrap(), CreatedOnce::New);
     assert!(store.start(id).await.unwrap());
     store
         .set_progress(id, Some(0.25), Some("a quarter".into()))
@@ -252,7 +252,7 @@ async fn duration_max_settings_run_a_whole_job_life() {
     assert_eq!(finished.status, JobStatus::Succeeded);
     assert!(finished.started_at_ms.is_some());
     let response = store.response(id).await.unwrap().expect("a stored response");
-    assert_eq!(response.body, "kept forever");
+    assert_eq!(response.body(), "kept forever");
     assert!(matches!(store.find_key(&key).await.unwrap(), KeyLookup::Existing(r) if r.id == id));
     let page = store.list("alice", 10, None).await.unwrap();
     assert_eq!(page.jobs.len(), 1);

@@ -22,7 +22,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tower::{Layer, ServiceExt, service_fn};
 use tower_accepted::{
     AcceptedLayer, BoxError, Cancel, Job, JobId, JobRecord, JobStore, Lookup, MemoryStore, Outcome, RequestBody,
-    StoreError, StoredResponse,
+    StoreError,
 };
 
 /// Generous bound for anything that should happen "soon".
@@ -884,7 +884,7 @@ impl JobStore for SlowCreate {
         &self,
         record: JobRecord,
         key: tower_accepted::IdempotencyKey,
-    ) -> Result<tower_accepted::Created, StoreError> {
+    ) -> Result<tower_accepted::CreatedOnce, StoreError> {
         self.inner.create_once(record, key).await
     }
     async fn find_key(&self, key: &tower_accepted::IdempotencyKey) -> Result<tower_accepted::KeyLookup, StoreError> {
@@ -916,7 +916,7 @@ impl JobStore for SlowCreate {
     async fn delete(&self, id: JobId) -> Result<bool, StoreError> {
         self.inner.delete(id).await
     }
-    async fn response(&self, id: JobId) -> Result<Option<StoredResponse>, StoreError> {
+    async fn response(&self, id: JobId) -> Result<Option<Response<Bytes>>, StoreError> {
         self.inner.response(id).await
     }
     async fn wait_terminal(&self, id: JobId) -> Result<(), StoreError> {

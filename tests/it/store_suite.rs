@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use tower_accepted::{
-    Cancel, JobError, JobId, JobRecord, JobStatus, JobStore, Lookup, MemoryStore, Outcome, StoreError, StoredResponse,
+    Cancel, ErrorCode, JobError, JobId, JobRecord, JobStatus, JobStore, Lookup, MemoryStore, Outcome, StoreError,
 };
 
 use tower_accepted::store::suite;
@@ -54,7 +54,7 @@ fn store(capacity: usize) -> MemoryStore {
 fn ok_response(body: &'static str) -> Outcome {
     let mut headers = HeaderMap::new();
     headers.insert("content-type", HeaderValue::from_static("text/plain"));
-    Outcome::Response(StoredResponse::new(
+    Outcome::Response(suite::stored_response(
         StatusCode::OK,
         headers,
         Bytes::from_static(body.as_bytes()),
@@ -72,19 +72,19 @@ async fn finished_jobs_expire_after_the_ttl() {
     let store = store(100);
     let id = finished(&store).await;
     let failed = suite::running(&store).await;
-    let error = JobError::new(JobError::PANICKED, "boom");
+    let error = JobError::new(ErrorCode::Panicked, "boom");
     assert!(store.finish(failed, Outcome::Failed(error)).await.unwrap());
     assert_eq!(store.len(), 2);
 
     tokio::time::advance(TTL - TICK).await;
     assert_eq!(suite::found(&store, id).await.status, JobStatus::Succeeded);
-    assert_eq!(store.response(id).await.unwrap().unwrap().body, "done");
+    assert_eq!(store.response(id).await.unwrap().unwrap().body(), "done");
     assert_eq!(suite::found(&store, failed).await.status, JobStatus::Failed);
     assert_eq!(store.len(), 2);
 
     tokio::time::advance(2 * TICK).await;
     assert_eq!(store.get(id).await.unwrap(), Lookup::Expired);
-    assert_eq!(store.response(id).await.unwrap(), None);
+    assert!(store.response(id).await.unwrap().is_none());
     assert_eq!(store.cancel(id).await.unwrap(), Cancel::Expired);
     assert_eq!(store.get(failed).await.unwrap(), Lookup::Expired);
     assert!(!store.finish(id, ok_response("late")).await.unwrap());
@@ -124,7 +124,7 @@ async fn the_ttl_runs_from_the_end_not_the_creation() {
     assert!(store.finish(id, ok_response("slow")).await.unwrap());
     tokio::time::advance(TTL / 2).await;
     assert_eq!(suite::found(&store, id).await.status, JobStatus::Succeeded);
-    assert_eq!(store.response(id).await.unwrap().unwrap().body, "slow");
+    assert_eq!(store.response(id).await.unwrap().unwrap().body(), "slow");
 }
 
 #[tokio::test(start_paused = true)]
@@ -144,7 +144,7 @@ async fn tombstones_are_forgotten_after_their_ttl() {
     tokio::time::advance(2 * TICK).await;
     assert_eq!(store.get(id).await.unwrap(), Lookup::Unknown);
     assert_eq!(store.cancel(id).await.unwrap(), Cancel::Unknown);
-    assert_eq!(store.response(id).await.unwrap(), None);
+    assert!(store.response(id).await.unwrap().is_none());
 }
 
 #[tokio::test(start_paused = true)]
@@ -165,7 +165,7 @@ async fn remembered(store: &MemoryStore, ids: &[JobId]) -> usize {
         match store.get(id).await.unwrap() {
             Lookup::Expired => count += 1,
             Lookup::Unknown => {}
-            Lookup::Found(record) => panic!("{id} should have expired: {record:?}"),
+            other => panic!("{id} should have expired: {other:?}"),
         }
     }
     count
@@ -271,7 +271,7 @@ async fn create_past_capacity_is_full() {
     assert_eq!(store.len(), 2);
 
     // A job that finishes gives its place back at once, though it is kept.
-    let outcome = Outcome::Response(StoredResponse::new(StatusCode::OK, HeaderMap::new(), Bytes::new()));
+    let outcome = Outcome::Response(suite::stored_response(StatusCode::OK, HeaderMap::new(), Bytes::new()));
     assert!(store.finish(b, outcome).await.unwrap());
     let c = JobId::new();
     store
@@ -420,7 +420,7 @@ async fn a_hundred_thousand_expired_jobs_leave_nothing() {
         let id = JobId::new();
         store.create(JobRecord::pending(id)).await.unwrap();
         assert!(store.start(id).await.unwrap());
-        let outcome = Outcome::Response(StoredResponse::new(StatusCode::OK, HeaderMap::new(), body.clone()));
+        let outcome = Outcome::Response(suite::stored_response(StatusCode::OK, HeaderMap::new(), body.clone()));
         assert!(store.finish(id, outcome).await.unwrap());
         ids.push(id);
     }
@@ -450,7 +450,7 @@ async fn a_hundred_thousand_expired_jobs_leave_nothing() {
         sample.len()
     );
     for &id in &sample {
-        assert_eq!(store.response(id).await.unwrap(), None);
+        assert!(store.response(id).await.unwrap().is_none());
     }
     // And the room is there again.
     for _ in 0..1_000 {
@@ -553,7 +553,7 @@ async fn create_once_frees_an_expired_key_behind_many_unpurged_jobs() {
     // the old store they were all in the holders' shard, ahead of them; now
     // the shard is a keyed hash, there is one expiry queue, and an expired
     // holder is cleared directly.
-    use tower_accepted::{Created, IdempotencyKey, KeyLookup};
+    use tower_accepted::{CreatedOnce, IdempotencyKey, KeyLookup};
     const CROWD: usize = 2_000;
     // Room for the crowd also where finished jobs held capacity.
     let store = store(2 * CROWD);
@@ -563,7 +563,7 @@ async fn create_once_frees_an_expired_key_behind_many_unpurged_jobs() {
     let other_key = IdempotencyKey::new(Some("alice"), "order-2", "fingerprint");
     for (id, key) in [(holder, &key), (other, &other_key)] {
         let created = store.create_once(JobRecord::pending(id), key.clone()).await.unwrap();
-        assert_eq!(created, Created::New);
+        assert_eq!(created, CreatedOnce::New);
         assert!(store.start(id).await.unwrap());
     }
     // The crowd finishes first, the holders last: at the back of the queue.
@@ -588,14 +588,14 @@ async fn create_once_frees_an_expired_key_behind_many_unpurged_jobs() {
         .create_once(JobRecord::pending(fresh), key.clone())
         .await
         .expect("an expired holder frees its key for create_once");
-    assert_eq!(created, Created::New);
+    assert_eq!(created, CreatedOnce::New);
     assert!(
         store.len() > CROWD / 2,
         "the key was freed without purging the crowd first"
     );
     // The key is the new job's now.
     match store.create_once(JobRecord::pending(JobId::new()), key).await.unwrap() {
-        Created::Existing(record) => assert_eq!(record.id, fresh),
+        CreatedOnce::Existing(record) => assert_eq!(record.id, fresh),
         other => panic!("the key should name the new job: {other:?}"),
     }
     assert_eq!(store.get(holder).await.unwrap(), Lookup::Expired);
@@ -841,7 +841,7 @@ async fn extreme_durations_never_panic() {
     // test, at its `purge_expired` (a `Duration::MAX` time to live alone
     // was already saturated). Times now saturate, and `Duration::MAX`
     // means "never".
-    use tower_accepted::{Created, IdempotencyKey, KeyLookup};
+    use tower_accepted::{CreatedOnce, IdempotencyKey, KeyLookup};
     let forever = MemoryStore::builder()
         .capacity(usize::MAX)
         .ttl(Duration::MAX)
@@ -868,19 +868,19 @@ async fn extreme_durations_never_panic() {
     waiting.await.unwrap();
     store.wait_terminal(id).await.unwrap();
     assert_eq!(suite::found(store, id).await.status, JobStatus::Succeeded);
-    assert_eq!(store.response(id).await.unwrap().unwrap().body, "done");
+    assert_eq!(store.response(id).await.unwrap().unwrap().body(), "done");
     assert_eq!(store.list("alice", 10, None).await.unwrap().jobs.len(), 1);
 
     let key = IdempotencyKey::new(Some("alice"), "k", "f");
     let keyed = JobId::new();
     assert_eq!(
         store.create_once(JobRecord::pending(keyed), key.clone()).await.unwrap(),
-        Created::New
+        CreatedOnce::New
     );
     assert_eq!(store.cancel(keyed).await.unwrap(), Cancel::Canceled);
     assert!(matches!(
         store.create_once(JobRecord::pending(JobId::new()), key.clone()).await.unwrap(),
-        Created::Existing(record) if record.id == keyed
+        CreatedOnce::Existing(record) if record.id == keyed
     ));
     assert!(matches!(store.find_key(&key).await.unwrap(), KeyLookup::Existing(_)));
     assert_eq!(store.cancel(keyed).await.unwrap(), Cancel::AlreadyTerminal);
@@ -920,13 +920,13 @@ async fn extreme_durations_never_panic() {
         assert_eq!(store.get(expired).await.unwrap(), Lookup::Expired);
         assert_eq!(store.get(keyed).await.unwrap(), Lookup::Expired);
         assert_eq!(store.cancel(expired).await.unwrap(), Cancel::Expired);
-        assert_eq!(store.response(expired).await.unwrap(), None);
+        assert!(store.response(expired).await.unwrap().is_none());
         store.wait_terminal(expired).await.unwrap();
         assert!(!store.delete(expired).await.unwrap());
     }
     assert_eq!(
         store.create_once(JobRecord::pending(JobId::new()), key).await.unwrap(),
-        Created::New
+        CreatedOnce::New
     );
 }
 

@@ -4,10 +4,10 @@
 use std::task::Waker;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 use slab::Slab;
 
-use crate::store::{JobError, JobId, JobRecord, JobStatus, Outcome, StoredResponse, unix_ms};
+use crate::store::{JobError, JobId, JobRecord, JobStatus, Outcome, unix_ms};
 
 /// What a finished job counts against the store's byte budget besides its
 /// response and texts: the entry, its place in the map and in the expiry
@@ -131,6 +131,8 @@ impl Entry {
     /// The job's record, as the store was given it and changed it since.
     pub(super) fn record(&self, id: JobId) -> JobRecord {
         let extra = self.extra.as_deref();
+        // A literal rather than `JobRecord::new` (this crate may): a field
+        // added to the record fails to compile here until it is kept.
         JobRecord {
             id,
             status: self.status,
@@ -188,10 +190,11 @@ impl Entry {
         }
         match outcome {
             Outcome::Response(response) => {
-                self.result_status = Some(response.status.as_u16());
+                let (parts, body) = response.into_parts();
+                self.result_status = Some(parts.status.as_u16());
                 self.has_response = true;
-                self.headers = pack_headers(response.headers);
-                self.body = response.body;
+                self.headers = pack_headers(parts.headers);
+                self.body = body;
             }
             Outcome::Failed(_) => self.result_status = None,
         }
@@ -208,7 +211,7 @@ impl Entry {
             .sum();
         let texts = self.extra.as_deref().map_or(0, |e| {
             e.message.as_ref().map_or(0, String::len)
-                + e.error.as_ref().map_or(0, |e| e.code.len() + e.message.len())
+                + e.error.as_ref().map_or(0, |e| e.code.as_str().len() + e.message.len())
                 + e.owner.as_ref().map_or(0, String::len)
                 + e.key.as_ref().map_or(0, String::len)
         });
@@ -218,7 +221,7 @@ impl Entry {
             .saturating_add(texts)
     }
 
-    pub(super) fn response(&self) -> Option<StoredResponse> {
+    pub(super) fn response(&self) -> Option<Response<Bytes>> {
         if !self.has_response {
             return None;
         }
@@ -227,7 +230,10 @@ impl Entry {
         for (name, value) in self.headers.iter() {
             headers.append(name.clone(), value.clone());
         }
-        Some(StoredResponse::new(status, headers, self.body.clone()))
+        let mut response = Response::new(self.body.clone());
+        *response.status_mut() = status;
+        *response.headers_mut() = headers;
+        Some(response)
     }
 
     pub(super) fn expired(&self, now: u64) -> bool {

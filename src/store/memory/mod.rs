@@ -12,12 +12,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use bytes::Bytes;
+use http::Response;
 use tokio::time::Instant;
 
 use super::index::{KeyIndex, OwnerIndex};
 use super::{
-    Cancel, Created, IdempotencyKey, JobId, JobRecord, JobStatus, JobStore, KeyLookup, ListCursor, Lookup, Outcome,
-    Page, StoreError, StoredResponse,
+    Cancel, CreatedOnce, IdempotencyKey, JobId, JobRecord, JobStatus, JobStore, KeyLookup, ListCursor, Lookup, Outcome,
+    Page, StoreError,
 };
 pub use builder::MemoryStoreBuilder;
 use entry::{Entry, Wakeups};
@@ -327,7 +329,7 @@ impl JobStore for MemoryStore {
         Ok(())
     }
 
-    async fn create_once(&self, record: JobRecord, key: IdempotencyKey) -> Result<Created, StoreError> {
+    async fn create_once(&self, record: JobRecord, key: IdempotencyKey) -> Result<CreatedOnce, StoreError> {
         let id = record.id;
         // Each round either ends, or clears a holder that expired or left
         // (which frees the key); only racing submissions make it go round
@@ -336,8 +338,8 @@ impl JobStore for MemoryStore {
             self.inner.maintain();
             if let Some((holder, fingerprint)) = self.inner.keys.holder(key.scope()) {
                 match self.inner.key_holder(holder, self.inner.now()) {
-                    Some(_) if fingerprint != key.fingerprint() => return Ok(Created::Mismatch),
-                    Some(existing) => return Ok(Created::Existing(existing)),
+                    Some(_) if fingerprint != key.fingerprint() => return Ok(CreatedOnce::Mismatch),
+                    Some(existing) => return Ok(CreatedOnce::Existing(existing)),
                     None => {
                         self.inner.keys.release(key.scope(), holder);
                         continue;
@@ -355,7 +357,7 @@ impl JobStore for MemoryStore {
             let wakeups = self.inner.insert(&mut shard, record, Some(key.scope().to_owned()));
             drop(shard);
             wakeups.wake();
-            return Ok(Created::New);
+            return Ok(CreatedOnce::New);
         }
         Err(StoreError::Unavailable(
             "the idempotency key kept changing hands".into(),
@@ -390,7 +392,7 @@ impl JobStore for MemoryStore {
         } else {
             None
         };
-        Ok(Page { jobs, next })
+        Ok(Page::new(jobs, next))
     }
 
     async fn get(&self, id: JobId) -> Result<Lookup, StoreError> {
@@ -461,7 +463,7 @@ impl JobStore for MemoryStore {
         Ok(removed.map(Wakeups::wake).is_some())
     }
 
-    async fn response(&self, id: JobId) -> Result<Option<StoredResponse>, StoreError> {
+    async fn response(&self, id: JobId) -> Result<Option<Response<Bytes>>, StoreError> {
         let shard = self.shard(id);
         Ok(shard
             .jobs

@@ -31,10 +31,14 @@ pub(super) fn parse_record(id: JobId, fields: &[Option<Vec<u8>>]) -> Option<JobR
     let field = |i: usize| fields.get(i).and_then(text);
     let status = parse_status(field(0)?)?;
     let number = |i: usize| field(i).and_then(|t| t.parse::<u64>().ok()).unwrap_or(0);
+    // The code as it was written (`ErrorCode::as_str`): a known word is its
+    // variant, any other text an `ErrorCode::Other` that keeps it.
     let error = match (field(6), field(7)) {
         (Some(code), message) => Some(JobError::new(code, message.unwrap_or(""))),
         _ => None,
     };
+    // A literal rather than `JobRecord::new` (this crate may): a field
+    // added to the record fails to compile here until it is read.
     Some(JobRecord {
         id,
         status,
@@ -104,7 +108,9 @@ mod tests {
         assert_eq!(record.status, JobStatus::Failed);
         assert_eq!(record.progress, Some(0.5));
         assert_eq!(record.result_status, Some(500));
-        assert_eq!(record.error.unwrap().code, "http_status");
+        let error = record.error.unwrap();
+        assert_eq!(error.code, "http_status");
+        assert_eq!(error.code, crate::store::ErrorCode::HttpStatus);
         assert_eq!(record.started_at_ms, None);
         assert!(parse_record(id, &[None, None]).is_none());
     }

@@ -130,15 +130,16 @@ impl RedisStore {
     ) -> Result<String, StoreError> {
         let (rs, rh, rb, error) = match outcome {
             Some(Outcome::Response(response)) => (
-                response.status.as_u16().to_string(),
-                encode_headers(&response.headers),
-                response.body.to_vec(),
+                response.status().as_u16().to_string(),
+                encode_headers(response.headers()),
+                response.body().to_vec(),
                 outcome.and_then(Outcome::error),
             ),
             Some(Outcome::Failed(error)) => (String::new(), Vec::new(), Vec::new(), Some(error.clone())),
             None => (String::new(), Vec::new(), Vec::new(), None),
         };
-        let (ec, em) = error.map_or((String::new(), String::new()), |e| (e.code, e.message));
+        // The code as its word (`ErrorCode::as_str`), as it always was.
+        let (ec, em) = error.map_or((String::new(), String::new()), |e| (e.code.to_string(), e.message));
         let answer: String = self
             .inner
             .end

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::StatusCode;
+use http::{Response, StatusCode};
 use redis::aio::ConnectionManager;
 use redis::{RedisError, Script};
 use tokio::task::JoinHandle;
@@ -23,8 +23,8 @@ use commands::{lock, store_error, unavailable};
 use tasks::{Owned, Waiters};
 
 use super::{
-    Cancel, Created, IdempotencyKey, JobError, JobId, JobRecord, JobStatus, JobStore, KeyLookup, ListCursor, Lookup,
-    Outcome, Page, StoreError, StoredResponse, unix_ms,
+    Cancel, CreatedOnce, ErrorCode, IdempotencyKey, JobError, JobId, JobRecord, JobStatus, JobStore, KeyLookup,
+    ListCursor, Lookup, Outcome, Page, StoreError, unix_ms,
 };
 
 /// The longest time, in milliseconds, that the store hands to Redis (a time
@@ -167,22 +167,22 @@ impl JobStore for RedisStore {
         self.create_job(&record, None).await.map(|_| ())
     }
 
-    async fn create_once(&self, record: JobRecord, key: IdempotencyKey) -> Result<Created, StoreError> {
+    async fn create_once(&self, record: JobRecord, key: IdempotencyKey) -> Result<CreatedOnce, StoreError> {
         // A key whose job is gone (deleted meanwhile) is freed and tried
         // again.
         for _ in 0..8 {
             let Some(holder) = self.create_job(&record, Some(&key)).await? else {
-                return Ok(Created::New);
+                return Ok(CreatedOnce::New);
             };
             let (id, fingerprint) = holder.split_once(' ').unwrap_or((holder.as_str(), ""));
             if fingerprint != key.fingerprint() {
-                return Ok(Created::Mismatch);
+                return Ok(CreatedOnce::Mismatch);
             }
             let Ok(id) = id.parse::<JobId>() else {
-                return Ok(Created::Mismatch);
+                return Ok(CreatedOnce::Mismatch);
             };
             if let Lookup::Found(existing) = self.get(id).await? {
-                return Ok(Created::Existing(existing));
+                return Ok(CreatedOnce::Existing(existing));
             }
             let stale = self.idempotency_key(&key);
             let _: Result<(), RedisError> = redis::Script::new(
@@ -275,7 +275,7 @@ impl JobStore for RedisStore {
                 .await;
         }
         let next = if more { shown.last().copied() } else { None };
-        Ok(Page { jobs, next })
+        Ok(Page::new(jobs, next))
     }
 
     async fn get(&self, id: JobId) -> Result<Lookup, StoreError> {
@@ -284,7 +284,7 @@ impl JobStore for RedisStore {
             Some(record) if !record.status.is_terminal() && !leased => {
                 // The replica running it stopped renewing its lease.
                 let message = "the replica running the job stopped before it finished";
-                let lost = Outcome::Failed(JobError::new(JobError::LOST, message));
+                let lost = Outcome::Failed(JobError::new(ErrorCode::Lost, message));
                 self.end_job(id, "lost", JobStatus::Failed, Some(&lost)).await?;
                 let (fields, gone, _) = self.read(id).await?;
                 Ok(match parse_record(id, &fields) {
@@ -359,7 +359,7 @@ impl JobStore for RedisStore {
         Ok(removed == 1)
     }
 
-    async fn response(&self, id: JobId) -> Result<Option<StoredResponse>, StoreError> {
+    async fn response(&self, id: JobId) -> Result<Option<Response<Bytes>>, StoreError> {
         let (status, headers, body): (Option<u16>, Option<Vec<u8>>, Option<Vec<u8>>) = redis::cmd("HMGET")
             .arg(self.key(id, "job"))
             .arg(&["rs", "rh", "rb"])
@@ -369,11 +369,10 @@ impl JobStore for RedisStore {
         let Some(status) = status.and_then(|s| StatusCode::from_u16(s).ok()) else {
             return Ok(None);
         };
-        Ok(Some(StoredResponse::new(
-            status,
-            decode_headers(&headers.unwrap_or_default()),
-            Bytes::from(body.unwrap_or_default()),
-        )))
+        let mut response = Response::new(Bytes::from(body.unwrap_or_default()));
+        *response.status_mut() = status;
+        *response.headers_mut() = decode_headers(&headers.unwrap_or_default());
+        Ok(Some(response))
     }
 
     async fn wait_terminal(&self, id: JobId) -> Result<(), StoreError> {

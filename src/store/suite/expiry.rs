@@ -44,7 +44,7 @@ pub async fn expiry<St: JobStore>(store: &St, ttl: Duration, tombstone_ttl: Dura
             Lookup::Expired,
             "expired after its TTL"
         );
-        assert_eq!(store.response(id).await.expect("response"), None);
+        assert!(store.response(id).await.expect("response").is_none());
         assert_eq!(store.cancel(id).await.expect("cancel"), Cancel::Expired);
         assert!(!store.start(id).await.expect("start"));
         tokio::time::timeout(WAKE_WITHIN, store.wait_terminal(id))

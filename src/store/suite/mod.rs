@@ -21,8 +21,8 @@
 //! (`#[tokio::test(start_paused = true)]`) where the store's clock is
 //! tokio's. Each check panics, naming what it found, when the store breaks
 //! a rule; the helpers ([`pending`], [`running`], [`found`],
-//! [`sample_response`], [`assert_same_response`]) serve a store's own tests
-//! too.
+//! [`stored_response`], [`sample_response`], [`assert_same_response`]) serve
+//! a store's own tests too.
 
 mod expiry;
 mod records;
@@ -32,9 +32,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
-use crate::store::{JobId, JobRecord, JobStore, Lookup, StoredResponse};
+use crate::store::{JobId, JobRecord, JobStore, Lookup};
 
 pub use expiry::expiry;
 pub use records::{
@@ -119,9 +119,26 @@ pub async fn running<St: JobStore>(store: &St) -> JobId {
     id
 }
 
+/// A response as a store keeps it: `status`, `headers` and `body`.
+///
+/// ```
+/// use http::{HeaderMap, StatusCode};
+/// use tower_accepted::store::suite::stored_response;
+///
+/// let response = stored_response(StatusCode::CREATED, HeaderMap::new(), "made");
+/// assert_eq!(response.status(), StatusCode::CREATED);
+/// assert_eq!(response.body(), "made");
+/// ```
+pub fn stored_response(status: StatusCode, headers: HeaderMap, body: impl Into<Bytes>) -> Response<Bytes> {
+    let mut response = Response::new(body.into());
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
+}
+
 /// A response with a status, repeated and binary-unsafe headers and a
 /// body that is not UTF-8.
-pub fn sample_response(status: StatusCode) -> StoredResponse {
+pub fn sample_response(status: StatusCode) -> Response<Bytes> {
     let mut headers = HeaderMap::new();
     headers.insert("content-type", HeaderValue::from_static("application/octet-stream"));
     headers.append("set-cookie", HeaderValue::from_static("a=1; Path=/"));
@@ -136,7 +153,7 @@ pub fn sample_response(status: StatusCode) -> StoredResponse {
     let mut body: Vec<u8> = (0..=255u8).collect();
     body.extend_from_slice(&[0, 0, 0xff, 0xfe, b'\r', b'\n', 0]);
     body.extend(std::iter::repeat_n(0xa5u8, 70_000));
-    StoredResponse::new(status, headers, Bytes::from(body))
+    stored_response(status, headers, body)
 }
 
 fn values<'a>(headers: &'a HeaderMap, name: &str) -> Vec<&'a [u8]> {
@@ -144,17 +161,22 @@ fn values<'a>(headers: &'a HeaderMap, name: &str) -> Vec<&'a [u8]> {
 }
 
 /// Asserts that `actual` is `expected`: status, every header value in
-/// order, every body byte.
-pub fn assert_same_response(actual: &StoredResponse, expected: &StoredResponse) {
-    assert_eq!(actual.status, expected.status);
-    assert_eq!(actual.headers.len(), expected.headers.len(), "{:?}", actual.headers);
-    for name in expected.headers.keys() {
+/// order, every body byte (what a store keeps of a response).
+pub fn assert_same_response(actual: &Response<Bytes>, expected: &Response<Bytes>) {
+    assert_eq!(actual.status(), expected.status());
+    assert_eq!(
+        actual.headers().len(),
+        expected.headers().len(),
+        "{:?}",
+        actual.headers()
+    );
+    for name in expected.headers().keys() {
         assert_eq!(
-            values(&actual.headers, name.as_str()),
-            values(&expected.headers, name.as_str()),
+            values(actual.headers(), name.as_str()),
+            values(expected.headers(), name.as_str()),
             "header {name}"
         );
     }
-    assert_eq!(actual.body.len(), expected.body.len());
-    assert!(actual.body == expected.body, "the body differs");
+    assert_eq!(actual.body().len(), expected.body().len());
+    assert!(actual.body() == expected.body(), "the body differs");
 }

@@ -4,10 +4,10 @@
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 
-use super::{assert_same_response, found, pending, running, sample_response};
+use super::{assert_same_response, found, pending, running, sample_response, stored_response};
 use crate::store::{
-    Cancel, IdempotencyKey, JobError, JobId, JobRecord, JobStatus, JobStore, KeyLookup, Lookup, Outcome,
-    StoredResponse, unix_ms,
+    Cancel, ErrorCode, IdempotencyKey, JobError, JobId, JobRecord, JobStatus, JobStore, KeyLookup, Lookup, Outcome,
+    unix_ms,
 };
 
 /// A created job reads back as it was given; an unknown id is `Unknown`.
@@ -62,7 +62,7 @@ pub async fn start_moves_pending_to_running_once<St: JobStore>(store: &St) {
     assert_eq!(found(store, canceled).await.status, JobStatus::Canceled);
 
     let finished = running(store).await;
-    let outcome = Outcome::Response(StoredResponse::new(StatusCode::OK, HeaderMap::new(), Bytes::new()));
+    let outcome = Outcome::Response(stored_response(StatusCode::OK, HeaderMap::new(), Bytes::new()));
     assert!(store.finish(finished, outcome).await.expect("finish"));
     assert!(
         !store.start(finished).await.expect("start"),
@@ -110,7 +110,7 @@ pub async fn progress_is_visible_until_terminal<St: JobStore>(store: &St) {
     assert_eq!(record.message.as_deref(), Some("page 3 of 4"));
 
     // Ended: reports are ignored, and progress and message stay.
-    let outcome = Outcome::Response(StoredResponse::new(StatusCode::OK, HeaderMap::new(), Bytes::from("ok")));
+    let outcome = Outcome::Response(stored_response(StatusCode::OK, HeaderMap::new(), Bytes::from("ok")));
     assert!(store.finish(id, outcome).await.expect("finish"));
     let ended = found(store, id).await;
     store
@@ -147,9 +147,8 @@ pub async fn progress_is_visible_until_terminal<St: JobStore>(store: &St) {
 /// `finish` keeps the response: status, every header value in order, and the body, byte for byte.
 pub async fn finish_stores_the_response_byte_for_byte<St: JobStore>(store: &St) {
     let id = running(store).await;
-    assert_eq!(
-        store.response(id).await.expect("response"),
-        None,
+    assert!(
+        store.response(id).await.expect("response").is_none(),
         "no response while running"
     );
     let response = sample_response(StatusCode::CREATED);
@@ -174,7 +173,7 @@ pub async fn finish_stores_the_response_byte_for_byte<St: JobStore>(store: &St) 
 
     // An empty body and no headers round-trip too.
     let empty_id = running(store).await;
-    let empty = StoredResponse::new(StatusCode::NO_CONTENT, HeaderMap::new(), Bytes::new());
+    let empty = stored_response(StatusCode::NO_CONTENT, HeaderMap::new(), Bytes::new());
     assert!(
         store
             .finish(empty_id, Outcome::Response(empty.clone()))
@@ -189,7 +188,7 @@ pub async fn finish_stores_the_response_byte_for_byte<St: JobStore>(store: &St) 
     assert_same_response(&stored, &empty);
     assert_eq!(found(store, empty_id).await.result_status, Some(204));
 
-    assert_eq!(store.response(JobId::new()).await.expect("response"), None);
+    assert!(store.response(JobId::new()).await.expect("response").is_none());
 }
 
 /// A response of 400 or above ends the job `failed` with `http_status`, and is kept.
@@ -210,7 +209,7 @@ pub async fn finish_with_error_status_is_failed<St: JobStore>(store: &St) {
         let record = found(store, id).await;
         assert_eq!(record.status, JobStatus::Failed, "{status}");
         let error = record.error.as_ref().expect("an error");
-        assert_eq!(error.code, JobError::HTTP_STATUS);
+        assert_eq!(error.code, ErrorCode::HttpStatus);
         assert_eq!(error.code, "http_status");
         assert_eq!(record.result_status, Some(status.as_u16()));
         assert!(record.has_response());
@@ -224,7 +223,7 @@ pub async fn finish_with_error_status_is_failed<St: JobStore>(store: &St) {
     // 399 is still a success.
     let id = running(store).await;
     let status = StatusCode::from_u16(399).unwrap();
-    let outcome = Outcome::Response(StoredResponse::new(status, HeaderMap::new(), Bytes::new()));
+    let outcome = Outcome::Response(stored_response(status, HeaderMap::new(), Bytes::new()));
     assert!(store.finish(id, outcome).await.expect("finish"));
     let record = found(store, id).await;
     assert_eq!(record.status, JobStatus::Succeeded);
@@ -234,26 +233,28 @@ pub async fn finish_with_error_status_is_failed<St: JobStore>(store: &St) {
 
 /// An outcome without a response ends the job `failed` with its error, and keeps no response.
 pub async fn finish_without_response_is_failed<St: JobStore>(store: &St) {
-    for code in [
-        JobError::PANICKED,
-        JobError::TIMEOUT,
-        JobError::ERROR,
-        JobError::LOST,
-        "custom_code",
+    for (code, word) in [
+        (ErrorCode::Panicked, "panicked"),
+        (ErrorCode::Timeout, "timeout"),
+        (ErrorCode::Error, "error"),
+        (ErrorCode::Lost, "lost"),
+        // A code the crate does not know is kept as it was written.
+        (ErrorCode::from("custom_code"), "custom_code"),
     ] {
         let id = running(store).await;
-        let error = JobError::new(code, format!("it ended with {code}"));
+        let error = JobError::new(code, format!("it ended with {word}"));
         assert!(store.finish(id, Outcome::Failed(error.clone())).await.expect("finish"));
         let record = found(store, id).await;
         assert_eq!(record.status, JobStatus::Failed);
+        assert_eq!(record.error.as_ref().map(|e| e.code.as_str()), Some(word));
         assert_eq!(record.error, Some(error));
         assert_eq!(record.result_status, None);
         assert!(!record.has_response());
-        assert_eq!(store.response(id).await.expect("response"), None);
+        assert!(store.response(id).await.expect("response").is_none());
     }
     // A pending job may end without running (a shutdown).
     let id = pending(store).await;
-    let error = JobError::new(JobError::SHUTDOWN, "shut down");
+    let error = JobError::new(ErrorCode::Shutdown, "shut down");
     assert!(store.finish(id, Outcome::Failed(error.clone())).await.expect("finish"));
     assert_eq!(found(store, id).await.error, Some(error));
 }
@@ -270,13 +271,13 @@ pub async fn finish_twice_changes_nothing<St: JobStore>(store: &St) {
     );
     let record = found(store, id).await;
 
-    let second = StoredResponse::new(
+    let second = stored_response(
         StatusCode::INTERNAL_SERVER_ERROR,
         HeaderMap::new(),
         Bytes::from("second"),
     );
     assert!(!store.finish(id, Outcome::Response(second)).await.expect("finish"));
-    let failed = JobError::new(JobError::TIMEOUT, "too late");
+    let failed = JobError::new(ErrorCode::Timeout, "too late");
     assert!(!store.finish(id, Outcome::Failed(failed)).await.expect("finish"));
     assert_eq!(found(store, id).await, record);
     assert_eq!(found(store, id).await.status, JobStatus::Succeeded);
@@ -285,37 +286,29 @@ pub async fn finish_twice_changes_nothing<St: JobStore>(store: &St) {
 
     // A failed job stays failed.
     let id = running(store).await;
-    let error = JobError::new(JobError::PANICKED, "boom");
+    let error = JobError::new(ErrorCode::Panicked, "boom");
     assert!(store.finish(id, Outcome::Failed(error.clone())).await.expect("finish"));
     let record = found(store, id).await;
-    let late = Outcome::Response(StoredResponse::new(
-        StatusCode::OK,
-        HeaderMap::new(),
-        Bytes::from("late"),
-    ));
+    let late = Outcome::Response(stored_response(StatusCode::OK, HeaderMap::new(), Bytes::from("late")));
     assert!(!store.finish(id, late).await.expect("finish"));
     assert_eq!(found(store, id).await, record);
-    assert_eq!(store.response(id).await.expect("response"), None);
+    assert!(store.response(id).await.expect("response").is_none());
 
     // A canceled job stays canceled.
     let id = running(store).await;
     assert_eq!(store.cancel(id).await.expect("cancel"), Cancel::Canceled);
     let record = found(store, id).await;
-    let late = Outcome::Response(StoredResponse::new(
-        StatusCode::OK,
-        HeaderMap::new(),
-        Bytes::from("late"),
-    ));
+    let late = Outcome::Response(stored_response(StatusCode::OK, HeaderMap::new(), Bytes::from("late")));
     assert!(!store.finish(id, late).await.expect("finish"));
     assert_eq!(found(store, id).await, record);
-    assert_eq!(store.response(id).await.expect("response"), None);
+    assert!(store.response(id).await.expect("response").is_none());
 
     // An unknown job is not created by finishing it.
     let unknown = JobId::new();
-    let outcome = Outcome::Response(StoredResponse::new(StatusCode::OK, HeaderMap::new(), Bytes::new()));
+    let outcome = Outcome::Response(stored_response(StatusCode::OK, HeaderMap::new(), Bytes::new()));
     assert!(!store.finish(unknown, outcome).await.expect("finish"));
     assert_eq!(store.get(unknown).await.expect("get"), Lookup::Unknown);
-    assert_eq!(store.response(unknown).await.expect("response"), None);
+    assert!(store.response(unknown).await.expect("response").is_none());
 }
 
 /// `cancel` cancels a pending or running job, and answers for ended and unknown ones.
@@ -347,7 +340,7 @@ pub async fn cancel_answers_per_state<St: JobStore>(store: &St) {
     assert_same_response(&store.response(id).await.expect("response").expect("kept"), &response);
 
     let id = running(store).await;
-    let error = JobError::new(JobError::TIMEOUT, "slow");
+    let error = JobError::new(ErrorCode::Timeout, "slow");
     assert!(store.finish(id, Outcome::Failed(error)).await.expect("finish"));
     assert_eq!(store.cancel(id).await.expect("cancel"), Cancel::AlreadyTerminal);
     assert_eq!(found(store, id).await.status, JobStatus::Failed);
@@ -372,7 +365,7 @@ pub async fn delete_removes_record_and_response<St: JobStore>(store: &St) {
         Lookup::Unknown,
         "a deleted job is unknown, not expired"
     );
-    assert_eq!(store.response(id).await.expect("response"), None);
+    assert!(store.response(id).await.expect("response").is_none());
     assert_eq!(store.cancel(id).await.expect("cancel"), Cancel::Unknown);
     assert!(!store.delete(id).await.expect("delete"), "deleting twice finds nothing");
 
@@ -380,14 +373,10 @@ pub async fn delete_removes_record_and_response<St: JobStore>(store: &St) {
     assert!(store.delete(id).await.expect("delete"));
     assert_eq!(store.get(id).await.expect("get"), Lookup::Unknown);
     // A late finish of a deleted job brings nothing back.
-    let outcome = Outcome::Response(StoredResponse::new(
-        StatusCode::OK,
-        HeaderMap::new(),
-        Bytes::from("late"),
-    ));
+    let outcome = Outcome::Response(stored_response(StatusCode::OK, HeaderMap::new(), Bytes::from("late")));
     assert!(!store.finish(id, outcome).await.expect("finish"));
     assert_eq!(store.get(id).await.expect("get"), Lookup::Unknown);
-    assert_eq!(store.response(id).await.expect("response"), None);
+    assert!(store.response(id).await.expect("response").is_none());
 
     let id = pending(store).await;
     let other = pending(store).await;
@@ -418,7 +407,7 @@ pub async fn start_records_when_it_started<St: JobStore>(store: &St) {
         "started at {started}, created at {}",
         record.created_at_ms
     );
-    let outcome = Outcome::Response(StoredResponse::new(StatusCode::OK, HeaderMap::new(), Bytes::new()));
+    let outcome = Outcome::Response(stored_response(StatusCode::OK, HeaderMap::new(), Bytes::new()));
     assert!(store.finish(id, outcome).await.expect("finish"));
     assert_eq!(
         found(store, id).await.started_at_ms,
@@ -440,7 +429,7 @@ pub async fn find_key_names_the_holder<St: JobStore>(store: &St) {
         .create_once(JobRecord::pending(id), key.clone())
         .await
         .expect("create_once");
-    assert_eq!(created, crate::store::Created::New);
+    assert_eq!(created, crate::store::CreatedOnce::New);
     match store.find_key(&key).await.expect("find_key") {
         KeyLookup::Existing(record) => assert_eq!(record.id, id),
         other => panic!("the key's holder should be found, the store says {other:?}"),

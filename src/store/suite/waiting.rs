@@ -7,16 +7,16 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use tokio::task::JoinHandle;
 
-use super::{SETTLE, WAKE_WITHIN, pending, running};
-use crate::store::{Cancel, JobError, JobId, JobStore, Outcome, StoreError, StoredResponse};
+use super::{SETTLE, WAKE_WITHIN, pending, running, stored_response};
+use crate::store::{Cancel, ErrorCode, JobError, JobId, JobStore, Outcome, StoreError};
 
 /// `wait_terminal` resolves at once for an ended, deleted or unknown job.
 pub async fn wait_terminal_resolves_at_once_when_ended_or_unknown<St: JobStore>(store: &St) {
     let succeeded = running(store).await;
-    let outcome = Outcome::Response(StoredResponse::new(StatusCode::OK, HeaderMap::new(), Bytes::new()));
+    let outcome = Outcome::Response(stored_response(StatusCode::OK, HeaderMap::new(), Bytes::new()));
     assert!(store.finish(succeeded, outcome).await.expect("finish"));
     let failed = running(store).await;
-    let error = JobError::new(JobError::PANICKED, "boom");
+    let error = JobError::new(ErrorCode::Panicked, "boom");
     assert!(store.finish(failed, Outcome::Failed(error)).await.expect("finish"));
     let canceled = pending(store).await;
     assert_eq!(store.cancel(canceled).await.expect("cancel"), Cancel::Canceled);
@@ -65,11 +65,7 @@ pub async fn wait_terminal_wakes_on_finish<St: JobStore>(store: &Arc<St>) {
         .await
         .expect("set_progress");
     assert_still_waiting(&handle, "the job ended (start and progress do not wake it)").await;
-    let outcome = Outcome::Response(StoredResponse::new(
-        StatusCode::OK,
-        HeaderMap::new(),
-        Bytes::from("done"),
-    ));
+    let outcome = Outcome::Response(stored_response(StatusCode::OK, HeaderMap::new(), Bytes::from("done")));
     assert!(store.finish(id, outcome).await.expect("finish"));
     assert_wakes(handle, "finish").await;
 
@@ -79,7 +75,7 @@ pub async fn wait_terminal_wakes_on_finish<St: JobStore>(store: &Arc<St>) {
     assert_still_waiting(&handle, "the job ended").await;
     let other = Arc::clone(store);
     let finisher = tokio::spawn(async move {
-        let error = JobError::new(JobError::ERROR, "failed");
+        let error = JobError::new(ErrorCode::Error, "failed");
         other.finish(id, Outcome::Failed(error)).await
     });
     assert!(finisher.await.expect("finisher").expect("finish"));
@@ -125,7 +121,7 @@ pub async fn many_waiters_all_wake<St: JobStore>(store: &Arc<St>) {
     let early = handles.iter().filter(|h| h.is_finished()).count();
     assert_eq!(early, 0, "waiters resolved before the job ended");
 
-    let outcome = Outcome::Response(StoredResponse::new(StatusCode::OK, HeaderMap::new(), Bytes::new()));
+    let outcome = Outcome::Response(stored_response(StatusCode::OK, HeaderMap::new(), Bytes::new()));
     assert!(store.finish(id, outcome).await.expect("finish"));
     let all = futures_join(handles);
     let woken = tokio::time::timeout(WAKE_WITHIN, all)
