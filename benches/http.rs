@@ -45,7 +45,10 @@ use std::time::Duration;
 use axum::Router;
 use tokio::runtime::Runtime;
 use tokio::sync::oneshot;
-use tower_accepted::{AcceptedLayer, JobStore, MemoryStore};
+use tower_accepted::{
+    AcceptedLayer,
+    store::{JobStore, MemoryStore},
+};
 
 use load::{Measured, Script};
 
@@ -162,14 +165,18 @@ fn memory_layer() -> AcceptedLayer<MemoryStore> {
 }
 
 #[cfg(feature = "redis")]
-fn redis_layer(rt: &Runtime, url: &str, scenario: &str) -> Result<AcceptedLayer<tower_accepted::RedisStore>, String> {
+fn redis_layer(
+    rt: &Runtime,
+    url: &str,
+    scenario: &str,
+) -> Result<AcceptedLayer<tower_accepted::store::RedisStore>, String> {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     let namespace = format!("bench-{}-{nanos}-{scenario}", std::process::id());
     let store = rt
         .block_on(
-            tower_accepted::RedisStore::builder(url)
+            tower_accepted::store::RedisStore::builder(url)
                 .namespace(namespace)
                 .ttl(Duration::from_secs(120))
                 .tombstone_ttl(Duration::from_secs(60))

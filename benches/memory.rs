@@ -24,7 +24,10 @@ use http::header::{self, HeaderValue};
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::Full;
 use tower::{Layer, ServiceExt};
-use tower_accepted::{AcceptedLayer, JobId, JobRecord, JobStore, MemoryStore, Outcome, RequestBody};
+use tower_accepted::{
+    AcceptedLayer, RequestBody,
+    store::{JobId, JobRecord, JobStore, MemoryStore, Outcome},
+};
 
 /// Counts the bytes and blocks the program holds.
 struct Counting;

@@ -31,7 +31,10 @@ use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use tokio::runtime::Runtime;
 use tower::{Layer, Service, ServiceExt};
-use tower_accepted::{AcceptedLayer, JobId, JobRecord, JobStore, MemoryStore, Outcome, RequestBody};
+use tower_accepted::{
+    AcceptedLayer, RequestBody,
+    store::{JobId, JobRecord, JobStore, MemoryStore, Outcome},
+};
 
 type Body = Full<Bytes>;
 

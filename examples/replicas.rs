@@ -11,7 +11,7 @@ mod app;
 
 use std::time::Duration;
 
-use tower_accepted::RedisStore;
+use tower_accepted::store::RedisStore;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -99,7 +99,7 @@ impl<St: JobStore> AcceptedLayer<St> {
     /// Keeps jobs in `store` instead of a fresh [`MemoryStore`].
     ///
     /// ```
-    /// use tower_accepted::{AcceptedLayer, MemoryStore};
+    /// use tower_accepted::{AcceptedLayer, store::MemoryStore};
     ///
     /// let store = MemoryStore::builder().capacity(1_000).build();
     /// let layer = AcceptedLayer::new().store(store.clone());

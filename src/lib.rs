@@ -53,7 +53,7 @@
 //! job is `failed` with `error.code = "http_status"`. Jobs that end without a
 //! response carry an `error.code`: `panicked`, `error`, `timeout`,
 //! `result_too_large`, `shutdown` (and `lost` with shared stores): the words
-//! of [`ErrorCode`]. Errors are `application/problem+json` documents
+//! of [`ErrorCode`](store::ErrorCode). Errors are `application/problem+json` documents
 //! (RFC 9457).
 //!
 //! Clients can also ask: `Prefer: wait=5` on a submission returns the
@@ -65,6 +65,35 @@
 //! layer for HTTP clients that follows a `202 Accepted` (of this crate's
 //! servers, and of the other common styles) to the final response; see the
 //! `client` module.
+//!
+//! # The API at a glance
+//!
+//! Every public item has one path. The server side is at the root, the
+//! storage of jobs in [`store`], the following client in `client`.
+//!
+//! | item | what it is | feature |
+//! |---|---|---|
+//! | [`AcceptedLayer`] | the layer and its builder: what to defer, limits, routes, store | |
+//! | [`Accepted`] | the service the layer makes around yours | |
+//! | [`ResponseFuture`] | the future of an [`Accepted`] call | |
+//! | [`JobRoutes`], [`JobRoutesFuture`] | the job routes alone, for `nest_service` | |
+//! | [`Job`] | the handler's handle: progress, message, cancellation (an axum extractor with `axum`) | |
+//! | [`Completion`] | how a finished job is announced: `303` to the result, `201 Created`, or inline | |
+//! | [`Problem`] | an RFC 9457 problem document (`IntoResponse` with `axum`) | |
+//! | [`RequestBody`], [`ResponseBody`] | the body types the layer hands on and answers with | |
+//! | [`BoxError`] | the boxed error of bodies and services | |
+//! | [`store::JobStore`] | where jobs live: the trait a store implements | |
+//! | [`store::MemoryStore`], [`store::MemoryStoreBuilder`] | the in-process store (the default) | |
+//! | `store::RedisStore`, `store::RedisStoreBuilder` | jobs shared by replicas through Redis | `redis` |
+//! | [`store::JobRecord`], [`store::JobStatus`], [`store::JobId`] | a job as a store keeps it, its status, its id | |
+//! | [`store::Outcome`], [`store::JobError`], [`store::ErrorCode`], [`store::OtherCode`] | how a job ended | |
+//! | [`store::Lookup`], [`store::Cancel`], [`store::CreatedOnce`], [`store::KeyLookup`] | what a store's operations answer | |
+//! | [`store::IdempotencyKey`], [`store::ListCursor`], [`store::Page`] | keys, listing cursors and pages | |
+//! | [`store::StoreError`], [`store::InvalidJobId`], [`store::InvalidJobStatus`] | errors of stores and of parsing | |
+//! | `store::suite` | the conformance kit a store's own tests run | `test-util` |
+//! | `client::FollowLayer`, `client::Follow`, `client::ResponseFuture` | a client middleware that follows a `202` to the final response | `client` |
+//! | `client::FollowBody`, `client::FollowError`, `client::OnStatus` | its body, its errors, its progress callback | `client` |
+//! | `client::StatusDocument`, `client::Status`, `client::OperationError` | a status document as the client reads it (any common style) | `client` |
 //!
 //! # Progress and cancellation
 //!
@@ -159,17 +188,6 @@ pub use job::Job;
 pub use layer::AcceptedLayer;
 pub use problem::Problem;
 pub use service::{Accepted, JobRoutes};
-pub use store::{
-    Cancel, CreatedOnce, ErrorCode, IdempotencyKey, InvalidJobId, InvalidJobStatus, JobError, JobId, JobRecord,
-    JobStatus, JobStore, KeyLookup, ListCursor, Lookup, MemoryStore, MemoryStoreBuilder, OtherCode, Outcome, Page,
-    StoreError,
-};
-
-#[cfg(feature = "redis")]
-pub use store::{RedisStore, RedisStoreBuilder};
-
-#[cfg(feature = "client")]
-pub use client::{Follow, FollowLayer};
 
 /// The boxed error type used by the bodies and by service errors.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -50,7 +50,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tower::{Layer, Service, ServiceExt};
-use tower_accepted::{AcceptedLayer, BoxError, MemoryStore, RequestBody};
+use tower_accepted::{AcceptedLayer, BoxError, RequestBody, store::MemoryStore};
 
 // ---------------------------------------------------------------------------
 // A counting allocator.
@@ -492,7 +492,7 @@ fn layer() -> AcceptedLayer {
 
 /// The layer over `store` twice: with no timeout to speak of, and with
 /// `slow_timeout`.
-fn services<St: tower_accepted::JobStore>(
+fn services<St: tower_accepted::store::JobStore>(
     layer: AcceptedLayer<St>,
     slow_timeout: Duration,
     asleep: &Asleep,
@@ -650,9 +650,9 @@ const STEADY_WARM_UP_WAVES: usize = 10;
 
 /// Creates `jobs` jobs in `store` and finishes them at once (each with a
 /// result of its own), without the layer.
-async fn fill_directly<St: tower_accepted::JobStore>(store: &St, jobs: usize) {
+async fn fill_directly<St: tower_accepted::store::JobStore>(store: &St, jobs: usize) {
     use tower_accepted::store::suite::stored_response;
-    use tower_accepted::{JobId, JobRecord, Outcome};
+    use tower_accepted::store::{JobId, JobRecord, Outcome};
     for index in 0..jobs {
         let body = Bytes::from(format!("ok {index:012}"));
         let id = JobId::new();
@@ -860,7 +860,7 @@ const REDIS_SLACK_BYTES: isize = 256 * 1024;
 #[test]
 fn redis_store_soak_returns_to_baseline() {
     use common::redis::{keys_with_ttl, namespace, redis_url};
-    use tower_accepted::RedisStore;
+    use tower_accepted::store::RedisStore;
 
     let _serial = lock(&SERIAL);
     let jobs = env_usize("SOAK_REDIS_JOBS", 2_000);

@@ -13,7 +13,7 @@ use axum::http::header::{self, HeaderValue};
 use axum::http::{Response, StatusCode};
 use axum::routing::post;
 use bytes::Bytes;
-use tower_accepted::{AcceptedLayer, JobStore};
+use tower_accepted::{AcceptedLayer, store::JobStore};
 use uuid::Uuid;
 
 /// How long the wrapped handler works on a job: `BENCH_JOB_MS`, default

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Extension, Json, Router};
 use serde_json::{Value, json};
-use tower_accepted::{AcceptedLayer, Completion, Job, JobStore, Problem};
+use tower_accepted::{AcceptedLayer, Completion, Job, Problem, store::JobStore};
 
 /// How long one page of a report takes.
 pub const PAGE: Duration = Duration::from_millis(300);

@@ -27,7 +27,7 @@ use super::service::Follow;
 /// use hyper_util::client::legacy::Client;
 /// use hyper_util::rt::TokioExecutor;
 /// use tower::ServiceBuilder;
-/// use tower_accepted::FollowLayer;
+/// use tower_accepted::client::FollowLayer;
 ///
 /// let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
 /// let client = ServiceBuilder::new()
@@ -81,7 +81,7 @@ impl FollowLayer {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use tower_accepted::FollowLayer;
+    /// use tower_accepted::client::FollowLayer;
     ///
     /// let layer = FollowLayer::new().deadline(Duration::from_secs(30)).max_polls(100);
     /// # let _ = layer;
@@ -139,7 +139,7 @@ impl FollowLayer {
     /// ignored). Off by default: dropping the future only stops polling.
     ///
     /// ```
-    /// use tower_accepted::FollowLayer;
+    /// use tower_accepted::client::FollowLayer;
     ///
     /// // A CLI whose Ctrl-C should stop the server's work too.
     /// let layer = FollowLayer::new().cancel_on_drop(true);
@@ -154,7 +154,7 @@ impl FollowLayer {
     /// `DELETE`, besides `Authorization` and `Cookie` (which always go).
     ///
     /// ```
-    /// use tower_accepted::FollowLayer;
+    /// use tower_accepted::client::FollowLayer;
     ///
     /// let layer = FollowLayer::new().forward_headers(|name| name.as_str().starts_with("x-tenant"));
     /// # let _ = layer;

@@ -15,7 +15,7 @@
 //! use hyper_util::client::legacy::Client;
 //! use hyper_util::rt::TokioExecutor;
 //! use tower::{Layer, ServiceExt};
-//! use tower_accepted::FollowLayer;
+//! use tower_accepted::client::FollowLayer;
 //!
 //! #[tokio::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {

@@ -33,7 +33,7 @@ use crate::BoxError;
 /// use http::{Request, Response, StatusCode};
 /// use http_body_util::{BodyExt, Full};
 /// use tower::{Layer, ServiceExt};
-/// use tower_accepted::{AcceptedLayer, FollowLayer, RequestBody};
+/// use tower_accepted::{AcceptedLayer, RequestBody, client::FollowLayer};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {

@@ -15,7 +15,7 @@ use uuid::Uuid;
 /// hyphenated form, `9b2f3c1e-…`.
 ///
 /// ```
-/// use tower_accepted::JobId;
+/// use tower_accepted::store::JobId;
 ///
 /// let id = JobId::new();
 /// let parsed: JobId = id.to_string().parse().unwrap();

@@ -14,7 +14,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// readable (and writable) as they are.
 ///
 /// ```
-/// use tower_accepted::{ErrorCode, JobError};
+/// use tower_accepted::store::{ErrorCode, JobError};
 ///
 /// let error = JobError::new(ErrorCode::Timeout, "the job ran longer than 30s");
 /// assert_eq!(error.code, ErrorCode::Timeout);
@@ -55,7 +55,7 @@ impl JobError {
 /// so a `match` needs a `_` arm (or compare [`as_str`](Self::as_str)).
 ///
 /// ```
-/// use tower_accepted::ErrorCode;
+/// use tower_accepted::store::ErrorCode;
 ///
 /// assert_eq!(ErrorCode::ResultTooLarge.as_str(), "result_too_large");
 /// assert_eq!("panicked".parse::<ErrorCode>(), Ok(ErrorCode::Panicked));
@@ -92,7 +92,7 @@ pub enum ErrorCode {
 /// have variants of their own. Made by [`ErrorCode::from`] or by parsing.
 ///
 /// ```
-/// use tower_accepted::ErrorCode;
+/// use tower_accepted::store::ErrorCode;
 ///
 /// let ErrorCode::Other(code) = ErrorCode::from(String::from("quota_exceeded")) else {
 ///     unreachable!("not a known code")
@@ -119,7 +119,7 @@ impl ErrorCode {
     /// The code as documents and stores spell it, such as `"timeout"`.
     ///
     /// ```
-    /// use tower_accepted::ErrorCode;
+    /// use tower_accepted::store::ErrorCode;
     ///
     /// assert_eq!(ErrorCode::HttpStatus.as_str(), "http_status");
     /// assert_eq!(ErrorCode::from("x-custom").as_str(), "x-custom");

@@ -57,7 +57,7 @@ pub use redis::{RedisStore, RedisStoreBuilder};
 /// them), so a `match` outside this crate needs a `_` arm.
 ///
 /// ```
-/// use tower_accepted::{JobId, JobStore, Lookup, MemoryStore};
+/// use tower_accepted::store::{JobId, JobStore, Lookup, MemoryStore};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
@@ -83,7 +83,7 @@ pub enum Lookup {
 /// carries out later, say), so a `match` outside this crate needs a `_` arm.
 ///
 /// ```
-/// use tower_accepted::{Cancel, JobId, JobRecord, JobStore, MemoryStore};
+/// use tower_accepted::store::{Cancel, JobId, JobRecord, JobStore, MemoryStore};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
@@ -110,7 +110,7 @@ pub enum Cancel {
 /// Why a store could not do what was asked.
 ///
 /// ```
-/// use tower_accepted::{JobId, JobRecord, JobStore, MemoryStore, StoreError};
+/// use tower_accepted::store::{JobId, JobRecord, JobStore, MemoryStore, StoreError};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
@@ -160,10 +160,10 @@ impl std::error::Error for StoreError {
 /// for stores that are costly to make).
 ///
 /// ```
-/// use tower_accepted::{JobId, JobRecord, JobStatus, JobStore, Lookup, MemoryStore};
+/// use tower_accepted::store::{JobId, JobRecord, JobStatus, JobStore, Lookup, MemoryStore};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), tower_accepted::StoreError> {
+/// # async fn main() -> Result<(), tower_accepted::store::StoreError> {
 /// let store = MemoryStore::new();
 /// let id = JobId::new();
 /// store.create(JobRecord::pending(id)).await?;
@@ -185,7 +185,7 @@ impl std::error::Error for StoreError {
 /// ```
 /// use bytes::Bytes;
 /// use http::{HeaderMap, Response, StatusCode};
-/// use tower_accepted::{ErrorCode, JobError, JobId, JobRecord, JobStatus, Outcome};
+/// use tower_accepted::store::{ErrorCode, JobError, JobId, JobRecord, JobStatus, Outcome};
 ///
 /// /// A job as a table row keeps it.
 /// struct Row {

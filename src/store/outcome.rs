@@ -22,7 +22,7 @@ use super::record::JobStatus;
 /// ```
 /// use bytes::Bytes;
 /// use http::{Response, StatusCode};
-/// use tower_accepted::{ErrorCode, JobStatus, Outcome};
+/// use tower_accepted::store::{ErrorCode, JobStatus, Outcome};
 ///
 /// let mut not_found = Response::new(Bytes::from_static(b"no such report"));
 /// *not_found.status_mut() = StatusCode::NOT_FOUND;
@@ -47,7 +47,7 @@ impl Outcome {
     /// ```
     /// use bytes::Bytes;
     /// use http::Response;
-    /// use tower_accepted::{ErrorCode, JobError, JobStatus, Outcome};
+    /// use tower_accepted::store::{ErrorCode, JobError, JobStatus, Outcome};
     ///
     /// assert_eq!(Outcome::Response(Response::new(Bytes::new())).status(), JobStatus::Succeeded);
     /// let panicked = Outcome::Failed(JobError::new(ErrorCode::Panicked, "boom"));
@@ -66,7 +66,7 @@ impl Outcome {
     /// ```
     /// use bytes::Bytes;
     /// use http::Response;
-    /// use tower_accepted::{ErrorCode, JobError, Outcome};
+    /// use tower_accepted::store::{ErrorCode, JobError, Outcome};
     ///
     /// assert_eq!(Outcome::Response(Response::new(Bytes::new())).error(), None);
     /// let timeout = JobError::new(ErrorCode::Timeout, "too slow");
@@ -88,7 +88,7 @@ impl Outcome {
     /// ```
     /// use bytes::Bytes;
     /// use http::Response;
-    /// use tower_accepted::{ErrorCode, JobError, Outcome};
+    /// use tower_accepted::store::{ErrorCode, JobError, Outcome};
     ///
     /// let done = Outcome::Response(Response::new(Bytes::from_static(b"done")));
     /// assert_eq!(done.response().map(|r| r.body().clone()), Some(Bytes::from_static(b"done")));

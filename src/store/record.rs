@@ -18,7 +18,7 @@ use super::outcome::Outcome;
 /// (`"canceled"` with one "l").
 ///
 /// ```
-/// use tower_accepted::JobStatus;
+/// use tower_accepted::store::JobStatus;
 ///
 /// assert_eq!(JobStatus::Canceled.as_str(), "canceled");
 /// assert!(JobStatus::Failed.is_terminal());
@@ -79,7 +79,7 @@ impl FromStr for JobStatus {
     /// back.
     ///
     /// ```
-    /// use tower_accepted::JobStatus;
+    /// use tower_accepted::store::JobStatus;
     ///
     /// assert_eq!("canceled".parse::<JobStatus>(), Ok(JobStatus::Canceled));
     /// assert!("cancelled".parse::<JobStatus>().is_err());
@@ -109,7 +109,7 @@ impl FromStr for JobStatus {
 /// what it does not):
 ///
 /// ```
-/// use tower_accepted::{ErrorCode, JobError, JobId, JobRecord, JobStatus};
+/// use tower_accepted::store::{ErrorCode, JobError, JobId, JobRecord, JobStatus};
 ///
 /// // As a store reads a finished job back from its storage.
 /// let id = JobId::new();
@@ -164,7 +164,7 @@ impl JobRecord {
     /// rest is unset; the `with_…` methods set it.
     ///
     /// ```
-    /// use tower_accepted::{JobId, JobRecord, JobStatus};
+    /// use tower_accepted::store::{JobId, JobRecord, JobStatus};
     ///
     /// let record = JobRecord::new(JobId::new(), JobStatus::Running, 1_000, 1_200);
     /// assert_eq!((record.created_at_ms, record.updated_at_ms), (1_000, 1_200));
@@ -188,7 +188,7 @@ impl JobRecord {
     /// A fresh `pending` record, created now.
     ///
     /// ```
-    /// use tower_accepted::{JobId, JobRecord, JobStatus};
+    /// use tower_accepted::store::{JobId, JobRecord, JobStatus};
     ///
     /// let record = JobRecord::pending(JobId::new());
     /// assert_eq!(record.status, JobStatus::Pending);
@@ -233,7 +233,7 @@ impl JobRecord {
     /// The same record, owned by `owner`.
     ///
     /// ```
-    /// use tower_accepted::{JobId, JobRecord};
+    /// use tower_accepted::store::{JobId, JobRecord};
     ///
     /// let record = JobRecord::pending(JobId::new()).with_owner(Some("alice".to_owned()));
     /// assert!(record.visible_to(Some("alice")));
@@ -249,7 +249,7 @@ impl JobRecord {
     /// anonymous job (its id is the capability), only its owner otherwise.
     ///
     /// ```
-    /// use tower_accepted::{JobId, JobRecord};
+    /// use tower_accepted::store::{JobId, JobRecord};
     ///
     /// let anonymous = JobRecord::pending(JobId::new());
     /// assert!(anonymous.visible_to(None) && anonymous.visible_to(Some("bob")));
@@ -265,7 +265,7 @@ impl JobRecord {
     /// ```
     /// use bytes::Bytes;
     /// use http::{Response, StatusCode};
-    /// use tower_accepted::{JobId, JobRecord, JobStatus, Outcome};
+    /// use tower_accepted::store::{JobId, JobRecord, JobStatus, Outcome};
     ///
     /// let mut record = JobRecord::pending(JobId::new());
     /// let mut created = Response::new(Bytes::from_static(b"made"));
@@ -304,7 +304,7 @@ pub(crate) fn unix_ms() -> u64 {
 /// the fingerprint of the request that first used it.
 ///
 /// ```
-/// use tower_accepted::IdempotencyKey;
+/// use tower_accepted::store::IdempotencyKey;
 ///
 /// let key = IdempotencyKey::new(Some("alice"), "order-42", "POST /orders 9f2c…");
 /// assert_ne!(key.scope(), IdempotencyKey::new(Some("bob"), "order-42", "").scope());
@@ -345,10 +345,10 @@ impl IdempotencyKey {
 /// names.) `#[non_exhaustive]`, as [`KeyLookup`]: answers may be added.
 ///
 /// ```
-/// use tower_accepted::{CreatedOnce, IdempotencyKey, JobId, JobRecord, JobStore, MemoryStore};
+/// use tower_accepted::store::{CreatedOnce, IdempotencyKey, JobId, JobRecord, JobStore, MemoryStore};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), tower_accepted::StoreError> {
+/// # async fn main() -> Result<(), tower_accepted::store::StoreError> {
 /// let store = MemoryStore::new();
 /// let key = IdempotencyKey::new(Some("alice"), "order-42", "fingerprint");
 /// let first = JobRecord::pending(JobId::new());
@@ -374,7 +374,7 @@ pub enum CreatedOnce {
 /// [`JobStore::find_key`](super::JobStore::find_key) answers.
 ///
 /// ```
-/// use tower_accepted::{IdempotencyKey, JobStore, KeyLookup, MemoryStore};
+/// use tower_accepted::store::{IdempotencyKey, JobStore, KeyLookup, MemoryStore};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
@@ -401,7 +401,7 @@ pub enum KeyLookup {
 /// its text; a listing in another order may need more in it.
 ///
 /// ```
-/// use tower_accepted::{JobId, ListCursor};
+/// use tower_accepted::store::{JobId, ListCursor};
 ///
 /// let cursor = ListCursor::new(1_795_000_000_000, JobId::new());
 /// assert_eq!(cursor.to_string().parse::<ListCursor>().unwrap(), cursor);
@@ -449,7 +449,7 @@ impl FromStr for ListCursor {
 /// build one with [`Page::new`].
 ///
 /// ```
-/// use tower_accepted::{JobId, JobRecord, ListCursor, Page};
+/// use tower_accepted::store::{JobId, JobRecord, ListCursor, Page};
 ///
 /// let last = JobRecord::pending(JobId::new());
 /// let next = ListCursor::new(last.created_at_ms, last.id);

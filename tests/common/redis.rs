@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use tower_accepted::{JobId, RedisStore};
+use tower_accepted::store::{JobId, RedisStore};
 
 pub fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())

@@ -44,7 +44,7 @@ use axum::{Extension, Router};
 use bytes::Bytes;
 use common::{Answer, HttpClient, serve};
 use http::{Method, StatusCode};
-use tower_accepted::{AcceptedLayer, BoxError, Job, MemoryStore};
+use tower_accepted::{AcceptedLayer, BoxError, Job, store::MemoryStore};
 
 // ---------------------------------------------------------------------------
 // Randomness.

@@ -18,7 +18,7 @@ use http_body_util::{BodyExt, Full};
 use serde_json::Value;
 use tower::ServiceExt;
 use tower_accepted::client::{FollowError, OnStatus, StatusDocument};
-use tower_accepted::{Completion, FollowLayer};
+use tower_accepted::{Completion, client::FollowLayer};
 
 use common::{Answer, HttpClient, Server, serve};
 use follow::{call, fast, follower, post};

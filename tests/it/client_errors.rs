@@ -20,7 +20,7 @@ use http::header::{CONTENT_TYPE, LOCATION};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower_accepted::client::FollowError;
-use tower_accepted::{Completion, FollowLayer, MemoryStore};
+use tower_accepted::{Completion, client::FollowLayer, store::MemoryStore};
 
 use common::{HttpClient, serve};
 use follow::{Error, fast, follower, post as follow_post};

@@ -21,7 +21,7 @@ use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use serde_json::json;
 use tower::{Layer, ServiceExt};
-use tower_accepted::FollowLayer;
+use tower_accepted::client::FollowLayer;
 
 use common::serve;
 use follow::{Counter, call, fast, follower, logged, post as follow_post};

@@ -10,7 +10,10 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use tower::{Layer, ServiceExt};
-use tower_accepted::{Accepted, AcceptedLayer, JobStore, MemoryStore};
+use tower_accepted::{
+    Accepted, AcceptedLayer,
+    store::{JobStore, MemoryStore},
+};
 
 type Inner = tower::util::ServiceFn<fn(Request<tower_accepted::RequestBody<Body>>) -> Ready>;
 type Ready = std::future::Ready<Result<Response<Body>, Infallible>>;
@@ -240,10 +243,16 @@ async fn finished_jobs_past_the_byte_budget_are_evicted_oldest_first() {
     let (status, headers, _) = send(&service, Method::POST, "/gate", String::new()).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let gated = headers[header::LOCATION].to_str().unwrap().to_owned();
-    let pending = tower_accepted::JobId::new();
-    store.create(tower_accepted::JobRecord::pending(pending)).await.unwrap();
-    let running = tower_accepted::JobId::new();
-    store.create(tower_accepted::JobRecord::pending(running)).await.unwrap();
+    let pending = tower_accepted::store::JobId::new();
+    store
+        .create(tower_accepted::store::JobRecord::pending(pending))
+        .await
+        .unwrap();
+    let running = tower_accepted::store::JobId::new();
+    store
+        .create(tower_accepted::store::JobRecord::pending(running))
+        .await
+        .unwrap();
     assert!(store.start(running).await.unwrap());
 
     let mut monitors = Vec::new();
@@ -258,8 +267,8 @@ async fn finished_jobs_past_the_byte_budget_are_evicted_oldest_first() {
         let bytes = store.finished_bytes();
         assert!(bytes <= budget + weight, "once job {index} finished: {bytes} bytes");
         assert_eq!(
-            store.get(tower_accepted::JobId::new()).await.unwrap(),
-            tower_accepted::Lookup::Unknown
+            store.get(tower_accepted::store::JobId::new()).await.unwrap(),
+            tower_accepted::store::Lookup::Unknown
         );
         within_budget(&format!("once job {index} finished and the store was next used"));
         let kept = (index + 1).min(10);
@@ -297,16 +306,16 @@ async fn finished_jobs_past_the_byte_budget_are_evicted_oldest_first() {
     let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(doc["status"], "running");
     let status_of = |lookup| match lookup {
-        tower_accepted::Lookup::Found(record) => record.status,
+        tower_accepted::store::Lookup::Found(record) => record.status,
         other => panic!("an unfinished job was evicted: {other:?}"),
     };
     assert_eq!(
         status_of(store.get(pending).await.unwrap()),
-        tower_accepted::JobStatus::Pending
+        tower_accepted::store::JobStatus::Pending
     );
     assert_eq!(
         status_of(store.get(running).await.unwrap()),
-        tower_accepted::JobStatus::Running
+        tower_accepted::store::JobStatus::Running
     );
 
     // The gated job finishes last: it is the newest, and the oldest kept
@@ -337,7 +346,7 @@ async fn finished_jobs_past_the_byte_budget_are_evicted_oldest_first() {
 #[tokio::test(start_paused = true)]
 async fn the_budget_holds_between_operations_too() {
     use tower_accepted::store::suite::stored_response;
-    use tower_accepted::{JobId, JobRecord, Outcome};
+    use tower_accepted::store::{JobId, JobRecord, Outcome};
     let budget = 100_000;
     let store = MemoryStore::builder().max_finished_bytes(budget).build();
     let small = Bytes::from(vec![b's'; 100]);

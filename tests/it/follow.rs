@@ -10,7 +10,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tower::{Layer, ServiceExt};
-use tower_accepted::FollowLayer;
+use tower_accepted::client::FollowLayer;
 use tower_accepted::client::{Follow, FollowError};
 
 use crate::common::Answer;

@@ -70,7 +70,7 @@ fn check_answer(method: &Method, status: StatusCode, headers: &http::HeaderMap, 
             let listing = doc["jobs"].is_array();
             let status_doc = doc["id"]
                 .as_str()
-                .is_some_and(|id| id.parse::<tower_accepted::JobId>().is_ok());
+                .is_some_and(|id| id.parse::<tower_accepted::store::JobId>().is_ok());
             if !(listing || status_doc) {
                 return Err(format!("{status}: not a status document {doc}"));
             }

@@ -38,8 +38,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Notify, Semaphore};
 use tower::{Service, ServiceBuilder, service_fn};
 use tower_accepted::{
-    AcceptedLayer, BoxError, Cancel, CreatedOnce, IdempotencyKey, Job, JobId, JobRecord, JobStore, KeyLookup,
-    ListCursor, Lookup, MemoryStore, Outcome, Page, RequestBody, StoreError,
+    AcceptedLayer, BoxError, Job, RequestBody,
+    store::{
+        Cancel, CreatedOnce, IdempotencyKey, JobId, JobRecord, JobStore, KeyLookup, ListCursor, Lookup, MemoryStore,
+        Outcome, Page, StoreError,
+    },
 };
 use uuid::Uuid;
 

@@ -13,7 +13,10 @@ use axum::routing::post;
 use http::header::HeaderName;
 use http::{HeaderMap, Method, StatusCode};
 use tokio::sync::Semaphore;
-use tower_accepted::{AcceptedLayer, JobStore, MemoryStore};
+use tower_accepted::{
+    AcceptedLayer,
+    store::{JobStore, MemoryStore},
+};
 
 use common::{Answer, HttpClient, Server, serve};
 
@@ -92,7 +95,7 @@ async fn cross_owner_access_is_an_unknown_id(app: &App) {
     let done = as_user(app, Method::GET, &format!("{finished}?wait=10"), Some("alice")).await;
     assert_eq!(done.status, StatusCode::SEE_OTHER);
 
-    let unknown = format!("/jobs/{}", tower_accepted::JobId::new());
+    let unknown = format!("/jobs/{}", tower_accepted::store::JobId::new());
     let reference = as_user(app, Method::GET, &unknown, Some("bob")).await;
     reference.assert_problem(StatusCode::NOT_FOUND);
     for monitor in [&running, &finished] {
@@ -328,7 +331,7 @@ macro_rules! on_both_stores {
         mod $scenario {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn memory_store() {
-                super::$scenario(tower_accepted::MemoryStore::new()).await;
+                super::$scenario(tower_accepted::store::MemoryStore::new()).await;
             }
 
             #[cfg(feature = "redis")]

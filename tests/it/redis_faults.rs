@@ -13,7 +13,7 @@ use axum::Router;
 use axum::routing::post;
 use http::StatusCode;
 use tokio::process::{Child, Command};
-use tower_accepted::{AcceptedLayer, RedisStore};
+use tower_accepted::{AcceptedLayer, store::RedisStore};
 
 use common::{HttpClient, serve};
 

@@ -16,8 +16,11 @@ use axum::{Extension, Router};
 use http::{Method, StatusCode};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tower_accepted::{
-    AcceptedLayer, Cancel, CreatedOnce, IdempotencyKey, Job, JobId, JobRecord, JobStatus, JobStore, KeyLookup, Lookup,
-    Outcome, RedisStore,
+    AcceptedLayer, Job,
+    store::{
+        Cancel, CreatedOnce, IdempotencyKey, JobId, JobRecord, JobStatus, JobStore, KeyLookup, Lookup, Outcome,
+        RedisStore,
+    },
 };
 
 use common::redis::{assert_every_key_expires, connection, keys_with_ttl, namespace, redis_url, store};
@@ -53,8 +56,10 @@ async fn namespaces_are_isolated() {
     assert!(matches!(a.get(id).await.unwrap(), Lookup::Found(_)));
     assert_eq!(b.get(id).await.unwrap(), Lookup::Unknown);
     assert!(!b.start(id).await.unwrap());
-    assert_eq!(b.cancel(id).await.unwrap(), tower_accepted::Cancel::Unknown);
-    assert!(matches!(a.get(id).await.unwrap(), Lookup::Found(r) if r.status == tower_accepted::JobStatus::Pending));
+    assert_eq!(b.cancel(id).await.unwrap(), tower_accepted::store::Cancel::Unknown);
+    assert!(
+        matches!(a.get(id).await.unwrap(), Lookup::Found(r) if r.status == tower_accepted::store::JobStatus::Pending)
+    );
 }
 
 /// The record of a job that must be there.

@@ -21,8 +21,8 @@ use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, mpsc};
 use tower::{Layer, ServiceExt, service_fn};
 use tower_accepted::{
-    AcceptedLayer, BoxError, Cancel, Job, JobId, JobRecord, JobStore, Lookup, MemoryStore, Outcome, RequestBody,
-    StoreError,
+    AcceptedLayer, BoxError, Job, RequestBody,
+    store::{Cancel, JobId, JobRecord, JobStore, Lookup, MemoryStore, Outcome, StoreError},
 };
 
 /// Generous bound for anything that should happen "soon".
@@ -883,19 +883,22 @@ impl JobStore for SlowCreate {
     async fn create_once(
         &self,
         record: JobRecord,
-        key: tower_accepted::IdempotencyKey,
-    ) -> Result<tower_accepted::CreatedOnce, StoreError> {
+        key: tower_accepted::store::IdempotencyKey,
+    ) -> Result<tower_accepted::store::CreatedOnce, StoreError> {
         self.inner.create_once(record, key).await
     }
-    async fn find_key(&self, key: &tower_accepted::IdempotencyKey) -> Result<tower_accepted::KeyLookup, StoreError> {
+    async fn find_key(
+        &self,
+        key: &tower_accepted::store::IdempotencyKey,
+    ) -> Result<tower_accepted::store::KeyLookup, StoreError> {
         self.inner.find_key(key).await
     }
     async fn list(
         &self,
         owner: &str,
         limit: usize,
-        after: Option<tower_accepted::ListCursor>,
-    ) -> Result<tower_accepted::Page, StoreError> {
+        after: Option<tower_accepted::store::ListCursor>,
+    ) -> Result<tower_accepted::store::Page, StoreError> {
         self.inner.list(owner, limit, after).await
     }
     async fn get(&self, id: JobId) -> Result<Lookup, StoreError> {

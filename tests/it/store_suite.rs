@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
-use tower_accepted::{
+use tower_accepted::store::{
     Cancel, ErrorCode, JobError, JobId, JobRecord, JobStatus, JobStore, Lookup, MemoryStore, Outcome, StoreError,
 };
 
@@ -553,7 +553,7 @@ async fn create_once_frees_an_expired_key_behind_many_unpurged_jobs() {
     // the old store they were all in the holders' shard, ahead of them; now
     // the shard is a keyed hash, there is one expiry queue, and an expired
     // holder is cleared directly.
-    use tower_accepted::{CreatedOnce, IdempotencyKey, KeyLookup};
+    use tower_accepted::store::{CreatedOnce, IdempotencyKey, KeyLookup};
     const CROWD: usize = 2_000;
     // Room for the crowd also where finished jobs held capacity.
     let store = store(2 * CROWD);
@@ -841,7 +841,7 @@ async fn extreme_durations_never_panic() {
     // test, at its `purge_expired` (a `Duration::MAX` time to live alone
     // was already saturated). Times now saturate, and `Duration::MAX`
     // means "never".
-    use tower_accepted::{CreatedOnce, IdempotencyKey, KeyLookup};
+    use tower_accepted::store::{CreatedOnce, IdempotencyKey, KeyLookup};
     let forever = MemoryStore::builder()
         .capacity(usize::MAX)
         .ttl(Duration::MAX)

@@ -16,7 +16,7 @@ use crate::store::index::{KeyIndex, OwnerIndex};
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_accepted::MemoryStore;
+/// use tower_accepted::store::MemoryStore;
 ///
 /// let store = MemoryStore::builder()
 ///     .capacity(1_000)

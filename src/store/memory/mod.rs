@@ -68,7 +68,7 @@ const EVICT_BUDGET: usize = 4096;
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_accepted::{AcceptedLayer, MemoryStore};
+/// use tower_accepted::{AcceptedLayer, store::MemoryStore};
 ///
 /// let store = MemoryStore::builder()
 ///     .capacity(10_000)

@@ -18,10 +18,10 @@ use crate::store::StoreError;
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use tower_accepted::RedisStore;
+/// use tower_accepted::store::RedisStore;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), tower_accepted::StoreError> {
+/// # async fn main() -> Result<(), tower_accepted::store::StoreError> {
 /// let store = RedisStore::builder("redis://127.0.0.1:6379")
 ///     .namespace("app")
 ///     .ttl(Duration::from_secs(600))

@@ -71,10 +71,10 @@ const MAX_DURATION: Duration = Duration::from_millis(MAX_MS);
 ///   reported as [`StoreError::Full`]; bound the store with `maxmemory`.
 ///
 /// ```no_run
-/// use tower_accepted::{AcceptedLayer, RedisStore};
+/// use tower_accepted::{AcceptedLayer, store::RedisStore};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), tower_accepted::StoreError> {
+/// # async fn main() -> Result<(), tower_accepted::store::StoreError> {
 /// let store = RedisStore::builder("redis://127.0.0.1:6379")
 ///     .namespace("reports")
 ///     .build()
@@ -201,7 +201,7 @@ impl JobStore for RedisStore {
 
     /// Reads the key's holder (`"<id> <fingerprint>"`, as the create script
     /// writes it), then the holder with [`get`](JobStore::get), as
-    /// [`MemoryStore`](crate::MemoryStore) answers: `Free` when no kept job
+    /// [`MemoryStore`](crate::store::MemoryStore) answers: `Free` when no kept job
     /// holds the key (absent, or its holder deleted or expired), `Mismatch`
     /// when a kept job holds it for another fingerprint (or the key's text
     /// names no job, which [`create_once`](JobStore::create_once) refuses

@@ -4,7 +4,7 @@
 //! from its own test with a way to make fresh stores:
 //!
 //! ```
-//! use tower_accepted::MemoryStore;
+//! use tower_accepted::store::MemoryStore;
 //! use tower_accepted::store::suite;
 //!
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
