@@ -12,6 +12,39 @@ use pin_project_lite::pin_project;
 
 use crate::BoxError;
 
+/// `Debug` and `Body` for a public body type whose `kind` field is a
+/// [`BytesOrBody`]: the public types differ in name only.
+macro_rules! body_over_kind {
+    ($name:ident, $bytes:literal, $body:literal) => {
+        impl<B> std::fmt::Debug for $name<B> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.kind.fmt_as(f, $bytes, $body)
+            }
+        }
+
+        impl<B> Body for $name<B>
+        where
+            B: Body,
+            B::Error: Into<BoxError>,
+        {
+            type Data = Bytes;
+            type Error = BoxError;
+
+            fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+                self.project().kind.poll_frame(cx)
+            }
+
+            fn is_end_stream(&self) -> bool {
+                self.kind.is_end_stream()
+            }
+
+            fn size_hint(&self) -> SizeHint {
+                self.kind.size_hint()
+            }
+        }
+    };
+}
+
 pin_project! {
     /// The request body the wrapped service receives: the whole body, read
     /// before the job was accepted, or, for requests the layer lets through,
@@ -34,15 +67,7 @@ pin_project! {
     /// ```
     pub struct RequestBody<B> {
         #[pin]
-        kind: RequestKind<B>,
-    }
-}
-
-pin_project! {
-    #[project = RequestKindProj]
-    enum RequestKind<B> {
-        Buffered { data: Option<Bytes> },
-        Streaming { #[pin] body: B },
+        kind: BytesOrBody<B>,
     }
 }
 
@@ -50,61 +75,19 @@ impl<B> RequestBody<B> {
     /// A body that is already whole.
     pub fn buffered(data: Bytes) -> Self {
         Self {
-            kind: RequestKind::Buffered {
-                data: (!data.is_empty()).then_some(data),
-            },
+            kind: BytesOrBody::bytes(data),
         }
     }
 
     /// The original body, streamed through.
     pub fn streaming(body: B) -> Self {
         Self {
-            kind: RequestKind::Streaming { body },
+            kind: BytesOrBody::Body { body },
         }
     }
 }
 
-impl<B> std::fmt::Debug for RequestBody<B> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.kind {
-            RequestKind::Buffered { data } => f
-                .debug_struct("RequestBody::Buffered")
-                .field("len", &data.as_ref().map_or(0, Bytes::len))
-                .finish(),
-            RequestKind::Streaming { .. } => f.write_str("RequestBody::Streaming"),
-        }
-    }
-}
-
-impl<B> Body for RequestBody<B>
-where
-    B: Body,
-    B::Error: Into<BoxError>,
-{
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.project().kind.project() {
-            RequestKindProj::Buffered { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            RequestKindProj::Streaming { body } => poll_bytes(body, cx),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match &self.kind {
-            RequestKind::Buffered { data } => data.is_none(),
-            RequestKind::Streaming { body } => body.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match &self.kind {
-            RequestKind::Buffered { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
-            RequestKind::Streaming { body } => body.size_hint(),
-        }
-    }
-}
+body_over_kind!(RequestBody, "RequestBody::Buffered", "RequestBody::Streaming");
 
 pin_project! {
     /// The response body of [`Accepted`](crate::Accepted): the wrapped
@@ -132,47 +115,59 @@ pin_project! {
     /// ```
     pub struct ResponseBody<B = Empty<Bytes>> {
         #[pin]
-        kind: ResponseKind<B>,
-    }
-}
-
-pin_project! {
-    #[project = ResponseKindProj]
-    enum ResponseKind<B> {
-        Inner { #[pin] body: B },
-        Full { data: Option<Bytes> },
+        kind: BytesOrBody<B>,
     }
 }
 
 impl<B> ResponseBody<B> {
     pub(crate) fn inner(body: B) -> Self {
         Self {
-            kind: ResponseKind::Inner { body },
+            kind: BytesOrBody::Body { body },
         }
     }
 
     pub(crate) fn full(data: Bytes) -> Self {
         Self {
-            kind: ResponseKind::Full {
-                data: (!data.is_empty()).then_some(data),
-            },
+            kind: BytesOrBody::bytes(data),
         }
     }
 }
 
-impl<B> std::fmt::Debug for ResponseBody<B> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.kind {
-            ResponseKind::Inner { .. } => f.write_str("ResponseBody::Inner"),
-            ResponseKind::Full { data } => f
-                .debug_struct("ResponseBody::Full")
+body_over_kind!(ResponseBody, "ResponseBody::Full", "ResponseBody::Inner");
+
+pin_project! {
+    /// Whole bytes, or a body streamed through: what each public body type
+    /// of the crate holds behind its own name, so that they share one
+    /// implementation.
+    #[project = BytesOrBodyProj]
+    pub(crate) enum BytesOrBody<B> {
+        Bytes { data: Option<Bytes> },
+        Body { #[pin] body: B },
+    }
+}
+
+impl<B> BytesOrBody<B> {
+    /// Whole bytes; an empty body ends at once.
+    pub(crate) fn bytes(data: Bytes) -> Self {
+        Self::Bytes {
+            data: (!data.is_empty()).then_some(data),
+        }
+    }
+
+    /// `Debug` for the public type that holds it, under the names of its
+    /// two kinds.
+    pub(crate) fn fmt_as(&self, f: &mut std::fmt::Formatter<'_>, bytes: &str, body: &str) -> std::fmt::Result {
+        match self {
+            Self::Bytes { data } => f
+                .debug_struct(bytes)
                 .field("len", &data.as_ref().map_or(0, Bytes::len))
                 .finish(),
+            Self::Body { .. } => f.write_str(body),
         }
     }
 }
 
-impl<B> Body for ResponseBody<B>
+impl<B> Body for BytesOrBody<B>
 where
     B: Body,
     B::Error: Into<BoxError>,
@@ -181,23 +176,23 @@ where
     type Error = BoxError;
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.project().kind.project() {
-            ResponseKindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            ResponseKindProj::Inner { body } => poll_bytes(body, cx),
+        match self.project() {
+            BytesOrBodyProj::Bytes { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            BytesOrBodyProj::Body { body } => poll_bytes(body, cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        match &self.kind {
-            ResponseKind::Full { data } => data.is_none(),
-            ResponseKind::Inner { body } => body.is_end_stream(),
+        match self {
+            Self::Bytes { data } => data.is_none(),
+            Self::Body { body } => body.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match &self.kind {
-            ResponseKind::Full { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
-            ResponseKind::Inner { body } => body.size_hint(),
+        match self {
+            Self::Bytes { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Self::Body { body } => body.size_hint(),
         }
     }
 }

@@ -9,7 +9,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
 use crate::BoxError;
-use crate::body::poll_bytes;
+use crate::body::{BytesOrBody, poll_bytes};
 
 pin_project! {
     /// The body of the response [`Follow`](super::Follow) returns: the
@@ -37,8 +37,8 @@ pin_project! {
 pin_project! {
     #[project = KindProj]
     enum Kind<B> {
-        Inner { #[pin] body: B },
-        Buffered { data: Option<Bytes> },
+        // The wrapped client's body, or bytes already read whole.
+        Plain { #[pin] body: BytesOrBody<B> },
         Prefixed { prefix: Option<Bytes>, rest: Pin<Box<B>> },
     }
 }
@@ -47,14 +47,16 @@ impl<B> FollowBody<B> {
     /// The wrapped client's body, streamed through.
     pub fn new(body: B) -> Self {
         Self {
-            kind: Kind::Inner { body },
+            kind: Kind::Plain {
+                body: BytesOrBody::Body { body },
+            },
         }
     }
 
     pub(crate) fn buffered(data: Bytes) -> Self {
         Self {
-            kind: Kind::Buffered {
-                data: (!data.is_empty()).then_some(data),
+            kind: Kind::Plain {
+                body: BytesOrBody::bytes(data),
             },
         }
     }
@@ -72,11 +74,7 @@ impl<B> FollowBody<B> {
 impl<B> std::fmt::Debug for FollowBody<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.kind {
-            Kind::Inner { .. } => f.write_str("FollowBody::Inner"),
-            Kind::Buffered { data } => f
-                .debug_struct("FollowBody::Buffered")
-                .field("len", &data.as_ref().map_or(0, Bytes::len))
-                .finish(),
+            Kind::Plain { body } => body.fmt_as(f, "FollowBody::Buffered", "FollowBody::Inner"),
             Kind::Prefixed { .. } => f.write_str("FollowBody::Prefixed"),
         }
     }
@@ -92,8 +90,7 @@ where
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project().kind.project() {
-            KindProj::Inner { body } => poll_bytes(body, cx),
-            KindProj::Buffered { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            KindProj::Plain { body } => body.poll_frame(cx),
             KindProj::Prefixed { prefix, rest } => {
                 if let Some(prefix) = prefix.take() {
                     return Poll::Ready(Some(Ok(Frame::data(prefix))));
@@ -105,16 +102,14 @@ where
 
     fn is_end_stream(&self) -> bool {
         match &self.kind {
-            Kind::Inner { body } => body.is_end_stream(),
-            Kind::Buffered { data } => data.is_none(),
+            Kind::Plain { body } => body.is_end_stream(),
             Kind::Prefixed { prefix, rest } => prefix.is_none() && rest.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
-            Kind::Inner { body } => body.size_hint(),
-            Kind::Buffered { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Kind::Plain { body } => body.size_hint(),
             Kind::Prefixed { prefix, rest } => {
                 let extra = prefix.as_ref().map_or(0, |p| p.len() as u64);
                 let inner = rest.size_hint();

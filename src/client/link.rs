@@ -107,6 +107,11 @@ pub(crate) fn same_origin(origin: &Uri, origin_host: Option<&str>, target: &Uri)
 mod tests {
     use super::*;
 
+    fn assert_resolves(base: &str, reference: &str, expected: Option<&str>) {
+        let resolved = resolve(&base.parse().unwrap(), reference).map(|u| u.to_string());
+        assert_eq!(resolved.as_deref(), expected, "{reference}");
+    }
+
     fn r(base: &str, reference: &str) -> String {
         resolve(&base.parse().unwrap(), reference).unwrap().to_string()
     }
@@ -143,13 +148,7 @@ mod tests {
             ("../../", Some("http://a/")),
             ("../../g", Some("http://a/g")),
         ] {
-            assert_eq!(
-                resolve(&base.parse().unwrap(), reference)
-                    .map(|u| u.to_string())
-                    .as_deref(),
-                expected,
-                "{reference}"
-            );
+            assert_resolves(base, reference, expected);
         }
     }
 
@@ -180,13 +179,7 @@ mod tests {
             ("g#s/../x", Some("http://a/b/c/g")),
             ("http:g", None),
         ] {
-            assert_eq!(
-                resolve(&base.parse().unwrap(), reference)
-                    .map(|u| u.to_string())
-                    .as_deref(),
-                expected,
-                "{reference}"
-            );
+            assert_resolves(base, reference, expected);
         }
     }
 
