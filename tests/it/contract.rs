@@ -223,20 +223,10 @@ async fn submit(client: &HttpClient, path: &str) -> Accepted {
     assert_accepted(&client.post(path, Bytes::new()).await)
 }
 
-/// Polls the monitor until `until` holds for its status document (at most 5 s).
+/// Polls the monitor until `until` holds for its status document (see
+/// [`common::poll_until`]).
 async fn poll_until(client: &HttpClient, monitor: &str, until: impl Fn(&Value) -> bool) -> Answer {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let answer = client.get(monitor).await;
-        if until(&answer.json()) {
-            return answer;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the monitor never showed the awaited state: {answer:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::poll_until(client, monitor, "the awaited state", until).await
 }
 
 /// The methods an `Allow` header lists.
