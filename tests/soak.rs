@@ -39,10 +39,8 @@ mod common;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashSet;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -221,25 +219,6 @@ impl Kind {
     }
 }
 
-/// A response body that fails after its first chunk.
-struct Broken(bool);
-
-impl http_body::Body for Broken {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
-        if std::mem::replace(&mut self.0, true) {
-            Poll::Ready(Some(Err("the disk went away".into())))
-        } else {
-            Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from_static(b"partial")))))
-        }
-    }
-}
-
 const PANIC_TEXT: &str = "soak: a planned panic";
 
 /// The jobs (by index) whose handler is asleep now.
@@ -274,7 +253,9 @@ fn handler(
                 "/fail" => respond(StatusCode::INTERNAL_SERVER_ERROR, format!("fail {index}")),
                 "/panic" => panic!("{PANIC_TEXT}"),
                 "/error" => Err("soak: a planned error".into()),
-                "/broken" => Ok(Response::new(Body::new(Broken(false)))),
+                "/broken" => Ok(Response::new(Body::new(common::body::Broken::new(
+                    "the disk went away",
+                )))),
                 "/sleep" => {
                     /// Marks the job asleep until the handler's future is
                     /// dropped.
@@ -294,34 +275,6 @@ fn handler(
             }
         }
     })
-}
-
-/// Silences the planned panics (100,000 of them would flood the output);
-/// every other panic is reported as usual. Restores the previous hook when
-/// dropped.
-struct QuietPanics;
-
-impl QuietPanics {
-    fn install() -> Self {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let planned = info.payload().downcast_ref::<String>().is_some_and(|s| s == PANIC_TEXT);
-            if !planned {
-                previous(info);
-            }
-        }));
-        Self
-    }
-}
-
-impl Drop for QuietPanics {
-    fn drop(&mut self) {
-        // The hook cannot change while a panic unwinds; the process is
-        // failing then anyway.
-        if !std::thread::panicking() {
-            let _ = std::panic::take_hook();
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -556,7 +509,7 @@ fn memory_store_soak_returns_to_baseline() {
         .start_paused(true)
         .build()
         .unwrap();
-    let _quiet = QuietPanics::install();
+    let _quiet = common::panics::QuietPanics::install(PANIC_TEXT);
     let ttl = Duration::from_secs(600);
     let started = Instant::now();
     let (baseline, after, tally, elapsed) = runtime.block_on(async {
@@ -869,7 +822,7 @@ fn redis_store_soak_returns_to_baseline() {
         .enable_all()
         .build()
         .unwrap();
-    let _quiet = QuietPanics::install();
+    let _quiet = common::panics::QuietPanics::install(PANIC_TEXT);
     let started = Instant::now();
     runtime.block_on(async {
         let ns = namespace();

@@ -31,9 +31,7 @@ use crate::common;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -44,7 +42,7 @@ use axum::{Extension, Router};
 use bytes::Bytes;
 use common::{Answer, HttpClient, serve};
 use http::{Method, StatusCode};
-use tower_accepted::{AcceptedLayer, BoxError, Job, store::MemoryStore};
+use tower_accepted::{AcceptedLayer, Job, store::MemoryStore};
 
 // ---------------------------------------------------------------------------
 // Randomness.
@@ -207,25 +205,6 @@ fn received(token: &str, status: u16) -> String {
     }
 }
 
-/// A response body that fails after its first chunk.
-struct Broken(bool);
-
-impl http_body::Body for Broken {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
-        if std::mem::replace(&mut self.0, true) {
-            Poll::Ready(Some(Err("chaos: the body broke".into())))
-        } else {
-            Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from_static(b"partial")))))
-        }
-    }
-}
-
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -269,24 +248,13 @@ async fn work(State(ctx): State<Ctx>, Extension(job): Extension<Job>, body: Byte
         }
         Plan::Broken { ms } => {
             tokio::time::sleep(Duration::from_millis(ms)).await;
-            Response::new(Body::new(Broken(false)))
+            Response::new(Body::new(common::body::Broken::new("chaos: the body broke")))
         }
         Plan::Slow => {
             tokio::time::sleep(Duration::from_secs(60)).await;
             "woke up".into_response()
         }
     }
-}
-
-/// Silences the planned panics; every other panic is reported as usual.
-fn quiet_panics() {
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let planned = info.payload().downcast_ref::<String>().is_some_and(|s| s == PANIC_TEXT);
-        if !planned {
-            previous(info);
-        }
-    }));
 }
 
 // ---------------------------------------------------------------------------
@@ -840,7 +808,8 @@ async fn chaos_every_job_ends_once_and_nothing_is_lost() {
     let ops = env_u64("CHAOS_OPS").unwrap_or(40) as usize;
     // Shown when the test fails (libtest prints a failed test's output).
     println!("chaos: CHAOS_SEED={seed} CHAOS_CLIENTS={clients} CHAOS_OPS={ops}");
-    quiet_panics();
+    // Shared with the tests running beside it: never restored.
+    common::panics::quiet_for_good(PANIC_TEXT);
 
     let ctx = Ctx::default();
     let store = MemoryStore::new();

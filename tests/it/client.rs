@@ -251,6 +251,17 @@ async fn status_of(server: &Server, id: &str) -> String {
     doc["status"].as_str().unwrap_or_default().to_owned()
 }
 
+/// Waits (see [`common::until_some`]) until the job `id` is canceled.
+async fn until_canceled(server: &Server, id: &str) {
+    common::until_some(&format!("job {id} canceled"), || async {
+        match status_of(server, id).await.as_str() {
+            "canceled" => Ok(()),
+            other => Err(other.to_owned()),
+        }
+    })
+    .await
+}
+
 #[tokio::test]
 async fn dropping_the_future_stops_the_polls() {
     let (server, polls) = demo(Completion::SeeOther).await;
@@ -271,15 +282,7 @@ async fn cancel_on_drop_deletes_the_abandoned_job() {
     let (id, task) = start_long_report(&server, FollowLayer::new().cancel_on_drop(true)).await;
     task.abort();
     let _ = task.await;
-    let mut status = String::new();
-    for _ in 0..50 {
-        status = status_of(&server, &id).await;
-        if status == "canceled" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(status, "canceled");
+    until_canceled(&server, &id).await;
 }
 
 #[tokio::test]
@@ -292,15 +295,7 @@ async fn cancel_on_drop_deletes_the_job_at_the_deadline_too() {
         matches!(outcome, Err(FollowError::DeadlineExceeded { .. })),
         "{outcome:?}"
     );
-    let mut status = String::new();
-    for _ in 0..50 {
-        status = status_of(&server, &id).await;
-        if status == "canceled" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(status, "canceled");
+    until_canceled(&server, &id).await;
 }
 
 #[tokio::test]

@@ -79,7 +79,7 @@ async fn echo(body: Bytes) -> Response {
     ([(header::CONTENT_TYPE, "text/plain")], body).into_response()
 }
 
-fn routes() -> Router {
+pub(crate) fn routes() -> Router {
     Router::new()
         .route("/sleep/{ms}", post(sleep_then))
         .route("/replay", post(replayable))
@@ -173,7 +173,7 @@ fn assert_status_document(doc: &Value) -> String {
 }
 
 /// Asserts an integer `Retry-After` of at least one second; returns it.
-fn retry_after(answer: &Answer) -> u64 {
+pub(crate) fn retry_after(answer: &Answer) -> u64 {
     let value = answer
         .header("retry-after")
         .unwrap_or_else(|| panic!("no Retry-After: {answer:?}"));
@@ -185,37 +185,26 @@ fn retry_after(answer: &Answer) -> u64 {
 }
 
 /// A job as its `202 Accepted` introduced it.
-struct Accepted {
-    id: String,
+pub(crate) struct Accepted {
+    pub(crate) id: String,
     /// The path of the monitor (`Location` without scheme and authority).
-    monitor: String,
+    pub(crate) monitor: String,
 }
 
-/// Asserts a `202 Accepted` for a new job per DESIGN.md §2 Submission.
-fn assert_accepted(answer: &Answer) -> Accepted {
-    assert_eq!(answer.status, StatusCode::ACCEPTED, "body: {:?}", answer.body);
-    let location = answer.header("location").expect("202 has a Location");
-    assert_eq!(
-        answer.header("operation-location"),
-        Some(location),
-        "Operation-Location is the same URL as Location"
-    );
+/// Asserts a `202 Accepted` for a new job per DESIGN.md §2 Submission:
+/// what [`common::assert_accepted`] checks, a whole status document, and
+/// none of the fields of an ended job.
+pub(crate) fn assert_accepted(answer: &Answer) -> Accepted {
+    let monitor = common::assert_accepted(answer);
     retry_after(answer);
-    assert_eq!(answer.header("content-type"), Some("application/json"));
     let doc = answer.json();
     let id = assert_status_document(&doc);
-    assert!(
-        matches!(doc["status"].as_str(), Some("pending" | "running")),
-        "a new job is pending or running: {doc}"
-    );
     for absent in ["result", "result_status", "error"] {
         assert!(doc.get(absent).is_none(), "a new job has no `{absent}`: {doc}");
     }
+    let location = answer.header("location").expect("202 has a Location");
     assert!(location.contains(&id), "Location {location:?} names the job {id}");
-    Accepted {
-        id,
-        monitor: answer.location(),
-    }
+    Accepted { id, monitor }
 }
 
 /// Submits `POST path` and asserts the `202`.
@@ -223,20 +212,10 @@ async fn submit(client: &HttpClient, path: &str) -> Accepted {
     assert_accepted(&client.post(path, Bytes::new()).await)
 }
 
-/// Polls the monitor until `until` holds for its status document (at most 5 s).
+/// Polls the monitor until `until` holds for its status document (see
+/// [`common::poll_until`]).
 async fn poll_until(client: &HttpClient, monitor: &str, until: impl Fn(&Value) -> bool) -> Answer {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let answer = client.get(monitor).await;
-        if until(&answer.json()) {
-            return answer;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the monitor never showed the awaited state: {answer:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::poll_until(client, monitor, "the awaited state", until).await
 }
 
 /// The methods an `Allow` header lists.
@@ -654,40 +633,6 @@ async fn completion_ok_names_the_result_for_every_terminal_state() {
 // ---------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn long_poll_with_query_wait_answers_when_the_job_ends() {
-    let (_server, client) = start(AcceptedLayer::new()).await;
-    let job = submit(&client, "/sleep/300").await;
-    let started = Instant::now();
-    let answer = client.get(&format!("{}?wait=20", job.monitor)).await;
-    let elapsed = started.elapsed();
-    assert!(elapsed < Duration::from_secs(5), "the long poll took {elapsed:?}");
-    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{answer:?}");
-    assert_eq!(answer.json()["status"], "succeeded");
-    assert!(answer.header("preference-applied").is_none(), "no Prefer was sent");
-
-    // An ended job answers at once, whatever the wait.
-    let started = Instant::now();
-    let again = client.get(&format!("{}?wait=20", job.monitor)).await;
-    assert!(started.elapsed() < Duration::from_secs(5));
-    assert_eq!(again.status, StatusCode::SEE_OTHER);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn long_poll_with_prefer_wait_answers_when_the_job_ends_and_says_so() {
-    let (_server, client) = start(AcceptedLayer::new()).await;
-    let job = submit(&client, "/sleep/300").await;
-    let started = Instant::now();
-    let answer = client
-        .send(Method::GET, &job.monitor, &[("prefer", "wait=20")], Bytes::new())
-        .await;
-    let elapsed = started.elapsed();
-    assert!(elapsed < Duration::from_secs(5), "the long poll took {elapsed:?}");
-    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{answer:?}");
-    assert_eq!(answer.json()["status"], "succeeded");
-    assert_eq!(answer.header("preference-applied"), Some("wait=20"));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_wait_in_query_is_400_problem() {
     let (_server, client) = start(AcceptedLayer::new()).await;
     let job = submit(&client, "/forever").await;
@@ -714,51 +659,6 @@ async fn invalid_wait_in_query_is_400_problem() {
     let answer = client.get(&format!("{}?wait=0.1", job.monitor)).await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.json()["status"], "running");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn huge_wait_is_capped_by_the_configured_maximum() {
-    let layer = AcceptedLayer::new().max_long_poll(Duration::from_millis(300));
-    let (_server, client) = start(layer).await;
-    let job = submit(&client, "/forever").await;
-    let huge = "9".repeat(40);
-    let requests: [(String, Vec<(&str, String)>); 3] = [
-        (format!("{}?wait=99999999999", job.monitor), vec![]),
-        (format!("{}?wait={huge}", job.monitor), vec![]),
-        (job.monitor.clone(), vec![("prefer", "wait=99999999999".to_owned())]),
-    ];
-    for (path, headers) in &requests {
-        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-        let started = Instant::now();
-        let answer = client.send(Method::GET, path, &headers, Bytes::new()).await;
-        let elapsed = started.elapsed();
-        assert!(elapsed < Duration::from_secs(5), "{path} {headers:?} took {elapsed:?}");
-        assert!(
-            elapsed >= Duration::from_millis(250),
-            "{path} {headers:?} did not wait: {elapsed:?}"
-        );
-        assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
-        assert_eq!(answer.json()["status"], "running");
-        retry_after(&answer);
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn long_poll_answers_when_the_job_is_canceled_meanwhile() {
-    let (_server, client) = start(AcceptedLayer::new()).await;
-    let job = submit(&client, "/forever").await;
-    let poller = client.clone();
-    let path = format!("{}?wait=20", job.monitor);
-    let started = Instant::now();
-    let poll = tokio::spawn(async move { poller.get(&path).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!poll.is_finished(), "the long poll on a running job answered early");
-    assert_eq!(client.delete(&job.monitor).await.status, StatusCode::NO_CONTENT);
-    let answer = poll.await.unwrap();
-    let elapsed = started.elapsed();
-    assert!(elapsed < Duration::from_secs(5), "the long poll took {elapsed:?}");
-    assert_eq!(answer.status, StatusCode::OK);
-    assert_eq!(answer.json()["status"], "canceled");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -969,84 +869,6 @@ async fn listing_jobs_without_an_owner_is_404() {
 // ---------------------------------------------------------------------------
 // Prefer at submission
 // ---------------------------------------------------------------------------
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn prefer_wait_at_submission_returns_the_handler_response() {
-    let (_server, client) = start(AcceptedLayer::new()).await;
-    let started = Instant::now();
-    let answer = client
-        .send(Method::POST, "/sleep/100", &[("prefer", "wait=5")], Bytes::new())
-        .await;
-    assert!(
-        started.elapsed() < Duration::from_secs(4),
-        "took {:?}",
-        started.elapsed()
-    );
-    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
-    assert_eq!(answer.body, "slept 100 ms");
-    assert_eq!(answer.header("preference-applied"), Some("wait=5"));
-    assert!(answer.header("location").is_none() && answer.header("operation-location").is_none());
-
-    // A failing handler's own response comes back as it is.
-    let answer = client
-        .send(Method::POST, "/status/422", &[("prefer", "wait=5")], Bytes::new())
-        .await;
-    assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(answer.body, "the handler says 422");
-    assert_eq!(answer.header("preference-applied"), Some("wait=5"));
-
-    // A job that fails without a response within the wait gets the result
-    // route's problem (a documented decision of the crate).
-    let answer = client
-        .send(Method::POST, "/panic", &[("prefer", "wait=5")], Bytes::new())
-        .await;
-    let problem = answer.assert_problem(StatusCode::INTERNAL_SERVER_ERROR);
-    assert_eq!(problem["code"], "panicked");
-
-    // An invalid wait is ignored (RFC 7240): the request is accepted.
-    let answer = client
-        .send(Method::POST, "/sleep/100", &[("prefer", "wait=soon")], Bytes::new())
-        .await;
-    assert_accepted(&answer);
-    assert!(answer.header("preference-applied").is_none());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn prefer_wait_past_the_maximum_gets_202() {
-    let layer = AcceptedLayer::new().max_wait(Duration::from_millis(200));
-    let (_server, client) = start(layer).await;
-    let started = Instant::now();
-    let answer = client
-        .send(Method::POST, "/sleep/3000", &[("prefer", "wait=5")], Bytes::new())
-        .await;
-    let elapsed = started.elapsed();
-    assert!(
-        elapsed < Duration::from_millis(2500),
-        "waited past max_wait: {elapsed:?}"
-    );
-    let job = assert_accepted(&answer);
-    assert_eq!(job.monitor, format!("/jobs/{}", job.id));
-    let answer = client.get(&job.monitor).await;
-    assert_eq!(answer.status, StatusCode::OK);
-    assert!(matches!(answer.json()["status"].as_str(), Some("pending" | "running")));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn grace_period_returns_quick_responses_directly() {
-    let layer = AcceptedLayer::new().grace_period(Duration::from_millis(1500));
-    let (_server, client) = start(layer).await;
-    let answer = client.post("/sleep/100", Bytes::new()).await;
-    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
-    assert_eq!(answer.body, "slept 100 ms");
-    assert!(answer.header("preference-applied").is_none(), "no preference was sent");
-    assert!(answer.header("location").is_none());
-
-    // Slower than the grace period: accepted.
-    let started = Instant::now();
-    let answer = client.post("/sleep/4000", Bytes::new()).await;
-    assert!(started.elapsed() < Duration::from_millis(3500));
-    assert_accepted(&answer);
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn respond_async_only_defers_only_when_asked() {

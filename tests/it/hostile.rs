@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use proptest::prelude::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tower::{Layer, ServiceExt};
 use tower_accepted::{AcceptedLayer, RequestBody};
 
@@ -228,11 +228,7 @@ proptest! {
 
 /// Sends raw bytes on a fresh connection and returns the status line.
 async fn raw(server: &common::Server, request: &[u8]) -> String {
-    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    stream.write_all(request).await.unwrap();
-    let mut answer = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
-    String::from_utf8_lossy(&answer).lines().next().unwrap_or("").to_owned()
+    common::tcp::status_line(server.addr, request).await
 }
 
 fn app() -> axum::Router {

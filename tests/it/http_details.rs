@@ -15,7 +15,6 @@ use crate::common;
 use std::collections::BTreeSet;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -25,25 +24,15 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use bytes::Bytes;
-use common::{Answer, HttpClient, serve};
+use common::store::{Hooked, Hooks};
+use common::{Answer, HttpClient, serve, serve_hyper};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::{Notify, Semaphore};
-use tower::{Service, ServiceBuilder, service_fn};
-use tower_accepted::{
-    AcceptedLayer, BoxError, Job, RequestBody,
-    store::{
-        Cancel, CreatedOnce, IdempotencyKey, JobId, JobRecord, JobStore, KeyLookup, ListCursor, Lookup, MemoryStore,
-        Outcome, Page, StoreError,
-    },
-};
+use tower::{ServiceBuilder, service_fn};
+use tower_accepted::{AcceptedLayer, Job, RequestBody, store::{JobId, JobStore, MemoryStore}};
 use uuid::Uuid;
 
 // ---------------------------------------------------------------------------
@@ -80,18 +69,10 @@ fn status_of(answer: &Answer) -> String {
     answer.json()["status"].as_str().unwrap_or_default().to_owned()
 }
 
-/// Polls `monitor` (every 20 ms, at most 10 s) until its document satisfies
-/// `until`; returns that answer.
+/// Polls `monitor` until its document satisfies `until` (see
+/// [`common::poll_until`]); returns that answer.
 async fn poll_until(client: &HttpClient, monitor: &str, until: impl Fn(&serde_json::Value) -> bool) -> Answer {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let answer = client.get(monitor).await;
-        if until(&answer.json()) {
-            return answer;
-        }
-        assert!(Instant::now() < deadline, "the monitor never showed it: {answer:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::poll_until(client, monitor, "the awaited state", until).await
 }
 
 /// A `Retry-After` in whole seconds.
@@ -126,99 +107,6 @@ fn routes() -> Router {
 fn bearer(parts: &http::request::Parts) -> Option<String> {
     let value = parts.headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
     value.strip_prefix("Bearer ").map(str::to_owned)
-}
-
-/// A server of a tower service on plain hyper 1 (no axum), as in
-/// tests/hyper.rs; aborted when dropped.
-struct HyperServer {
-    addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for HyperServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn serve_hyper<S, B>(service: S) -> HyperServer
-where
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let service = TowerToHyperService::new(service.clone());
-            tokio::spawn(async move {
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    HyperServer { addr, task }
-}
-
-/// A client of a [`HyperServer`]: each exchange, body included, within 10 s.
-struct HyperClient {
-    client: Client<HttpConnector, Full<Bytes>>,
-    base: String,
-}
-
-impl HyperClient {
-    fn new(server: &HyperServer) -> Self {
-        Self {
-            client: Client::builder(TokioExecutor::new()).build_http(),
-            base: format!("http://{}", server.addr),
-        }
-    }
-
-    async fn send(&self, method: Method, path: &str) -> Answer {
-        let request = Request::builder()
-            .method(method.clone())
-            .uri(format!("{}{path}", self.base))
-            .body(Full::new(Bytes::new()))
-            .unwrap();
-        let exchange = async {
-            let response = self.client.request(request).await?;
-            let (parts, body) = response.into_parts();
-            let body = body.collect().await?.to_bytes();
-            Ok::<_, BoxError>(Answer {
-                status: parts.status,
-                headers: parts.headers,
-                body,
-            })
-        };
-        match tokio::time::timeout(Duration::from_secs(10), exchange).await {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(e)) => panic!("{method} {path} failed: {e}"),
-            Err(_) => panic!("{method} {path}: no whole answer within 10 s"),
-        }
-    }
-
-    async fn get(&self, path: &str) -> Answer {
-        self.send(Method::GET, path).await
-    }
-
-    /// Long-polls the monitor until the job has ended.
-    async fn until_done(&self, monitor: &str) -> Answer {
-        for _ in 0..20 {
-            let answer = self.get(&format!("{monitor}?wait=5")).await;
-            if !matches!(status_of(&answer).as_str(), "pending" | "running") {
-                return answer;
-            }
-        }
-        panic!("the job at {monitor} did not end");
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -492,9 +380,9 @@ async fn replayed_head_answer_has_the_length_of_its_empty_body() {
             .layer(AcceptedLayer::new())
             .service(service_fn(lying_lengths));
         let server = serve_hyper(service).await;
-        let client = HyperClient::new(&server);
+        let client = HttpClient::new(&server);
 
-        let submitted = client.send(Method::HEAD, "/report").await;
+        let submitted = client.send(Method::HEAD, "/report", &[], Bytes::new()).await;
         assert_eq!(submitted.status, StatusCode::ACCEPTED, "{submitted:?}");
         assert!(submitted.body.is_empty());
         let monitor = submitted.header("location").expect("a Location").to_owned();
@@ -508,7 +396,7 @@ async fn replayed_head_answer_has_the_length_of_its_empty_body() {
         assert!(result.body.is_empty(), "{result:?}");
         assert_eq!(result.header("content-length"), Some("0"), "GET of the result");
 
-        let head = client.send(Method::HEAD, &result_path).await;
+        let head = client.send(Method::HEAD, &result_path, &[], Bytes::new()).await;
         assert_eq!(head.status, StatusCode::OK, "{head:?}");
         assert_eq!(head.header("x-handler"), Some("lying"));
         assert_eq!(head.header("content-length"), Some("0"), "HEAD of the result");
@@ -530,7 +418,7 @@ async fn replayed_wrong_content_length_is_corrected() {
             .layer(AcceptedLayer::new())
             .service(service_fn(lying_lengths));
         let server = serve_hyper(service).await;
-        let client = HyperClient::new(&server);
+        let client = HttpClient::new(&server);
 
         for path in ["/long", "/short"] {
             let submitted = client.get(path).await;
@@ -544,7 +432,7 @@ async fn replayed_wrong_content_length_is_corrected() {
             assert_eq!(result.status, StatusCode::OK, "{path}: {result:?}");
             assert_eq!(result.body, "hello", "{path}");
             assert_eq!(result.header("content-length"), Some("5"), "{path}: GET of the result");
-            let head = client.send(Method::HEAD, &result_path).await;
+            let head = client.send(Method::HEAD, &result_path, &[], Bytes::new()).await;
             assert!(head.body.is_empty());
             assert_eq!(head.header("content-length"), Some("5"), "{path}: HEAD of the result");
         }
@@ -556,54 +444,14 @@ async fn replayed_wrong_content_length_is_corrected() {
 // 5. A result removed between the result route's two reads is a `404`
 // ---------------------------------------------------------------------------
 
-/// A [`MemoryStore`] whose `response` first deletes the job, as a `DELETE`
-/// racing with the result route would between its two reads (`get`, then
-/// `response`).
-#[derive(Clone, Default)]
-struct DeletingStore {
-    inner: MemoryStore,
-}
+/// Deletes the job before `response` reads it, as a `DELETE` racing with
+/// the result route would between its two reads (`get`, then `response`).
+#[derive(Clone)]
+struct DeleteFirst;
 
-impl JobStore for DeletingStore {
-    async fn create(&self, record: JobRecord) -> Result<(), StoreError> {
-        self.inner.create(record).await
-    }
-    async fn create_once(&self, record: JobRecord, key: IdempotencyKey) -> Result<CreatedOnce, StoreError> {
-        self.inner.create_once(record, key).await
-    }
-    async fn find_key(&self, key: &IdempotencyKey) -> Result<KeyLookup, StoreError> {
-        self.inner.find_key(key).await
-    }
-    async fn list(&self, owner: &str, limit: usize, after: Option<ListCursor>) -> Result<Page, StoreError> {
-        self.inner.list(owner, limit, after).await
-    }
-    async fn get(&self, id: JobId) -> Result<Lookup, StoreError> {
-        self.inner.get(id).await
-    }
-    async fn start(&self, id: JobId) -> Result<bool, StoreError> {
-        self.inner.start(id).await
-    }
-    async fn set_progress(&self, id: JobId, progress: Option<f32>, message: Option<String>) -> Result<(), StoreError> {
-        self.inner.set_progress(id, progress, message).await
-    }
-    async fn finish(&self, id: JobId, outcome: Outcome) -> Result<bool, StoreError> {
-        self.inner.finish(id, outcome).await
-    }
-    fn finish_can_fail(&self) -> bool {
-        self.inner.finish_can_fail()
-    }
-    async fn cancel(&self, id: JobId) -> Result<Cancel, StoreError> {
-        self.inner.cancel(id).await
-    }
-    async fn delete(&self, id: JobId) -> Result<bool, StoreError> {
-        self.inner.delete(id).await
-    }
-    async fn response(&self, id: JobId) -> Result<Option<Response<Bytes>>, StoreError> {
-        self.inner.delete(id).await?;
-        self.inner.response(id).await
-    }
-    async fn wait_terminal(&self, id: JobId) -> Result<(), StoreError> {
-        self.inner.wait_terminal(id).await
+impl Hooks for DeleteFirst {
+    async fn before_response(&self, store: &MemoryStore, id: JobId) {
+        store.delete(id).await.expect("delete");
     }
 }
 
@@ -615,7 +463,7 @@ impl JobStore for DeletingStore {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn result_deleted_between_the_two_reads_is_404() {
     within(60, async {
-        let store = DeletingStore::default();
+        let store = Hooked::new(DeleteFirst);
         let server = serve(routes().layer(AcceptedLayer::new().store(store.clone()))).await;
         let client = HttpClient::new(&server);
         let monitor = accepted(&client.post("/sleep/10", Bytes::new()).await);
@@ -789,13 +637,7 @@ async fn connect_requests_pass_through() {
             .write_all(b"CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: 127.0.0.1:1\r\n\r\n")
             .await
             .unwrap();
-        let mut head = Vec::new();
-        let mut buffer = [0u8; 1024];
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = soon("CONNECT", stream.read(&mut buffer)).await.unwrap();
-            assert!(n > 0, "the connection closed: {:?}", String::from_utf8_lossy(&head));
-            head.extend_from_slice(&buffer[..n]);
-        }
+        let head = common::tcp::read_head(&mut stream).await;
         let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
         let status_line = head.lines().next().unwrap_or_default();
         assert!(
@@ -923,15 +765,23 @@ async fn job_routes_answer_while_the_wrapped_service_is_saturated() {
             .concurrency_limit(1)
             .service(service_fn(move |request| holding.clone().call(request)));
         let server = serve_hyper(service).await;
-        let client = HyperClient::new(&server);
+        let client = HttpClient::new(&server);
 
-        let first = soon("the first submission", client.send(Method::POST, "/hold")).await;
+        let first = soon(
+            "the first submission",
+            client.send(Method::POST, "/hold", &[], Bytes::new()),
+        )
+        .await;
         assert_eq!(first.status, StatusCode::ACCEPTED, "{first:?}");
         let first = first.header("location").expect("a Location").to_owned();
         soon("the first job's handler", entered.notified()).await;
 
         // The only permit is held: a second submission is still accepted.
-        let second = soon("the second submission", client.send(Method::POST, "/next")).await;
+        let second = soon(
+            "the second submission",
+            client.send(Method::POST, "/next", &[], Bytes::new()),
+        )
+        .await;
         assert_eq!(second.status, StatusCode::ACCEPTED, "{second:?}");
         let second = second.header("location").expect("a Location").to_owned();
 
@@ -953,7 +803,7 @@ async fn job_routes_answer_while_the_wrapped_service_is_saturated() {
         );
 
         // Cancel the first job: its permit is let go, and the second runs.
-        let deleted = soon("DELETE", client.send(Method::DELETE, &first)).await;
+        let deleted = soon("DELETE", client.send(Method::DELETE, &first, &[], Bytes::new())).await;
         assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{deleted:?}");
         assert_eq!(status_of(&client.get(&first).await), "canceled");
         let done = client.until_done(&second).await;

@@ -2,19 +2,16 @@
 //! behind `AcceptedLayer`, served by hyper's HTTP/1 connection builder.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::service::TowerToHyperService;
 use tower::{Layer, ServiceBuilder, service_fn};
 use tower_accepted::{AcceptedLayer, Job, RequestBody};
+
+use crate::common::{self, HttpClient, Server};
 
 /// The wrapped service: echoes the request body after a short delay, with
 /// its content type, its length, the method and the job's id.
@@ -57,93 +54,14 @@ async fn handler(request: Request<RequestBody<Incoming>>) -> Result<Response<Ful
 }
 
 /// Serves `layer` around the handler on 127.0.0.1 with hyper alone.
-async fn serve(layer: AcceptedLayer) -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    let service = ServiceBuilder::new().layer(layer).service(service_fn(handler));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let service = TowerToHyperService::new(service.clone());
-            tokio::spawn(async move {
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    (addr, task)
-}
-
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
-    }
-}
-
-struct TestClient {
-    client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
-    base: String,
-}
-
-impl TestClient {
-    fn new(addr: SocketAddr) -> Self {
-        Self {
-            client: Client::builder(TokioExecutor::new()).build_http(),
-            base: format!("http://{addr}"),
-        }
-    }
-
-    async fn send(&self, method: Method, path: &str, headers: &[(&str, &str)], body: Bytes) -> Answer {
-        let mut request = Request::builder().method(method).uri(format!("{}{path}", self.base));
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let request = request.body(Full::new(body)).unwrap();
-        let response = tokio::time::timeout(Duration::from_secs(20), self.client.request(request))
-            .await
-            .expect("an answer within 20 s")
-            .expect("the request went through");
-        let (parts, body) = response.into_parts();
-        Answer {
-            status: parts.status,
-            headers: parts.headers,
-            body: body.collect().await.unwrap().to_bytes(),
-        }
-    }
-
-    async fn get(&self, path: &str) -> Answer {
-        self.send(Method::GET, path, &[], Bytes::new()).await
-    }
-
-    /// Long-polls the monitor until the job has ended.
-    async fn until_done(&self, monitor: &str) -> Answer {
-        for _ in 0..20 {
-            let answer = self.get(&format!("{monitor}?wait=5")).await;
-            if !matches!(answer.json()["status"].as_str(), Some("pending" | "running")) {
-                return answer;
-            }
-        }
-        panic!("the job at {monitor} did not end");
-    }
+async fn serve(layer: AcceptedLayer) -> Server {
+    common::serve_hyper(ServiceBuilder::new().layer(layer).service(service_fn(handler))).await
 }
 
 #[tokio::test]
 async fn submit_poll_and_fetch_on_plain_hyper() {
-    let (addr, server) = serve(AcceptedLayer::new()).await;
-    let client = TestClient::new(addr);
+    let server = serve(AcceptedLayer::new()).await;
+    let client = HttpClient::new(&server);
     let body: Bytes = (0..50_000u32).map(|i| (i % 251) as u8).collect::<Vec<u8>>().into();
 
     let accepted = client
@@ -182,13 +100,13 @@ async fn submit_poll_and_fetch_on_plain_hyper() {
     assert_eq!(cookies, ["a=1", "b=2"]);
     assert_eq!(result.body.len(), body.len());
     assert!(result.body == body, "the body came back changed");
-    server.abort();
+    drop(server);
 }
 
 #[tokio::test]
 async fn job_routes_answer_on_plain_hyper() {
-    let (addr, server) = serve(AcceptedLayer::new()).await;
-    let client = TestClient::new(addr);
+    let server = serve(AcceptedLayer::new()).await;
+    let client = HttpClient::new(&server);
 
     // Cancel a job that is still running.
     let accepted = client
@@ -216,14 +134,14 @@ async fn job_routes_answer_on_plain_hyper() {
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     assert_eq!(unknown.header("content-type"), Some("application/problem+json"));
     assert_eq!(unknown.json()["status"], 404);
-    server.abort();
+    drop(server);
 }
 
 #[tokio::test]
 async fn requests_not_deferred_stream_straight_through() {
     let layer = AcceptedLayer::new().defer_if(|parts| parts.method == Method::POST);
-    let (addr, server) = serve(layer).await;
-    let client = TestClient::new(addr);
+    let server = serve(layer).await;
+    let client = HttpClient::new(&server);
     let body = Bytes::from_static(b"put straight through");
     let answer = client
         .send(
@@ -247,7 +165,7 @@ async fn requests_not_deferred_stream_straight_through() {
     );
     assert_eq!(answer.header("content-type"), Some("text/plain"));
     assert_eq!(answer.body, body);
-    server.abort();
+    drop(server);
 }
 
 #[tokio::test]
@@ -255,18 +173,9 @@ async fn layer_applied_with_layer_layer() {
     // `Layer::layer` directly, the way hyper users without ServiceBuilder
     // write it; and a handler as a Clone service.
     let service = AcceptedLayer::new().layer(service_fn(handler));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let service = TowerToHyperService::new(service.clone());
-            tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
-        }
-    });
-    let client = TestClient::new(addr);
+    // Not a `Clone` of a `ServiceBuilder` stack: the layer's own service.
+    let server = common::serve_hyper(service).await;
+    let client = HttpClient::new(&server);
     let accepted = client
         .send(Method::POST, "/x?delay_ms=0", &[], Bytes::from_static(b"hello"))
         .await;
@@ -276,5 +185,5 @@ async fn layer_applied_with_layer_layer() {
     let result = client.get(done.header("location").unwrap()).await;
     assert_eq!(result.status, StatusCode::CREATED);
     assert_eq!(result.body, "hello");
-    server.abort();
+    drop(server);
 }

@@ -28,5 +28,6 @@ mod redis_faults;
 mod redis_store;
 mod runner;
 mod store_suite;
+mod timing;
 mod transparency;
 mod two_oh_two;

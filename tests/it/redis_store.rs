@@ -15,16 +15,10 @@ use axum::routing::post;
 use axum::{Extension, Router};
 use http::{Method, StatusCode};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tower_accepted::{
-    AcceptedLayer, Job,
-    store::{
-        Cancel, CreatedOnce, IdempotencyKey, JobId, JobRecord, JobStatus, JobStore, KeyLookup, Lookup, Outcome,
-        RedisStore,
-    },
-};
+use tower_accepted::{AcceptedLayer, Job, store::{Cancel, CreatedOnce, IdempotencyKey, JobId, JobRecord, JobStatus, JobStore, KeyLookup, Lookup, Outcome, RedisStore}};
 
 use common::redis::{assert_every_key_expires, connection, keys_with_ttl, namespace, redis_url, store};
-use common::{HttpClient, Server, serve};
+use common::{HttpClient, Server, serve, until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_store_passes_the_suite() {
@@ -343,14 +337,6 @@ async fn replica(ns: &str, flags: Flags) -> (Server, HttpClient) {
     let server = serve(app).await;
     let client = HttpClient::new(&server);
     (server, client)
-}
-
-async fn until(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !check() {
-        assert!(Instant::now() < deadline, "{what} did not happen within 10 s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

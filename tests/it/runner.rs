@@ -13,17 +13,14 @@ use axum::extract::State;
 use axum::routing::post;
 use axum::{Extension, Router};
 use bytes::Bytes;
-use common::{Answer, HttpClient, Server, serve};
+use common::{Answer, HttpClient, serve};
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, mpsc};
 use tower::{Layer, ServiceExt, service_fn};
-use tower_accepted::{
-    AcceptedLayer, BoxError, Job, RequestBody,
-    store::{Cancel, JobId, JobRecord, JobStore, Lookup, MemoryStore, Outcome, StoreError},
-};
+use tower_accepted::{AcceptedLayer, BoxError, Job, RequestBody};
 
 /// Generous bound for anything that should happen "soon".
 const SOON: Duration = Duration::from_secs(10);
@@ -166,16 +163,10 @@ async fn submit(client: &HttpClient, path: &str, body: impl Into<Bytes>) -> Stri
     assert_accepted(&answer)
 }
 
+/// Asserts a `202` (see [`common::assert_accepted`]) for a job under `/jobs/`.
 fn assert_accepted(answer: &Answer) -> String {
-    assert_eq!(answer.status, StatusCode::ACCEPTED, "body: {:?}", answer.body);
-    let monitor = answer.location();
+    let monitor = common::assert_accepted(answer);
     assert!(monitor.starts_with("/jobs/"), "{monitor}");
-    assert_eq!(answer.header("operation-location"), answer.header("location"));
-    let retry: u64 = answer.header("retry-after").expect("Retry-After").parse().unwrap();
-    assert!(retry >= 1);
-    let doc = answer.json();
-    assert_eq!(doc["id"], id_of(&monitor).as_str());
-    assert!(matches!(doc["status"].as_str(), Some("pending" | "running")), "{doc}");
     monitor
 }
 
@@ -388,58 +379,6 @@ async fn delete_cancels_a_running_job() {
     assert!(!events.has(&Event::Finished(id)));
 }
 
-/// Sends raw bytes on a new connection and reads one HTTP/1.1 response
-/// (its head and a `Content-Length` body).
-async fn raw_exchange(server: &Server, parts: &[&[u8]], pause: Duration) -> (StatusCode, String, Bytes) {
-    let mut stream = TcpStream::connect(server.addr).await.unwrap();
-    for (i, part) in parts.iter().enumerate() {
-        if i > 0 {
-            tokio::time::sleep(pause).await;
-        }
-        // The server may answer, and stop reading, before all is sent.
-        if stream.write_all(part).await.is_err() {
-            break;
-        }
-    }
-    let read = async {
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        let head_end = loop {
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            let n = stream.read(&mut chunk).await.unwrap();
-            assert!(
-                n > 0,
-                "the connection closed before a response: {:?}",
-                String::from_utf8_lossy(&buf)
-            );
-            buf.extend_from_slice(&chunk[..n]);
-        };
-        let head = String::from_utf8(buf[..head_end].to_vec()).unwrap();
-        let length: usize = head
-            .lines()
-            .find_map(|l| {
-                let (name, value) = l.split_once(':')?;
-                name.eq_ignore_ascii_case("content-length")
-                    .then(|| value.trim().parse().unwrap())
-            })
-            .expect("a Content-Length");
-        while buf.len() < head_end + length {
-            let n = stream.read(&mut chunk).await.unwrap();
-            assert!(n > 0, "the connection closed mid-body");
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
-        (
-            StatusCode::from_u16(status).unwrap(),
-            head.to_ascii_lowercase(),
-            Bytes::copy_from_slice(&buf[head_end..head_end + length]),
-        )
-    };
-    tokio::time::timeout(SOON, read).await.expect("a response in time")
-}
-
 fn problem_doc(status: StatusCode, head: &str, body: &Bytes, expected: StatusCode) -> serde_json::Value {
     assert_eq!(status, expected, "{head}{body:?}");
     assert!(head.contains("content-type: application/problem+json"), "{head}");
@@ -468,14 +407,14 @@ async fn bodies_over_the_limit_get_413_and_no_job() {
         chunked.extend_from_slice(chunk.as_bytes());
     }
     chunked.extend_from_slice(b"0\r\n\r\n");
-    let (status, head, body) = raw_exchange(&server, &[&chunked], Duration::ZERO).await;
+    let (status, head, body) = common::tcp::raw_exchange(server.addr, &[&chunked], Duration::ZERO).await;
     problem_doc(status, &head, &body, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(layer.job_store().len(), 0);
 
     // A declared Content-Length over the limit is refused before any of the
     // body is sent.
     let head_only = b"POST /echo HTTP/1.1\r\nhost: test\r\ncontent-length: 5000\r\n\r\n";
-    let (status, head, body) = raw_exchange(&server, &[head_only], Duration::ZERO).await;
+    let (status, head, body) = common::tcp::raw_exchange(server.addr, &[head_only], Duration::ZERO).await;
     problem_doc(status, &head, &body, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(layer.job_store().len(), 0);
     assert_eq!(ctx.calls.load(Ordering::SeqCst), 0, "the handler never ran");
@@ -497,7 +436,7 @@ async fn a_slow_body_gets_408_and_no_job() {
     let part = [b'd'; 10];
     let started = Instant::now();
     // The head and 10 of the 100 bytes, then nothing.
-    let (status, head, body) = raw_exchange(&server, &[head, &part], Duration::from_millis(20)).await;
+    let (status, head, body) = common::tcp::raw_exchange(server.addr, &[head, &part], Duration::from_millis(20)).await;
     problem_doc(status, &head, &body, StatusCode::REQUEST_TIMEOUT);
     assert!(started.elapsed() < SOON);
     assert_eq!(layer.job_store().len(), 0);
@@ -548,13 +487,24 @@ async fn capacity_is_bounded_by_running_and_queued_limits() {
     assert_eq!(client.get(&done.location()).await.body, "gated: fourth");
 }
 
+/// 1,000 jobs in flight at once, none lost: all accepted before any may end,
+/// never more than `max_running` handlers at once and that limit reached,
+/// each with its own id and its own result.
+///
+/// The requests go over 32 keep-alive connections (32 clients, each with
+/// its own pool and one request at a time), not one per job: 1,000 sockets
+/// in one process come close to the common limit of 1,024 open files.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_thousand_concurrent_jobs_all_finish_with_their_own_result() {
     const JOBS: usize = 1000;
+    const CONNECTIONS: usize = 32;
+    const MAX_RUNNING: usize = 64;
     /// Handlers running now, and the most seen at once.
     static RUNNING: AtomicUsize = AtomicUsize::new(0);
     static MOST: AtomicUsize = AtomicUsize::new(0);
-    async fn work(body: Bytes) -> String {
+    /// Handlers wait until the test opens this gate: no job can end before
+    /// all 1,000 are accepted.
+    async fn work(State(open): State<tokio::sync::watch::Receiver<bool>>, body: Bytes) -> String {
         let now = RUNNING.fetch_add(1, Ordering::SeqCst) + 1;
         MOST.fetch_max(now, Ordering::SeqCst);
         let n: u64 = std::str::from_utf8(&body)
@@ -562,40 +512,62 @@ async fn a_thousand_concurrent_jobs_all_finish_with_their_own_result() {
             .trim_start_matches("request-")
             .parse()
             .unwrap();
-        tokio::time::sleep(Duration::from_millis(10 + n * 7 % 41)).await;
+        let mut open = open;
+        open.wait_for(|open| *open).await.expect("the gate");
         RUNNING.fetch_sub(1, Ordering::SeqCst);
         format!("result for request-{n}")
     }
-    let layer = AcceptedLayer::new().max_running(64).max_queued(1000);
-    let server = serve(Router::new().route("/work", post(work)).layer(layer.clone())).await;
-    let client = HttpClient::new(&server);
+    let (gate, open) = tokio::sync::watch::channel(false);
+    let layer = AcceptedLayer::new().max_running(MAX_RUNNING).max_queued(JOBS);
+    let app = Router::new()
+        .route("/work", post(work))
+        .layer(layer.clone())
+        .with_state(open);
+    let server = serve(app).await;
+    // Each worker takes the jobs `w, w + 32, …` on a connection of its own.
+    let clients: Vec<HttpClient> = (0..CONNECTIONS).map(|_| HttpClient::at(server.addr)).collect();
+    let jobs_of = |w: usize| (w..JOBS).step_by(CONNECTIONS);
 
-    let submissions: Vec<_> = (0..JOBS)
-        .map(|i| {
-            let client = client.clone();
-            tokio::spawn(async move { client.post("/work", format!("request-{i}")).await })
+    let submissions: Vec<_> = (0..CONNECTIONS)
+        .map(|w| {
+            let client = clients[w].clone();
+            tokio::spawn(async move {
+                let mut monitors = Vec::new();
+                for i in jobs_of(w) {
+                    monitors.push((i, submit(&client, "/work", format!("request-{i}")).await));
+                }
+                monitors
+            })
         })
         .collect();
     let mut monitors = Vec::with_capacity(JOBS);
     for submission in submissions {
-        monitors.push(assert_accepted(&submission.await.unwrap()));
+        monitors.extend(submission.await.unwrap());
     }
-    let unique: HashSet<_> = monitors.iter().collect();
+    let unique: HashSet<_> = monitors.iter().map(|(_, monitor)| monitor).collect();
     assert_eq!(unique.len(), JOBS, "every job has its own id");
     assert_eq!(layer.job_store().len(), JOBS);
+    // All 1,000 are in flight: as many running as allowed, the rest queued.
+    common::until("max_running handlers running", || {
+        RUNNING.load(Ordering::SeqCst) == MAX_RUNNING
+    })
+    .await;
+    // Only now may any job end.
+    gate.send(true).unwrap();
 
-    let polls: Vec<_> = monitors
-        .into_iter()
-        .enumerate()
-        .map(|(i, monitor)| {
-            let client = client.clone();
+    let polls: Vec<_> = (0..CONNECTIONS)
+        .map(|w| {
+            let client = clients[w].clone();
+            let mine: Vec<_> = monitors.iter().filter(|(i, _)| i % CONNECTIONS == w).cloned().collect();
             tokio::spawn(async move {
-                let done = client.until_done(&monitor).await;
-                assert_eq!(done.status, StatusCode::SEE_OTHER, "job {i}: {:?}", done.body);
-                assert_eq!(done.json()["status"], "succeeded", "job {i}");
-                let result = client.get(&done.location()).await;
-                assert_eq!(result.status, StatusCode::OK, "job {i}");
-                assert_eq!(result.body, format!("result for request-{i}"), "job {i}");
+                for (i, monitor) in mine {
+                    let done = client.until_done(&monitor).await;
+                    assert_eq!(done.status, StatusCode::SEE_OTHER, "job {i}: {:?}", done.body);
+                    assert_eq!(done.json()["status"], "succeeded", "job {i}");
+                    let result = client.get(&done.location()).await;
+                    assert_eq!(result.status, StatusCode::OK, "job {i}");
+                    assert_eq!(result.body, format!("result for request-{i}"), "job {i}");
+                }
             })
         })
         .collect();
@@ -604,7 +576,10 @@ async fn a_thousand_concurrent_jobs_all_finish_with_their_own_result() {
     }
     assert_eq!(layer.job_store().len(), JOBS, "none lost");
     let most = MOST.load(Ordering::SeqCst);
-    assert!((2..=64).contains(&most), "{most} handlers ran at once; the limit is 64");
+    assert_eq!(
+        most, MAX_RUNNING,
+        "{most} handlers ran at once; the limit is {MAX_RUNNING}"
+    );
     assert_eq!(RUNNING.load(Ordering::SeqCst), 0);
 }
 
@@ -743,24 +718,9 @@ async fn the_job_handle_names_the_job() {
 
 #[tokio::test]
 async fn a_failing_response_body_fails_the_job() {
-    /// A response body that fails after its first chunk.
-    struct Broken(u8);
-    impl http_body::Body for Broken {
-        type Data = Bytes;
-        type Error = BoxError;
-        fn poll_frame(
-            mut self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
-            self.0 += 1;
-            std::task::Poll::Ready(Some(match self.0 {
-                1 => Ok(http_body::Frame::data(Bytes::from_static(b"partial"))),
-                _ => Err("the disk went away".into()),
-            }))
-        }
-    }
-    let inner =
-        service_fn(|_: Request<RequestBody<Full<Bytes>>>| async { Ok::<_, BoxError>(Response::new(Broken(0))) });
+    let inner = service_fn(|_: Request<RequestBody<Full<Bytes>>>| async {
+        Ok::<_, BoxError>(Response::new(common::body::Broken::new("the disk went away")))
+    });
     let service = AcceptedLayer::new().layer(inner);
     let request = Request::post("/work").body(Full::default()).unwrap();
     let (status, headers, _) = call(&service, request).await;
@@ -865,65 +825,18 @@ async fn a_client_that_disconnects_mid_body_creates_no_job() {
     );
 }
 
-/// A [`MemoryStore`] whose `create` waits for a permit, as a store over the
-/// network takes its time: it holds a submission between its admission and
-/// the start of its job.
+/// Makes `create` wait for a permit, as a store over the network takes its
+/// time: it holds a submission between its admission and the start of its
+/// job.
 struct SlowCreate {
-    inner: MemoryStore,
     gate: Arc<Semaphore>,
     entered: Arc<tokio::sync::Notify>,
 }
 
-impl JobStore for SlowCreate {
-    async fn create(&self, record: JobRecord) -> Result<(), StoreError> {
+impl common::store::Hooks for SlowCreate {
+    async fn before_create(&self) {
         self.entered.notify_one();
         self.gate.acquire().await.unwrap().forget();
-        self.inner.create(record).await
-    }
-    async fn create_once(
-        &self,
-        record: JobRecord,
-        key: tower_accepted::store::IdempotencyKey,
-    ) -> Result<tower_accepted::store::CreatedOnce, StoreError> {
-        self.inner.create_once(record, key).await
-    }
-    async fn find_key(
-        &self,
-        key: &tower_accepted::store::IdempotencyKey,
-    ) -> Result<tower_accepted::store::KeyLookup, StoreError> {
-        self.inner.find_key(key).await
-    }
-    async fn list(
-        &self,
-        owner: &str,
-        limit: usize,
-        after: Option<tower_accepted::store::ListCursor>,
-    ) -> Result<tower_accepted::store::Page, StoreError> {
-        self.inner.list(owner, limit, after).await
-    }
-    async fn get(&self, id: JobId) -> Result<Lookup, StoreError> {
-        self.inner.get(id).await
-    }
-    async fn start(&self, id: JobId) -> Result<bool, StoreError> {
-        self.inner.start(id).await
-    }
-    async fn set_progress(&self, id: JobId, progress: Option<f32>, message: Option<String>) -> Result<(), StoreError> {
-        self.inner.set_progress(id, progress, message).await
-    }
-    async fn finish(&self, id: JobId, outcome: Outcome) -> Result<bool, StoreError> {
-        self.inner.finish(id, outcome).await
-    }
-    async fn cancel(&self, id: JobId) -> Result<Cancel, StoreError> {
-        self.inner.cancel(id).await
-    }
-    async fn delete(&self, id: JobId) -> Result<bool, StoreError> {
-        self.inner.delete(id).await
-    }
-    async fn response(&self, id: JobId) -> Result<Option<Response<Bytes>>, StoreError> {
-        self.inner.response(id).await
-    }
-    async fn wait_terminal(&self, id: JobId) -> Result<(), StoreError> {
-        self.inner.wait_terminal(id).await
     }
 }
 
@@ -937,11 +850,10 @@ async fn no_job_starts_after_shutdown_resolved() {
     let (ctx, mut events) = ctx();
     let gate = Arc::new(Semaphore::new(0));
     let entered = Arc::new(tokio::sync::Notify::new());
-    let store = SlowCreate {
-        inner: MemoryStore::new(),
+    let store = common::store::Hooked::new(SlowCreate {
         gate: Arc::clone(&gate),
         entered: Arc::clone(&entered),
-    };
+    });
     let layer = AcceptedLayer::new().store(store);
     let app = Router::new()
         .route("/gated", post(gated))

@@ -48,9 +48,14 @@ pub use waiting::{
     wait_terminal_wakes_on_delete, wait_terminal_wakes_on_finish,
 };
 
-/// How long a waiter is given to wake once its job ended: generous, as
-/// a shared store may be a network hop away.
-pub const WAKE_WITHIN: Duration = Duration::from_secs(5);
+/// How long a waiter is given to wake once its job ended: the bound a
+/// caller puts on a wait, and long, so that a waiter that is never woken
+/// fails the check (the bound elapses) instead of a store's own re-reads
+/// passing it late; a woken waiter resolves long before.
+pub const WAKE_WITHIN: Duration = Duration::from_secs(30);
+/// How long a wait for a job that already ended is given to resolve: one
+/// read of a store that may be a network hop away.
+pub const AT_ONCE: Duration = Duration::from_secs(5);
 /// How long a waiter is watched to make sure it does not wake early.
 pub const SETTLE: Duration = Duration::from_millis(100);
 

@@ -1,0 +1,84 @@
+//! A `MemoryStore` with hooks: a test's store that does one thing
+//! differently (waits in `create`, deletes before `response`) and
+//! delegates the rest.
+
+use std::future::Future;
+
+use bytes::Bytes;
+use http::Response;
+use tower_accepted::store::{Cancel, CreatedOnce, IdempotencyKey, JobId, JobRecord, JobStore, KeyLookup, ListCursor, Lookup, MemoryStore, Outcome, Page, StoreError};
+
+/// What a [`Hooked`] store does before it delegates; nothing by default.
+pub trait Hooks: Send + Sync + 'static {
+    /// Before `create`.
+    fn before_create(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
+    /// Before `response` of `id`, with the inner store at hand.
+    fn before_response(&self, store: &MemoryStore, id: JobId) -> impl Future<Output = ()> + Send {
+        let _ = (store, id);
+        async {}
+    }
+}
+
+/// A [`MemoryStore`] that runs `hooks` and otherwise delegates every call;
+/// a clone shares the store.
+#[derive(Clone)]
+pub struct Hooked<H> {
+    pub inner: MemoryStore,
+    pub hooks: H,
+}
+
+impl<H: Hooks> Hooked<H> {
+    pub fn new(hooks: H) -> Self {
+        Self {
+            inner: MemoryStore::new(),
+            hooks,
+        }
+    }
+}
+
+impl<H: Hooks> JobStore for Hooked<H> {
+    async fn create(&self, record: JobRecord) -> Result<(), StoreError> {
+        self.hooks.before_create().await;
+        self.inner.create(record).await
+    }
+    async fn create_once(&self, record: JobRecord, key: IdempotencyKey) -> Result<CreatedOnce, StoreError> {
+        self.inner.create_once(record, key).await
+    }
+    async fn find_key(&self, key: &IdempotencyKey) -> Result<KeyLookup, StoreError> {
+        self.inner.find_key(key).await
+    }
+    async fn list(&self, owner: &str, limit: usize, after: Option<ListCursor>) -> Result<Page, StoreError> {
+        self.inner.list(owner, limit, after).await
+    }
+    async fn get(&self, id: JobId) -> Result<Lookup, StoreError> {
+        self.inner.get(id).await
+    }
+    async fn start(&self, id: JobId) -> Result<bool, StoreError> {
+        self.inner.start(id).await
+    }
+    async fn set_progress(&self, id: JobId, progress: Option<f32>, message: Option<String>) -> Result<(), StoreError> {
+        self.inner.set_progress(id, progress, message).await
+    }
+    async fn finish(&self, id: JobId, outcome: Outcome) -> Result<bool, StoreError> {
+        self.inner.finish(id, outcome).await
+    }
+    fn finish_can_fail(&self) -> bool {
+        self.inner.finish_can_fail()
+    }
+    async fn cancel(&self, id: JobId) -> Result<Cancel, StoreError> {
+        self.inner.cancel(id).await
+    }
+    async fn delete(&self, id: JobId) -> Result<bool, StoreError> {
+        self.inner.delete(id).await
+    }
+    async fn response(&self, id: JobId) -> Result<Option<Response<Bytes>>, StoreError> {
+        self.hooks.before_response(&self.inner, id).await;
+        self.inner.response(id).await
+    }
+    async fn wait_terminal(&self, id: JobId) -> Result<(), StoreError> {
+        self.inner.wait_terminal(id).await
+    }
+}
