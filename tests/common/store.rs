@@ -6,7 +6,10 @@ use std::future::Future;
 
 use bytes::Bytes;
 use http::Response;
-use tower_accepted::store::{Cancel, CreatedOnce, IdempotencyKey, JobId, JobRecord, JobStore, KeyLookup, ListCursor, Lookup, MemoryStore, Outcome, Page, StoreError};
+use tower_accepted::store::{
+    Cancel, CreatedOnce, IdempotencyKey, JobId, JobRecord, JobStore, KeyLookup, ListCursor, Lookup, MemoryStore,
+    Outcome, Page, StoreError,
+};
 
 /// What a [`Hooked`] store does before it delegates; nothing by default.
 pub trait Hooks: Send + Sync + 'static {

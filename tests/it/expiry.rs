@@ -10,7 +10,10 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use tower::{Layer, ServiceExt};
-use tower_accepted::{Accepted, AcceptedLayer, store::{JobStore, MemoryStore}};
+use tower_accepted::{
+    Accepted, AcceptedLayer,
+    store::{JobStore, MemoryStore},
+};
 
 type Inner = tower::util::ServiceFn<fn(Request<tower_accepted::RequestBody<Body>>) -> Ready>;
 type Ready = std::future::Ready<Result<Response<Body>, Infallible>>;

@@ -32,7 +32,10 @@ use hyper::body::Incoming;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{Notify, Semaphore};
 use tower::{ServiceBuilder, service_fn};
-use tower_accepted::{AcceptedLayer, Job, RequestBody, store::{JobId, JobStore, MemoryStore}};
+use tower_accepted::{
+    AcceptedLayer, Job, RequestBody,
+    store::{JobId, JobStore, MemoryStore},
+};
 use uuid::Uuid;
 
 // ---------------------------------------------------------------------------

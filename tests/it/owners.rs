@@ -13,7 +13,10 @@ use axum::routing::post;
 use http::header::HeaderName;
 use http::{HeaderMap, Method, StatusCode};
 use tokio::sync::Semaphore;
-use tower_accepted::{AcceptedLayer, store::{JobStore, MemoryStore}};
+use tower_accepted::{
+    AcceptedLayer,
+    store::{JobStore, MemoryStore},
+};
 
 use common::{Answer, HttpClient, Server, serve};
 

@@ -15,7 +15,13 @@ use axum::routing::post;
 use axum::{Extension, Router};
 use http::{Method, StatusCode};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tower_accepted::{AcceptedLayer, Job, store::{Cancel, CreatedOnce, IdempotencyKey, JobId, JobRecord, JobStatus, JobStore, KeyLookup, Lookup, Outcome, RedisStore}};
+use tower_accepted::{
+    AcceptedLayer, Job,
+    store::{
+        Cancel, CreatedOnce, IdempotencyKey, JobId, JobRecord, JobStatus, JobStore, KeyLookup, Lookup, Outcome,
+        RedisStore,
+    },
+};
 
 use common::redis::{assert_every_key_expires, connection, keys_with_ttl, namespace, redis_url, store};
 use common::{HttpClient, Server, serve, until};
