@@ -1,9 +1,10 @@
 //! The status document: its fields, its JSON (a small encoder, byte for
-//! byte as `serde_json` writes it) and its RFC 3339 timestamps.
+//! byte as `serde_json` writes it) and its RFC 3339 timestamps (`humantime`).
 
 use std::cell::Cell;
 use std::fmt::Write as _;
 use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -143,39 +144,15 @@ fn write_timestamp(doc: &mut json::Object<'_>, key: &str, ms: u64) {
     }
 }
 
-/// `ms` as an RFC 3339 UTC timestamp of 20 bytes, for years 0 to 9999 (all
-/// of them, in practice); `None` past that.
+/// `ms` as an RFC 3339 UTC timestamp of 20 bytes, for years 1970 to 9999
+/// (all of them, in practice; `humantime` writes no others); `None` past
+/// that.
 pub(crate) fn rfc3339_bytes(ms: u64) -> Option<[u8; 20]> {
-    let secs = ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = civil(days);
-    if !(0..=9999).contains(&year) {
-        return None;
-    }
-    let two = |n: u64| [b'0' + (n / 10) as u8, b'0' + (n % 10) as u8];
-    let year = year as u64;
-    let (y1, y2) = (two(year / 100), two(year % 100));
-    let (mo, d) = (two(month as u64), two(day as u64));
-    let (h, mi, s) = (two(rem / 3600), two(rem / 60 % 60), two(rem % 60));
-    Some([
-        y1[0], y1[1], y2[0], y2[1], b'-', mo[0], mo[1], b'-', d[0], d[1], b'T', h[0], h[1], b':', mi[0], mi[1], b':',
-        s[0], s[1], b'Z',
-    ])
-}
-
-/// The civil date (year, month, day) of `days` since 1970-01-01 (Howard
-/// Hinnant's algorithm).
-fn civil(days: u64) -> (i64, i64, i64) {
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    let time = UNIX_EPOCH.checked_add(Duration::from_secs(ms / 1000))?;
+    let mut text = String::with_capacity(20);
+    // `humantime` refuses (with an error, not a panic) years past 9999.
+    write!(text, "{}", humantime::format_rfc3339_seconds(time)).ok()?;
+    text.as_bytes().try_into().ok()
 }
 
 /// `ms` since the Unix epoch as an RFC 3339 UTC timestamp, to the second.
@@ -183,17 +160,29 @@ pub(crate) fn rfc3339(ms: u64) -> String {
     if let Some(bytes) = rfc3339_bytes(ms) {
         return bytes.iter().map(|&b| char::from(b)).collect();
     }
-    let secs = ms / 1000;
-    let rem = secs % 86_400;
-    let (year, month, day) = civil(secs / 86_400);
-    let mut out = String::with_capacity(20);
-    let _ = write!(
-        out,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    );
+    beyond_9999(ms / 1000)
+}
+
+/// A timestamp past year 9999 (a record's clock gone wrong, as `u64` allows
+/// it), written as before with a year of five digits or more. The Gregorian
+/// calendar repeats every 400 years (146,097 days to the day), so the date
+/// is that of a time 400·k years earlier, which `humantime` writes, with
+/// 400·k added to its year.
+fn beyond_9999(secs: u64) -> String {
+    const CYCLE_SECS: u64 = 146_097 * 86_400;
+    // Into the second cycle after the epoch, years 2370 to 2769.
+    let cycles = (secs / CYCLE_SECS).saturating_sub(1);
+    let earlier = secs - cycles * CYCLE_SECS;
+    let Some(text) = rfc3339_bytes(earlier * 1000) else {
+        return String::new();
+    };
+    let (year, rest) = text.split_at(4);
+    let year = year
+        .iter()
+        .fold(0u64, |year, digit| year * 10 + u64::from(digit - b'0'));
+    let mut out = String::with_capacity(24);
+    let _ = write!(out, "{}", year + 400 * cycles);
+    out.extend(rest.iter().map(|&b| char::from(b)));
     out
 }
 

@@ -2,6 +2,11 @@
 //! (status and problem documents): objects of strings and numbers written
 //! straight into a buffer, byte for byte as `serde_json` writes them, without
 //! an intermediate tree, `fmt` or an allocation per field.
+//!
+//! Kept over `serde_json` on evidence (issue 11, see BENCHMARKS.md): the
+//! same documents written by `serde_json` cost 24 % more instructions per
+//! `GET` of a status document, most of them escaping keys, ids and
+//! timestamps byte by byte, which need no escaping.
 
 use std::cell::RefCell;
 

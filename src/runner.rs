@@ -3,7 +3,7 @@
 
 use std::any::Any;
 use std::future::Future;
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -11,6 +11,8 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::FutureExt as _;
+use futures_util::future::CatchUnwind;
 use http::{Request, Response};
 use http_body::Body;
 use pin_project_lite::pin_project;
@@ -60,9 +62,10 @@ where
 }
 
 /// The handler's work as the task polls it: the service called, its
-/// response read whole, a panic caught. Boxed, so that a job's task stays
-/// small whatever the service's future weighs, and is cheap to move.
-type HandlerWork<S, R, B> = Pin<Box<CatchUnwind<Capture<S, R, <S as Service<R>>::Future, B>>>>;
+/// response read whole, a panic caught (so that a panicking handler ends its
+/// job as `failed` and the server goes on). Boxed, so that a job's task
+/// stays small whatever the service's future weighs, and is cheap to move.
+type HandlerWork<S, R, B> = Pin<Box<CatchUnwind<AssertUnwindSafe<Capture<S, R, <S as Service<R>>::Future, B>>>>>;
 
 /// Runs `work` on a task of its own (it has been counted as under way since
 /// its admission).
@@ -79,13 +82,14 @@ where
         admission,
         waiter,
     } = work;
-    let handler: HandlerWork<S, _, S::ResBody> = Box::pin(CatchUnwind {
-        future: Capture {
-            limit: shared.config.max_result,
-            expose: shared.config.expose_errors,
-            state: CaptureState::Call { service, request },
-        },
-    });
+    let capture = Capture {
+        limit: shared.config.max_result,
+        expose: shared.config.expose_errors,
+        state: CaptureState::Call { service, request },
+    };
+    // Unwind safe as far as the job goes: a panic drops the handler's
+    // state whole, and nothing it touched is looked at again.
+    let handler: HandlerWork<S, _, S::ResBody> = Box::pin(AssertUnwindSafe(capture).catch_unwind());
     // Boxed too: tokio moves a task's future several times while it spawns
     // and ends it, and a pointer is cheaper to move than the state.
     tokio::spawn(Box::pin(run(shared, job, admission, waiter, handler)));
@@ -465,40 +469,15 @@ where
     }
 }
 
-pin_project! {
-    /// Turns a panic while polling `future` into `Err(payload)`, so that a
-    /// panicking handler ends its job as `failed` and the server goes on.
-    struct CatchUnwind<F> {
-        #[pin]
-        future: F,
-    }
-}
-
-impl<F: Future> Future for CatchUnwind<F> {
-    type Output = Result<F::Output, Box<dyn Any + Send>>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let future = self.project().future;
-        match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
-            Err(payload) => Poll::Ready(Err(payload)),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[tokio::test]
     async fn catch_unwind_reports_panics() {
-        let ok = CatchUnwind { future: async { 1 } }.await;
+        let ok = AssertUnwindSafe(async { 1 }).catch_unwind().await;
         assert_eq!(ok.ok(), Some(1));
-        let caught = CatchUnwind {
-            future: async { panic!("boom") },
-        }
-        .await;
+        let caught = AssertUnwindSafe(async { panic!("boom") }).catch_unwind().await;
         let payload = caught.err().unwrap();
         assert_eq!(panicked(true, &*payload).message, "the handler panicked: boom");
         assert_eq!(panicked(false, &*payload).message, "the handler panicked");

@@ -1,9 +1,7 @@
 //! [`JobId`]: the random id that names a job and is the capability to it.
 
-use std::cell::RefCell;
 use std::fmt;
 use std::str::FromStr;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -28,11 +26,12 @@ use uuid::Uuid;
 pub struct JobId(Uuid);
 
 impl JobId {
-    /// A new random id: 122 bits from the operating system's generator
-    /// (fetched for 64 ids at a time by each thread, as a system call per id
-    /// would cost more than the rest of a submission).
+    /// A new random id: 122 bits from `uuid`'s fast generator (a
+    /// cryptographically secure generator per thread, seeded by the
+    /// operating system), as a system call per id would cost more than the
+    /// rest of a submission.
     pub fn new() -> Self {
-        Self(random_uuid())
+        Self(Uuid::new_v4())
     }
 
     /// The id as a UUID.
@@ -43,54 +42,6 @@ impl JobId {
     /// The id's 16 bytes; stores use them for hashing and keys.
     pub fn as_bytes(&self) -> &[u8; 16] {
         self.0.as_bytes()
-    }
-}
-
-/// A version 4 UUID from a thread's pool of random bytes from the operating
-/// system, refilled 1 KiB at a time; a taken id's bytes are wiped from the
-/// pool. The wall clock is XORed over the last eight bytes (which keeps them
-/// uniformly random), so that a process that forks with a partly used pool
-/// does not hand out the same ids in parent and child.
-fn random_uuid() -> Uuid {
-    thread_local! {
-        static POOL: RefCell<Pool> = const { RefCell::new(Pool { bytes: [0; POOL_BYTES], used: POOL_BYTES }) };
-    }
-    let bytes = POOL.with(|pool| pool.try_borrow_mut().ok().and_then(|mut pool| pool.take()));
-    match bytes {
-        Some(mut bytes) => {
-            let nanos = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.subsec_nanos() as u64 ^ d.as_secs().rotate_left(32));
-            for (byte, mix) in bytes[8..].iter_mut().zip(nanos.to_le_bytes()) {
-                *byte ^= mix;
-            }
-            uuid::Builder::from_random_bytes(bytes).into_uuid()
-        }
-        // The generator failed (or the pool is in use on this thread): as
-        // `uuid` does it, one id at a time.
-        None => Uuid::new_v4(),
-    }
-}
-
-const POOL_BYTES: usize = 16 * 64;
-
-struct Pool {
-    bytes: [u8; POOL_BYTES],
-    used: usize,
-}
-
-impl Pool {
-    fn take(&mut self) -> Option<[u8; 16]> {
-        if self.used + 16 > POOL_BYTES {
-            getrandom::fill(&mut self.bytes).ok()?;
-            self.used = 0;
-        }
-        let slot = &mut self.bytes[self.used..self.used + 16];
-        let mut out = [0; 16];
-        out.copy_from_slice(slot);
-        slot.fill(0);
-        self.used += 16;
-        Some(out)
     }
 }
 

@@ -76,9 +76,9 @@ impl MemoryStoreBuilder {
             inner: Arc::new(Inner {
                 epoch: Instant::now(),
                 shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
-                // The operating system's randomness; std's random hasher
-                // keys (themselves from it) if that fails.
-                shard_key: getrandom::u64().unwrap_or_else(|_| RandomState::new().hash_one(0u8)),
+                // A random key from std's random hasher keys (themselves
+                // from the operating system), without a dependency for it.
+                shard_key: RandomState::new().hash_one(0u8),
                 len: AtomicUsize::new(0),
                 unfinished: AtomicUsize::new(0),
                 capacity: self.capacity,

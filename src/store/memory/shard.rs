@@ -2,7 +2,8 @@
 //! ids that expired from it.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+
+use rustc_hash::FxBuildHasher;
 
 use super::entry::Entry;
 use super::tombstones::Tombstones;
@@ -10,7 +11,9 @@ use crate::store::JobId;
 
 #[derive(Default)]
 pub(super) struct Shard {
-    pub(super) jobs: HashMap<JobId, Entry, BuildHasherDefault<IdHasher>>,
+    /// Keyed by job ids made from random bytes (`JobId::new`), so a fast
+    /// unkeyed hash will do: no one picks the keys to collide.
+    pub(super) jobs: HashMap<JobId, Entry, FxBuildHasher>,
     pub(super) tombstones: Tombstones,
 }
 
@@ -22,25 +25,6 @@ impl Shard {
         let (len, capacity) = (self.jobs.len(), self.jobs.capacity());
         if capacity > 64 && capacity > 4 * len {
             self.jobs.shrink_to(2 * len);
-        }
-    }
-}
-
-/// Job ids in the map were made by the store's user from random bytes:
-/// hashing only needs to fold their bytes.
-#[derive(Default)]
-pub(super) struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(0x517c_c1b7_2722_0a95);
         }
     }
 }

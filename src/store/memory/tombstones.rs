@@ -3,18 +3,18 @@
 //! shard's own lock, so that looking up an unknown id takes no global lock.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::BuildHasherDefault;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::shard::IdHasher;
+use rustc_hash::FxBuildHasher;
+
 use crate::store::JobId;
 
 /// The expired ids of one shard, each with when it is forgotten (in the
 /// store's ticks).
 #[derive(Default)]
 pub(super) struct Tombstones {
-    /// Keyed by ids the store made (random), so hashing only folds them.
-    map: HashMap<JobId, u64, BuildHasherDefault<IdHasher>>,
+    /// Keyed by ids the store made (random), so a fast unkeyed hash will do.
+    map: HashMap<JobId, u64, FxBuildHasher>,
     /// The same, in the order they are forgotten (one time to live for all).
     order: VecDeque<(u64, JobId)>,
 }
