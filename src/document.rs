@@ -38,6 +38,24 @@ struct StatusDocument<'a> {
     resource_location: Option<&'a str>,
 }
 
+impl<'a> StatusDocument<'a> {
+    /// The document of `record`, naming `result` and `resource_location`.
+    fn of(record: &'a JobRecord, result: Option<&'a str>, resource_location: Option<&'a str>) -> Self {
+        StatusDocument {
+            id: record.id,
+            status: record.status,
+            created_at: rfc3339(record.created_at_ms),
+            updated_at: rfc3339(record.updated_at_ms),
+            progress: record.progress,
+            message: record.message.as_deref(),
+            result,
+            result_status: record.result_status,
+            error: record.error.as_ref(),
+            resource_location,
+        }
+    }
+}
+
 /// The status document of `record`. `result` is the link to its result
 /// when the document names it (`result`, and `resourceLocation` too when
 /// `every_terminal_result`, as Microsoft's guidelines want); see
@@ -56,18 +74,7 @@ pub(crate) fn status_document(
     let Some(map) = map else {
         return json::document(|out| encode_status_document(out, record, result, resource_location));
     };
-    let document = StatusDocument {
-        id: record.id,
-        status: record.status,
-        created_at: rfc3339(record.created_at_ms),
-        updated_at: rfc3339(record.updated_at_ms),
-        progress: record.progress,
-        message: record.message.as_deref(),
-        result,
-        result_status: record.result_status,
-        error: record.error.as_ref(),
-        resource_location,
-    };
+    let document = StatusDocument::of(record, result, resource_location);
     serde_json::to_value(&document)
         .and_then(|mut value| {
             if let Some(object) = value.as_object_mut() {
@@ -193,18 +200,11 @@ mod tests {
 
     /// The document as `serde_json` writes [`StatusDocument`].
     fn serde_document(record: &JobRecord, result: Option<&str>, every_terminal_result: bool) -> Vec<u8> {
-        serde_json::to_vec(&StatusDocument {
-            id: record.id,
-            status: record.status,
-            created_at: rfc3339(record.created_at_ms),
-            updated_at: rfc3339(record.updated_at_ms),
-            progress: record.progress,
-            message: record.message.as_deref(),
+        serde_json::to_vec(&StatusDocument::of(
+            record,
             result,
-            result_status: record.result_status,
-            error: record.error.as_ref(),
-            resource_location: result.filter(|_| every_terminal_result),
-        })
+            result.filter(|_| every_terminal_result),
+        ))
         .unwrap()
     }
 

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use http::StatusCode;
 
-use super::{WAKE_WITHIN, assert_same_response, found, pending, running, sample_response};
-use crate::store::{Cancel, JobStatus, JobStore, Lookup, Outcome};
+use super::{WAKE_WITHIN, assert_same_response, found, pending, running, sample_response, succeed};
+use crate::store::{Cancel, JobStatus, JobStore, Lookup};
 
 /// Expiry as every store keeps it: a finished (or canceled) job is kept
 /// for `ttl`, then reported `Expired` without its response, then,
@@ -15,12 +15,7 @@ use crate::store::{Cancel, JobStatus, JobStore, Lookup, Outcome};
 pub async fn expiry<St: JobStore>(store: &St, ttl: Duration, tombstone_ttl: Duration) {
     let finished = running(store).await;
     let response = sample_response(StatusCode::OK);
-    assert!(
-        store
-            .finish(finished, Outcome::Response(response.clone()))
-            .await
-            .expect("finish")
-    );
+    succeed(store, finished, &response).await;
     let canceled = running(store).await;
     assert_eq!(store.cancel(canceled).await.expect("cancel"), Cancel::Canceled);
     let still_pending = pending(store).await;

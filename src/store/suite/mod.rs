@@ -34,7 +34,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
-use crate::store::{JobId, JobRecord, JobStore, Lookup};
+use crate::store::{JobId, JobRecord, JobStore, Lookup, Outcome};
 
 pub use expiry::expiry;
 pub use records::{
@@ -115,6 +115,15 @@ pub async fn pending<St: JobStore>(store: &St) -> JobId {
     let id = JobId::new();
     store.create(JobRecord::pending(id)).await.expect("create");
     id
+}
+
+/// Ends the running job `id` with `response`, asserting the store took it.
+pub(crate) async fn succeed<St: JobStore>(store: &St, id: JobId, response: &Response<Bytes>) {
+    let outcome = Outcome::Response(response.clone());
+    assert!(
+        store.finish(id, outcome).await.expect("finish"),
+        "finish({id}) was refused"
+    );
 }
 
 /// A new running job.

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 
-use super::{assert_same_response, found, pending, running, sample_response, stored_response};
+use super::{assert_same_response, found, pending, running, sample_response, stored_response, succeed};
 use crate::store::{
     Cancel, ErrorCode, IdempotencyKey, JobError, JobId, JobRecord, JobStatus, JobStore, KeyLookup, Lookup, Outcome,
     unix_ms,
@@ -152,12 +152,7 @@ pub async fn finish_stores_the_response_byte_for_byte<St: JobStore>(store: &St) 
         "no response while running"
     );
     let response = sample_response(StatusCode::CREATED);
-    assert!(
-        store
-            .finish(id, Outcome::Response(response.clone()))
-            .await
-            .expect("finish")
-    );
+    succeed(store, id, &response).await;
 
     let record = found(store, id).await;
     assert_eq!(record.status, JobStatus::Succeeded);
@@ -174,12 +169,7 @@ pub async fn finish_stores_the_response_byte_for_byte<St: JobStore>(store: &St) 
     // An empty body and no headers round-trip too.
     let empty_id = running(store).await;
     let empty = stored_response(StatusCode::NO_CONTENT, HeaderMap::new(), Bytes::new());
-    assert!(
-        store
-            .finish(empty_id, Outcome::Response(empty.clone()))
-            .await
-            .expect("finish")
-    );
+    succeed(store, empty_id, &empty).await;
     let stored = store
         .response(empty_id)
         .await
@@ -200,12 +190,7 @@ pub async fn finish_with_error_status_is_failed<St: JobStore>(store: &St) {
     ] {
         let id = running(store).await;
         let response = sample_response(status);
-        assert!(
-            store
-                .finish(id, Outcome::Response(response.clone()))
-                .await
-                .expect("finish")
-        );
+        succeed(store, id, &response).await;
         let record = found(store, id).await;
         assert_eq!(record.status, JobStatus::Failed, "{status}");
         let error = record.error.as_ref().expect("an error");
@@ -263,12 +248,7 @@ pub async fn finish_without_response_is_failed<St: JobStore>(store: &St) {
 pub async fn finish_twice_changes_nothing<St: JobStore>(store: &St) {
     let id = running(store).await;
     let first = sample_response(StatusCode::OK);
-    assert!(
-        store
-            .finish(id, Outcome::Response(first.clone()))
-            .await
-            .expect("finish")
-    );
+    succeed(store, id, &first).await;
     let record = found(store, id).await;
 
     let second = stored_response(
@@ -328,12 +308,7 @@ pub async fn cancel_answers_per_state<St: JobStore>(store: &St) {
 
     let id = running(store).await;
     let response = sample_response(StatusCode::OK);
-    assert!(
-        store
-            .finish(id, Outcome::Response(response.clone()))
-            .await
-            .expect("finish")
-    );
+    succeed(store, id, &response).await;
     let record = found(store, id).await;
     assert_eq!(store.cancel(id).await.expect("cancel"), Cancel::AlreadyTerminal);
     assert_eq!(found(store, id).await, record);
