@@ -143,7 +143,7 @@ async fn echo(State(ctx): State<Ctx>, body: Bytes) -> Bytes {
 }
 
 /// An app with the runner's test handlers behind `layer`.
-fn app(ctx: &Ctx, layer: &AcceptedLayer) -> Router {
+fn app<St: tower_accepted::store::JobStore>(ctx: &Ctx, layer: &AcceptedLayer<St>) -> Router {
     Router::new()
         .route("/stuck", post(stuck))
         .route("/gated", post(gated))
@@ -846,22 +846,29 @@ async fn shutdown_ends_queued_jobs_too() {
 #[tokio::test]
 async fn a_client_that_disconnects_mid_body_creates_no_job() {
     let (ctx, _events) = ctx();
-    let layer = AcceptedLayer::new();
-    let server = serve(app(&ctx, &layer)).await;
+    let store = common::store::Hooked::new(common::store::Counts::default());
+    let layer = AcceptedLayer::new().store(store.clone());
+    let (app, finished) = common::server::count_finished(app(&ctx, &layer));
+    let server = serve(app).await;
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
     stream
         .write_all(b"POST /echo HTTP/1.1\r\nhost: test\r\ncontent-length: 100\r\n\r\n0123456789")
         .await
         .unwrap();
     drop(stream);
-    // Nothing can be observed from outside but the absence of a job: give
-    // the server a moment, then check, and check it still serves.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(layer.job_store().len(), 0);
+    // The server is done with the broken request (its future answered or
+    // was dropped): a job, had there been one, was created by then.
+    common::until("the server to be done with the broken request", || {
+        finished.count() == 1
+    })
+    .await;
+    assert_eq!(store.hooks.creates(), 0, "the store was asked to create a job");
+    assert_eq!(store.inner.len(), 0);
     let client = HttpClient::new(&server);
     let monitor = submit(&client, "/echo", "whole").await;
     assert_eq!(client.until_done(&monitor).await.status, StatusCode::SEE_OTHER);
-    assert_eq!(layer.job_store().len(), 1);
+    assert_eq!(store.hooks.creates(), 1);
+    assert_eq!(store.inner.len(), 1);
     assert_eq!(
         ctx.calls.load(Ordering::SeqCst),
         1,
