@@ -101,7 +101,7 @@ impl<H: Hooks> JobStore for Hooked<H> {
 #[derive(Clone, Default)]
 pub struct Counts {
     creates: Arc<AtomicUsize>,
-    waits: Arc<AtomicUsize>,
+    waits: Arc<std::sync::Mutex<Vec<JobId>>>,
 }
 
 impl Counts {
@@ -110,9 +110,14 @@ impl Counts {
         self.creates.load(Ordering::SeqCst)
     }
 
-    /// How many times `wait_terminal` was called.
-    pub fn waits(&self) -> usize {
-        self.waits.load(Ordering::SeqCst)
+    /// How many times `wait_terminal` was called for the job `id`.
+    pub fn waits_for(&self, id: &str) -> usize {
+        self.waits
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|w| w.to_string() == id)
+            .count()
     }
 }
 
@@ -121,7 +126,7 @@ impl Hooks for Counts {
         self.creates.fetch_add(1, Ordering::SeqCst);
     }
 
-    async fn before_wait_terminal(&self, _: JobId) {
-        self.waits.fetch_add(1, Ordering::SeqCst);
+    async fn before_wait_terminal(&self, id: JobId) {
+        self.waits.lock().unwrap().push(id);
     }
 }
