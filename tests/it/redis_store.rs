@@ -162,7 +162,11 @@ async fn started_at_is_set_by_start_and_kept_after_the_end() {
     let pending = found(&store, id).await;
     assert_eq!(pending.started_at_ms, None);
 
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    // Times are in milliseconds: the start comes in a later one.
+    common::until("the clock to pass the creation's millisecond", || {
+        now_ms() > pending.created_at_ms
+    })
+    .await;
     assert!(store.start(id).await.unwrap());
     let after_start = now_ms();
     let running = found(&store, id).await;
@@ -177,7 +181,8 @@ async fn started_at_is_set_by_start_and_kept_after_the_end() {
     assert!(!store.start(id).await.unwrap());
     assert_eq!(found(&store, id).await.started_at_ms, Some(started));
 
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    // The progress comes in a later millisecond than the start.
+    common::until("the clock to pass the start's millisecond", || now_ms() > started).await;
     store.set_progress(id, Some(0.5), Some("half".into())).await.unwrap();
     let progressed = found(&store, id).await;
     assert_eq!(progressed.started_at_ms, Some(started));
