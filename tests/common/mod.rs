@@ -1,12 +1,14 @@
 //! Shared test helpers, one file per concern: servers on 127.0.0.1
 //! (`server`), a small HTTP client and the checks of a `202` (`http`),
 //! waits with a deadline of seconds (`wait`), raw TCP exchanges (`tcp`), a
-//! response body that breaks (`body`), silenced planned panics (`panics`)
-//! and a `MemoryStore` with hooks (`store`).
+//! response body that breaks (`body`), silenced planned panics (`panics`),
+//! a `MemoryStore` with hooks (`store`) and calls of a router in process,
+//! for the tests on the paused clock (`oneshot`).
 #![allow(dead_code, unreachable_pub)]
 
 pub mod body;
 pub mod http;
+pub mod oneshot;
 pub mod panics;
 #[cfg(feature = "redis")]
 pub mod redis;

@@ -67,3 +67,38 @@ where
     });
     Server { addr, task }
 }
+
+/// How many requests the server is done with: their service future
+/// answered or was dropped (a connection closed mid-request).
+#[derive(Clone, Default)]
+pub struct Finished(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Finished {
+    pub fn count(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Counts, on the drop of the service's future, whatever ended it.
+struct FinishGuard(Finished);
+
+impl Drop for FinishGuard {
+    fn drop(&mut self) {
+        (self.0).0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// `app` with every request counted in [`Finished`] once the server is done
+/// with it.
+pub fn count_finished(app: Router) -> (Router, Finished) {
+    let finished = Finished::default();
+    let counter = finished.clone();
+    let app = app.layer(tower::util::MapFutureLayer::new(move |future| {
+        let guard = FinishGuard(counter.clone());
+        async move {
+            let _guard = guard;
+            future.await
+        }
+    }));
+    (app, finished)
+}

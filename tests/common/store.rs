@@ -1,8 +1,10 @@
 //! A `MemoryStore` with hooks: a test's store that does one thing
-//! differently (waits in `create`, deletes before `response`) and
-//! delegates the rest.
+//! differently (waits in `create`, deletes before `response`, counts calls)
+//! and delegates the rest.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use http::Response;
@@ -15,6 +17,13 @@ use tower_accepted::store::{
 pub trait Hooks: Send + Sync + 'static {
     /// Before `create`.
     fn before_create(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
+    /// Before `wait_terminal` of `id` (a long poll's wait, or a running
+    /// job's watch for its end elsewhere).
+    fn before_wait_terminal(&self, id: JobId) -> impl Future<Output = ()> + Send {
+        let _ = id;
         async {}
     }
 
@@ -82,6 +91,42 @@ impl<H: Hooks> JobStore for Hooked<H> {
         self.inner.response(id).await
     }
     async fn wait_terminal(&self, id: JobId) -> Result<(), StoreError> {
+        self.hooks.before_wait_terminal(id).await;
         self.inner.wait_terminal(id).await
+    }
+}
+
+/// Hooks that count the calls of `create` and of `wait_terminal`: a test
+/// can wait until a long poll waits, or check that nothing was created.
+#[derive(Clone, Default)]
+pub struct Counts {
+    creates: Arc<AtomicUsize>,
+    waits: Arc<std::sync::Mutex<Vec<JobId>>>,
+}
+
+impl Counts {
+    /// How many times `create` was called.
+    pub fn creates(&self) -> usize {
+        self.creates.load(Ordering::SeqCst)
+    }
+
+    /// How many times `wait_terminal` was called for the job `id`.
+    pub fn waits_for(&self, id: &str) -> usize {
+        self.waits
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|w| w.to_string() == id)
+            .count()
+    }
+}
+
+impl Hooks for Counts {
+    async fn before_create(&self) {
+        self.creates.fetch_add(1, Ordering::SeqCst);
+    }
+
+    async fn before_wait_terminal(&self, id: JobId) {
+        self.waits.lock().unwrap().push(id);
     }
 }

@@ -2,7 +2,10 @@
 //! use (written here, served over real HTTP on 127.0.0.1): `Location`
 //! monitors with `303` or `201`, Microsoft's `Operation-Location`, Azure's
 //! `Location` that answers `202` while running, and results polled
-//! directly; and the timing, links and headers of the polls.
+//! directly; and the links and headers of the polls. Their pace
+//! (`Retry-After`, the interval bounds, the backoff) is tested in process on
+//! tokio's paused clock, against a monitor played by a `service_fn`, where
+//! a delay can be asserted exactly.
 #![cfg(feature = "client")]
 
 use crate::common;
@@ -390,75 +393,130 @@ impl http_body::Body for Chunks {
     }
 }
 
-/// A `Location` monitor whose `n`-th running answer carries `retry_after(n)`
-/// and which answers `303` to `/done` after `running` polls.
-fn paced_monitor(running: usize, retry_after: fn(usize) -> Option<String>) -> Router {
-    let polls = Counter::default();
-    Router::new()
-        .route(
-            "/submit",
-            post(|| async { json_response(StatusCode::ACCEPTED, &[("location", "/m".into())], json!({})) }),
-        )
-        .route(
-            "/m",
-            get(move || {
-                let n = polls.next();
-                async move {
-                    if n < running {
-                        let headers: Vec<(&'static str, String)> =
-                            retry_after(n).map(|v| ("retry-after", v)).into_iter().collect();
-                        json_response(StatusCode::OK, &headers, json!({"status": "running"}))
+/// A stand-in `Location` monitor played in process by a `service_fn`, for
+/// the tests of the polls' pace on tokio's paused clock: `POST` answers
+/// `202` with `Location: /m` and the headers `pace(0)`; the `n`-th poll of
+/// `/m` (from 1) answers `200` "running" with the headers `pace(n)` while
+/// `n <= running`, then `303` to `/r`, which answers "r". Every poll's time
+/// on the paused clock is recorded.
+struct Paced {
+    /// When each poll of `/m` arrived.
+    polls: std::sync::Arc<std::sync::Mutex<Vec<tokio::time::Instant>>>,
+}
+
+type PacedService = tower::util::BoxCloneService<Request<Full<Bytes>>, Response, Infallible>;
+
+impl Paced {
+    fn new(
+        running: usize,
+        pace: impl Fn(usize) -> Vec<(&'static str, String)> + Send + Sync + 'static,
+    ) -> (Self, PacedService) {
+        let polls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = polls.clone();
+        let pace = std::sync::Arc::new(pace);
+        let service = tower::service_fn(move |request: Request<Full<Bytes>>| {
+            let (record, pace) = (record.clone(), pace.clone());
+            async move {
+                let response = if request.method() == Method::POST {
+                    let mut headers = pace(0);
+                    headers.push(("location", "/m".into()));
+                    json_response(StatusCode::ACCEPTED, &headers, json!({"status": "pending"}))
+                } else if request.uri().path() == "/m" {
+                    let n = {
+                        let mut polls = record.lock().unwrap();
+                        polls.push(tokio::time::Instant::now());
+                        polls.len()
+                    };
+                    if n <= running {
+                        json_response(StatusCode::OK, &pace(n), json!({"status": "running"}))
                     } else {
-                        json_response(StatusCode::SEE_OTHER, &[("location", "/done".into())], json!({}))
+                        json_response(StatusCode::SEE_OTHER, &[("location", "/r".into())], json!({}))
                     }
-                }
-            }),
-        )
-        .route("/done", get(|| async { "done" }))
+                } else {
+                    "r".into_response()
+                };
+                Ok::<_, Infallible>(response)
+            }
+        });
+        (Self { polls }, tower::util::BoxCloneService::new(service))
+    }
+
+    /// Follows a `POST` through `layer` to the end; asserts the result
+    /// "r" and returns the delays before each poll: the first from the
+    /// `202`, the others from the poll before.
+    async fn follow(&self, layer: FollowLayer, service: PacedService) -> Vec<Duration> {
+        let start = tokio::time::Instant::now();
+        let request = Request::post("/submit").body(Full::new(Bytes::new())).unwrap();
+        let response = layer.layer(service).oneshot(request).await.unwrap();
+        assert_eq!(response.into_body().collect().await.unwrap().to_bytes(), "r");
+        let polls = self.polls.lock().unwrap().clone();
+        std::iter::once(start)
+            .chain(polls.iter().copied())
+            .zip(polls.iter().copied())
+            .map(|(before, poll)| poll - before)
+            .collect()
+    }
 }
 
-fn gaps(log: &follow::Log, path: &str) -> Vec<Duration> {
-    let times: Vec<_> = log.to(path).iter().map(|s| s.at).collect();
-    times.windows(2).map(|w| w[1] - w[0]).collect()
-}
-
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn retry_after_in_seconds_and_as_a_date_paces_the_polls() {
-    let (app, log) = logged(paced_monitor(2, |n| {
-        Some(match n {
-            0 => "1".to_owned(),
-            _ => httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(2)),
-        })
-    }));
-    let server = serve(app).await;
-    let client = follower(fast().max_interval(Duration::from_secs(5)));
-    let answer = follow_post(&client, &server.url("/submit"), "").await.unwrap();
-    assert_eq!(answer.body, "done");
-    let gaps = gaps(&log, "/m");
-    assert_eq!(gaps.len(), 2, "{gaps:?}");
-    assert!(gaps[0] >= Duration::from_millis(950), "Retry-After: 1 → {gaps:?}");
-    // The date has whole seconds: between 1 and 2 s from the answer.
-    assert!(gaps[1] >= Duration::from_millis(950), "Retry-After: <date> → {gaps:?}");
+    // In process and on paused time, so that the delays are exact: each
+    // poll comes exactly the Retry-After of the answer before it later.
+    // A date has whole seconds of the wall clock, so the monitor notes the
+    // delay it asks for when it answers; the client reads it a moment
+    // (of the wall clock, microseconds in process) later.
+    let asked: std::sync::Arc<std::sync::Mutex<Option<Duration>>> = Default::default();
+    let noted = asked.clone();
+    let (paced, service) = Paced::new(3, move |n| match n {
+        0 => vec![("retry-after", "1".into())],
+        1 => vec![("retry-after", "3".into())],
+        2 => {
+            let now = SystemTime::now();
+            let date = httpdate::fmt_http_date(now + Duration::from_secs(2));
+            let at = httpdate::parse_http_date(&date).unwrap();
+            *noted.lock().unwrap() = Some(at.duration_since(now).unwrap());
+            vec![("retry-after", date)]
+        }
+        _ => vec![("retry-after-ms", "1500".into())],
+    });
+    let layer = fast().long_poll(Duration::ZERO).max_interval(Duration::from_secs(5));
+    let gaps = paced.follow(layer, service).await;
+    assert_eq!(gaps.len(), 4, "{gaps:?}");
+    assert_eq!(gaps[0], Duration::from_secs(1), "the 202's Retry-After: 1 → {gaps:?}");
+    assert_eq!(gaps[1], Duration::from_secs(3), "Retry-After: 3 → {gaps:?}");
+    // The date has whole seconds: between 1 and 2 s from the answer, and
+    // what the monitor asked for, to the millisecond tick of the timer.
+    let asked = asked.lock().unwrap().expect("the date was sent");
+    assert!(
+        asked > Duration::from_secs(1) && asked <= Duration::from_secs(2),
+        "{asked:?}"
+    );
+    assert!(
+        gaps[2] + Duration::from_millis(50) >= asked && gaps[2] <= asked + Duration::from_millis(1),
+        "Retry-After: <date> {asked:?} later → {gaps:?}"
+    );
+    assert!(gaps[2] >= Duration::from_millis(950), "Retry-After: <date> → {gaps:?}");
+    assert_eq!(gaps[3], Duration::from_millis(1500), "retry-after-ms: 1500 → {gaps:?}");
     assert!(gaps.iter().all(|g| *g < Duration::from_secs(4)), "{gaps:?}");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn retry_after_is_kept_within_the_configured_bounds() {
-    // An hour is cut to the maximum; zero is raised to the minimum.
-    let (app, log) = logged(paced_monitor(4, |n| {
-        Some(if n % 2 == 0 { "3600" } else { "0" }.to_owned())
-    }));
-    let server = serve(app).await;
-    let client = follower(
-        FollowLayer::new()
-            .long_poll(Duration::ZERO)
-            .min_interval(Duration::from_millis(250))
-            .max_interval(Duration::from_millis(400)),
-    );
-    let answer = follow_post(&client, &server.url("/submit"), "").await.unwrap();
-    assert_eq!(answer.body, "done");
-    let gaps = gaps(&log, "/m");
-    assert_eq!(gaps.len(), 4);
+    // An hour is cut to the maximum; zero is raised to the minimum; what
+    // lies between is kept. In process, on paused time: exactly.
+    const MIN: Duration = Duration::from_millis(250);
+    const MAX: Duration = Duration::from_millis(400);
+    let (paced, service) = Paced::new(4, |n| match n {
+        4 => vec![("retry-after-ms", "300".into())],
+        n if n % 2 == 0 => vec![("retry-after", "3600".into())],
+        _ => vec![("retry-after", "0".into())],
+    });
+    let layer = FollowLayer::new()
+        .long_poll(Duration::ZERO)
+        .min_interval(MIN)
+        .max_interval(MAX);
+    let gaps = paced.follow(layer, service).await;
+    assert_eq!(gaps, [MAX, MIN, MAX, MIN, Duration::from_millis(300)]);
     assert!(gaps.iter().all(|g| *g >= Duration::from_millis(240)), "{gaps:?}");
     assert!(gaps.iter().all(|g| *g < Duration::from_secs(3)), "{gaps:?}");
 }
@@ -467,57 +525,19 @@ async fn retry_after_is_kept_within_the_configured_bounds() {
 async fn without_retry_after_the_backoff_doubles_with_jitter() {
     // In process and on paused time, so that the delays can be measured
     // exactly: a monitor that never sends `Retry-After`.
-    let times = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let record = times.clone();
-    let service = tower::service_fn(move |request: Request<Full<Bytes>>| {
-        let record = record.clone();
-        async move {
-            let mut times = record.lock().unwrap();
-            let response = if request.method() == Method::POST {
-                Response::builder()
-                    .status(202)
-                    .header(LOCATION, "/m")
-                    .body(axum::body::Body::empty())
-            } else if request.uri().path() == "/m" {
-                times.push(tokio::time::Instant::now());
-                if times.len() < 7 {
-                    Response::builder()
-                        .header(CONTENT_TYPE, "application/json")
-                        .body(axum::body::Body::from(r#"{"status":"running"}"#))
-                } else {
-                    Response::builder()
-                        .status(303)
-                        .header(LOCATION, "/r")
-                        .body(axum::body::Body::empty())
-                }
-            } else {
-                Response::builder().body(axum::body::Body::from("r"))
-            };
-            Ok::<_, Infallible>(response.unwrap())
-        }
-    });
-    let client = FollowLayer::new()
+    let (paced, service) = Paced::new(6, |_| Vec::new());
+    let layer = FollowLayer::new()
         .long_poll(Duration::ZERO)
         .initial_interval(Duration::from_secs(1))
-        .max_interval(Duration::from_secs(8))
-        .layer(service);
-    let start = tokio::time::Instant::now();
-    let request = Request::post("/submit").body(Full::new(Bytes::new())).unwrap();
-    let response = client.oneshot(request).await.unwrap();
-    assert_eq!(response.into_body().collect().await.unwrap().to_bytes(), "r");
-    let times = times.lock().unwrap().clone();
-    let mut previous = start;
+        .max_interval(Duration::from_secs(8));
+    let delays = paced.follow(layer, service).await;
     let mut ceiling = Duration::from_secs(1);
-    let mut delays = Vec::new();
-    for t in times {
-        let delay = t - previous;
+    for delay in &delays {
         assert!(
-            delay >= ceiling / 2 && delay <= ceiling,
+            *delay >= ceiling / 2 && *delay <= ceiling,
             "{delay:?} not in [{:?}, {ceiling:?}]",
             ceiling / 2
         );
-        delays.push(delay);
-        previous = t;
         ceiling = (ceiling * 2).min(Duration::from_secs(8));
     }
     assert_eq!(delays.len(), 7, "{delays:?}");

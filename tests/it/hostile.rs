@@ -291,37 +291,55 @@ async fn hand_written_hostile_requests() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_that_go_away_leave_nothing_behind() {
+    use tokio::io::AsyncReadExt;
+
     let metrics = tokio::runtime::Handle::current().metrics();
     let server = common::serve(app()).await;
+    // Before any client came: the server's accept loop, nothing else. (A
+    // baseline taken after a client left could still count its connection.)
+    let baseline = metrics.num_alive_tasks();
     let client = common::HttpClient::new(&server);
     let accepted = client.post("/work", "").await;
     let monitor = accepted.location();
     client.until_done(&monitor).await;
     drop(client);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let baseline = metrics.num_alive_tasks();
 
+    // Each client sends its request and goes away (its FIN, as a dropped
+    // socket sends), but keeps reading: the end of what it reads is the
+    // server closing the connection, so the check below cannot pass before
+    // the server even took the connections in.
+    let mut gone = Vec::new();
     for _ in 0..20 {
         // A long poll whose client leaves at once.
-        let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
         let request = format!("GET {monitor}?wait=30 HTTP/1.1\r\nhost: x\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.unwrap();
-        drop(stream);
         // A body that stops half way.
-        let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-        stream
-            .write_all(b"POST /work HTTP/1.1\r\nhost: x\r\ncontent-length: 50\r\n\r\nhalf")
-            .await
-            .unwrap();
-        drop(stream);
+        let half = b"POST /work HTTP/1.1\r\nhost: x\r\ncontent-length: 50\r\n\r\nhalf";
+        for bytes in [request.as_bytes(), &half[..]] {
+            let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+            stream.write_all(bytes).await.unwrap();
+            stream.shutdown().await.unwrap();
+            gone.push(stream);
+        }
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while metrics.num_alive_tasks() > baseline {
+    for (i, mut stream) in gone.into_iter().enumerate() {
+        let mut sink = Vec::new();
+        // An error (a reset) is a close too.
+        let closed = tokio::time::timeout(common::wait::WAIT_WITHIN, stream.read_to_end(&mut sink)).await;
         assert!(
-            std::time::Instant::now() < deadline,
-            "{} tasks alive, {baseline} before the clients came",
-            metrics.num_alive_tasks()
+            closed.is_ok(),
+            "client {i}: the server kept the connection open for {:?}",
+            common::wait::WAIT_WITHIN
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    common::until_some("every task of the clients that left to end", || {
+        let alive = metrics.num_alive_tasks();
+        async move {
+            if alive <= baseline {
+                Ok(())
+            } else {
+                Err(format!("{alive} tasks alive, {baseline} before the clients came"))
+            }
+        }
+    })
+    .await;
 }

@@ -942,9 +942,11 @@ async fn duration_max_intervals_and_huge_prefer_waits_never_panic() {
         };
         let gate = Arc::new(Semaphore::new(0));
         let held = Arc::clone(&gate);
+        let store = Hooked::new(common::store::Counts::default());
         let layer = extreme(AcceptedLayer::new())
             .retry_after(Duration::MAX)
-            .max_retry_after(Duration::MAX);
+            .max_retry_after(Duration::MAX)
+            .store(store.clone());
         let app = routes()
             .route(
                 "/gated",
@@ -974,7 +976,15 @@ async fn duration_max_intervals_and_huge_prefer_waits_never_panic() {
             let prefer = [("prefer", huge.as_str())];
             polling.send(Method::GET, &path, &prefer, Bytes::new()).await
         });
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // The long poll waits: the running job's watch for its end, and the
+        // long poll's, are the store's only waits for this job.
+        let id = monitor.rsplit('/').next().unwrap().to_owned();
+        common::until("the long poll to wait for the job's end", || {
+            store.hooks.waits_for(&id) >= 2
+        })
+        .await;
+        assert_eq!(store.hooks.waits_for(&id), 2);
+        assert!(!poll.is_finished(), "the long poll answered before the job ended");
         gate.add_permits(1);
         let answer = poll.await.expect("the long poll answered");
         assert_eq!(answer.status, StatusCode::SEE_OTHER, "{answer:?}");

@@ -167,7 +167,11 @@ async fn started_at_is_set_by_start_and_kept_after_the_end() {
     let pending = found(&store, id).await;
     assert_eq!(pending.started_at_ms, None);
 
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    // Times are in milliseconds: the start comes in a later one.
+    common::until("the clock to pass the creation's millisecond", || {
+        now_ms() > pending.created_at_ms
+    })
+    .await;
     assert!(store.start(id).await.unwrap());
     let after_start = now_ms();
     let running = found(&store, id).await;
@@ -182,7 +186,8 @@ async fn started_at_is_set_by_start_and_kept_after_the_end() {
     assert!(!store.start(id).await.unwrap());
     assert_eq!(found(&store, id).await.started_at_ms, Some(started));
 
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    // The progress comes in a later millisecond than the start.
+    common::until("the clock to pass the start's millisecond", || now_ms() > started).await;
     store.set_progress(id, Some(0.5), Some("half".into())).await.unwrap();
     let progressed = found(&store, id).await;
     assert_eq!(progressed.started_at_ms, Some(started));
@@ -501,5 +506,75 @@ async fn a_killed_replica_leaves_its_job_lost_not_running() {
     b.get(&format!("{monitor}/result"))
         .await
         .assert_problem(StatusCode::INTERNAL_SERVER_ERROR);
+    assert_every_key_expires(&ns).await;
+}
+
+/// The wake-up of a waiter on another replica really comes by pub/sub. The
+/// generic suite's wake checks cannot tell: a `RedisStore` waiter also reads
+/// the record again every lease, 1 s in the other tests. Here the lease is a
+/// minute, so a waiter woken within 30 s of the job's end was woken by the
+/// message its end published, and by nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_is_woken_by_the_published_end_not_by_its_next_read() {
+    const LEASE: Duration = Duration::from_secs(60);
+    let ns = namespace();
+    let runner = RedisStore::builder(redis_url())
+        .namespace(ns.as_str())
+        .lease(LEASE)
+        .build()
+        .await
+        .unwrap();
+    // The waiting replica on a connection of its own, whose commands Redis
+    // shows (`CLIENT LIST`): the test sees when its waiter read the record.
+    let mut conn = redis::aio::ConnectionManager::new(redis::Client::open(redis_url()).unwrap())
+        .await
+        .unwrap();
+    let conn_id: i64 = redis::cmd("CLIENT").arg("ID").query_async(&mut conn).await.unwrap();
+    let watcher = RedisStore::builder(redis_url())
+        .namespace(ns.as_str())
+        .lease(LEASE)
+        .connection_manager(conn)
+        .build()
+        .await
+        .unwrap();
+
+    let id = JobId::new();
+    runner.create(JobRecord::pending(id)).await.unwrap();
+    assert!(runner.start(id).await.unwrap());
+    let waiting = watcher.clone();
+    let waiter = tokio::spawn(async move { waiting.wait_terminal(id).await });
+    // The waiter has read the record of the running job (a pipeline that
+    // ends with `EXISTS`, the only command of that connection since
+    // `CLIENT ID`): it waits for a message, or for the lease to pass.
+    let plain = connection().await;
+    common::until_some("the waiter to read the running job", || {
+        let mut plain = plain.clone();
+        async move {
+            let line: String = redis::cmd("CLIENT")
+                .arg("LIST")
+                .arg("ID")
+                .arg(conn_id)
+                .query_async(&mut plain)
+                .await
+                .unwrap();
+            if line.split_whitespace().any(|field| field == "cmd=exists") {
+                Ok(())
+            } else {
+                Err(line)
+            }
+        }
+    })
+    .await;
+    assert!(!waiter.is_finished(), "the waiter ended while the job ran");
+    assert_eq!(found(&watcher, id).await.status, JobStatus::Running);
+
+    assert!(runner.finish(id, ok("done")).await.unwrap());
+    let woken = tokio::time::timeout(LEASE / 2, waiter).await;
+    assert!(
+        matches!(woken, Ok(Ok(Ok(())))),
+        "the waiter was not woken within {:?} of the end: {woken:?}",
+        LEASE / 2
+    );
+    assert!(runner.delete(id).await.is_ok());
     assert_every_key_expires(&ns).await;
 }

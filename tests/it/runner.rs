@@ -143,7 +143,7 @@ async fn echo(State(ctx): State<Ctx>, body: Bytes) -> Bytes {
 }
 
 /// An app with the runner's test handlers behind `layer`.
-fn app(ctx: &Ctx, layer: &AcceptedLayer) -> Router {
+fn app<St: tower_accepted::store::JobStore>(ctx: &Ctx, layer: &AcceptedLayer<St>) -> Router {
     Router::new()
         .route("/stuck", post(stuck))
         .route("/gated", post(gated))
@@ -303,12 +303,56 @@ async fn a_timeout_fails_the_job_drops_the_handler_and_signals_cancellation() {
     let server = serve(app(&ctx, &layer)).await;
     let client = HttpClient::new(&server);
 
-    let started = Instant::now();
     let monitor = submit(&client, "/stuck", "").await;
     let id = id_of(&monitor);
     events.wait_for(Event::Started(id.clone())).await;
+    // When it ends is tested on the paused clock, below.
     assert_failed(&client, &monitor, "timeout", StatusCode::GATEWAY_TIMEOUT).await;
-    assert!(started.elapsed() < SOON, "the timeout took {:?}", started.elapsed());
+    // The handler's future is gone before the job is seen as ended.
+    assert!(events.has(&Event::Dropped(id.clone())), "seen {:?}", events.seen);
+    events.wait_for(Event::Cancelled(id.clone())).await;
+    assert!(!events.has(&Event::Finished(id)));
+}
+
+/// The timeout's timing, on tokio's paused clock and in process: the job
+/// runs until exactly the configured timeout after its handler started,
+/// then ends `failed` with `timeout`, its handler dropped and its
+/// cancellation signalled.
+#[tokio::test(start_paused = true)]
+async fn a_timeout_ends_the_job_exactly_when_it_is_due() {
+    use common::oneshot::{assert_took, call};
+    use http::Method;
+
+    const TIMEOUT: Duration = Duration::from_millis(200);
+    let (ctx, mut events) = ctx();
+    let app = app(&ctx, &AcceptedLayer::new().timeout(TIMEOUT));
+    let (accepted, _) = call(&app, Method::POST, "/stuck", &[]).await;
+    let monitor = assert_accepted(&accepted);
+    let id = id_of(&monitor);
+    events.wait_for(Event::Started(id.clone())).await;
+    let started = tokio::time::Instant::now();
+
+    // A millisecond before the timeout, the job still runs.
+    tokio::time::sleep_until(started + TIMEOUT - Duration::from_millis(1)).await;
+    let (answer, _) = call(&app, Method::GET, &monitor, &[]).await;
+    doc_with_status(&answer, "running");
+    assert!(!events.has(&Event::Dropped(id.clone())), "seen {:?}", events.seen);
+    assert!(!events.has(&Event::Cancelled(id.clone())), "seen {:?}", events.seen);
+
+    // A long poll from there answers when the job ends: at the timeout.
+    let (done, _) = call(&app, Method::GET, &format!("{monitor}?wait=5"), &[]).await;
+    assert_took(started.elapsed(), TIMEOUT, "the job's end");
+    let doc = doc_with_status(&done, "failed");
+    assert_eq!(doc["error"]["code"], "timeout", "{doc}");
+    assert!(doc["error"]["message"].is_string(), "{doc}");
+    assert!(
+        doc.get("result").is_none() && doc.get("result_status").is_none(),
+        "{doc}"
+    );
+    assert!(done.header("location").is_none());
+    let (result, _) = call(&app, Method::GET, &format!("{monitor}/result"), &[]).await;
+    let problem = result.assert_problem(StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(problem["code"], "timeout", "{problem}");
     // The handler's future is gone before the job is seen as ended.
     assert!(events.has(&Event::Dropped(id.clone())), "seen {:?}", events.seen);
     events.wait_for(Event::Cancelled(id.clone())).await;
@@ -802,22 +846,29 @@ async fn shutdown_ends_queued_jobs_too() {
 #[tokio::test]
 async fn a_client_that_disconnects_mid_body_creates_no_job() {
     let (ctx, _events) = ctx();
-    let layer = AcceptedLayer::new();
-    let server = serve(app(&ctx, &layer)).await;
+    let store = common::store::Hooked::new(common::store::Counts::default());
+    let layer = AcceptedLayer::new().store(store.clone());
+    let (app, finished) = common::server::count_finished(app(&ctx, &layer));
+    let server = serve(app).await;
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
     stream
         .write_all(b"POST /echo HTTP/1.1\r\nhost: test\r\ncontent-length: 100\r\n\r\n0123456789")
         .await
         .unwrap();
     drop(stream);
-    // Nothing can be observed from outside but the absence of a job: give
-    // the server a moment, then check, and check it still serves.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(layer.job_store().len(), 0);
+    // The server is done with the broken request (its future answered or
+    // was dropped): a job, had there been one, was created by then.
+    common::until("the server to be done with the broken request", || {
+        finished.count() == 1
+    })
+    .await;
+    assert_eq!(store.hooks.creates(), 0, "the store was asked to create a job");
+    assert_eq!(store.inner.len(), 0);
     let client = HttpClient::new(&server);
     let monitor = submit(&client, "/echo", "whole").await;
     assert_eq!(client.until_done(&monitor).await.status, StatusCode::SEE_OTHER);
-    assert_eq!(layer.job_store().len(), 1);
+    assert_eq!(store.hooks.creates(), 1);
+    assert_eq!(store.inner.len(), 1);
     assert_eq!(
         ctx.calls.load(Ordering::SeqCst),
         1,

@@ -8,15 +8,10 @@
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
-use bytes::Bytes;
-use http::{Method, Request, StatusCode};
-use http_body_util::BodyExt;
-use tokio::time::Instant;
-use tower::ServiceExt;
+use http::{Method, StatusCode};
 use tower_accepted::AcceptedLayer;
 
-use crate::common::Answer;
+use crate::common::oneshot::{assert_took, call};
 use crate::contract::{Accepted, assert_accepted, retry_after, routes};
 
 /// The contract's routes behind `layer`, as the HTTP tests serve them.
@@ -24,43 +19,8 @@ fn app(layer: AcceptedLayer) -> Router {
     routes().layer(layer)
 }
 
-/// One request to `app`, in process; the answer and how long it took on
-/// the (paused) clock.
-async fn call(app: &Router, method: Method, path: &str, headers: &[(&str, &str)]) -> (Answer, Duration) {
-    let mut request = Request::builder().method(method).uri(path);
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let started = Instant::now();
-    let response = app
-        .clone()
-        .oneshot(request.body(Body::empty()).unwrap())
-        .await
-        .expect("the router is infallible");
-    let (parts, body) = response.into_parts();
-    let body: Bytes = body.collect().await.expect("the body").to_bytes();
-    let took = started.elapsed();
-    (
-        Answer {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        },
-        took,
-    )
-}
-
 async fn submit(app: &Router, path: &str) -> Accepted {
     assert_accepted(&call(app, Method::POST, path, &[]).await.0)
-}
-
-/// Asserts that `took` is `expected` on the paused clock (a timer fires at
-/// its deadline rounded up to the next millisecond, hence the margin).
-fn assert_took(took: Duration, expected: Duration, what: &str) {
-    assert!(
-        took >= expected && took < expected + Duration::from_millis(20),
-        "{what} took {took:?}, not {expected:?}"
-    );
 }
 
 #[tokio::test(start_paused = true)]
