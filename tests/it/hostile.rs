@@ -294,14 +294,28 @@ async fn clients_that_go_away_leave_nothing_behind() {
     use tokio::io::AsyncReadExt;
 
     let metrics = tokio::runtime::Handle::current().metrics();
-    let server = common::serve(app()).await;
+    // A job held running until the end, so that its long polls really wait.
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let held = std::sync::Arc::clone(&gate);
+    let app = axum::Router::new()
+        .route("/work", axum::routing::post(|| async { "done" }))
+        .route(
+            "/held",
+            axum::routing::post(move || {
+                let held = std::sync::Arc::clone(&held);
+                async move {
+                    let _permit = held.acquire().await;
+                    "released"
+                }
+            }),
+        )
+        .layer(layer().max_long_poll(Duration::from_secs(30)));
+    let server = common::serve(app).await;
     // Before any client came: the server's accept loop, nothing else. (A
     // baseline taken after a client left could still count its connection.)
     let baseline = metrics.num_alive_tasks();
     let client = common::HttpClient::new(&server);
-    let accepted = client.post("/work", "").await;
-    let monitor = accepted.location();
-    client.until_done(&monitor).await;
+    let monitor = client.post("/held", "").await.location();
     drop(client);
 
     // Each client sends its request and goes away (its FIN, as a dropped
@@ -310,7 +324,8 @@ async fn clients_that_go_away_leave_nothing_behind() {
     // the server even took the connections in.
     let mut gone = Vec::new();
     for _ in 0..20 {
-        // A long poll whose client leaves at once.
+        // A long poll (of a job that is running: it would wait 30 s) whose
+        // client leaves at once.
         let request = format!("GET {monitor}?wait=30 HTTP/1.1\r\nhost: x\r\n\r\n");
         // A body that stops half way.
         let half = b"POST /work HTTP/1.1\r\nhost: x\r\ncontent-length: 50\r\n\r\nhalf";
@@ -331,6 +346,8 @@ async fn clients_that_go_away_leave_nothing_behind() {
             common::wait::WAIT_WITHIN
         );
     }
+    // The held job ends now; its task is the last that may count.
+    gate.add_permits(1);
     common::until_some("every task of the clients that left to end", || {
         let alive = metrics.num_alive_tasks();
         async move {
