@@ -6,9 +6,7 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::FutureExt as _;
@@ -26,7 +24,11 @@ use crate::body::{ReadError, ReadLimited, RequestBody, read_limited};
 use crate::config::LayerState;
 use crate::headers::strip_hop_by_hop;
 use crate::job::Job;
-use crate::store::{ErrorCode, JobError, JobId, JobStore, Outcome};
+use crate::store::{ErrorCode, JobError, JobStore, Outcome};
+
+mod outcome;
+
+use outcome::record_outcome;
 
 /// An accepted job, ready to run.
 pub(crate) struct Work<S, B> {
@@ -124,8 +126,11 @@ where
                 Queued::Ended => return,
             },
         };
-        let outcome = match running {
-            None => Outcome::Failed(shutdown_error()),
+        // The runner is held until the outcome is recorded, retries of a
+        // failing store included: while the store is down, queued jobs wait
+        // rather than pile up outcomes it cannot take (back-pressure).
+        let (outcome, _running) = match running {
+            None => (Outcome::Failed(shutdown_error()), None),
             Some(running) => {
                 if let Ok(false) = shared.store.start(id).await {
                     // Canceled or deleted just before it could start.
@@ -139,7 +144,6 @@ where
                 // at once.
                 let work = tokio::time::timeout(shared.config.timeout, handler);
                 let outcome = Drive::new(shared, &job, work, shared.store.wait_terminal(id)).await;
-                drop(running);
                 let Some(outcome) = outcome else {
                     job.cancel();
                     return;
@@ -154,7 +158,7 @@ where
                 {
                     job.cancel();
                 }
-                outcome
+                (outcome, Some(running))
             }
         };
         record_outcome(shared, &job, outcome, waiter).await;
@@ -293,52 +297,6 @@ where
                 continue;
             }
             return Poll::Pending;
-        }
-    }
-}
-
-/// Records `outcome` (retrying a store that fails for a moment) and hands it
-/// to the in-process waiter.
-///
-/// (A function returning an `async` block rather than an `async fn`, so that
-/// the outcome is held once in the task's state, not twice.)
-#[allow(clippy::manual_async_fn, reason = "an `async fn` holds its arguments twice")]
-fn record_outcome<'a, St: JobStore>(
-    shared: &'a LayerState<St>,
-    job: &'a Job,
-    outcome: Outcome,
-    waiter: Option<oneshot::Sender<Outcome>>,
-) -> impl Future<Output = ()> + 'a {
-    async move {
-        let id: JobId = job.id();
-        if matches!(&outcome, Outcome::Failed(e) if e.code == ErrorCode::Shutdown) {
-            shared.admissions.forced.fetch_add(1, Ordering::AcqRel);
-            job.cancel();
-        }
-        // The store takes the outcome; a copy stays for the waiter, and for
-        // a retry if the store can fail.
-        if waiter.is_none() && !shared.store.finish_can_fail() {
-            let _ = shared.store.finish(id, outcome).await;
-            return;
-        }
-        if shared.store.finish(id, outcome.clone()).await.is_err() {
-            Box::pin(retry_finish(shared, id, &outcome)).await;
-        }
-        if let Some(waiter) = waiter {
-            let _ = waiter.send(outcome);
-        }
-    }
-}
-
-/// Tries `finish` again a few times, further and further apart, for a store
-/// that fails for a moment.
-async fn retry_finish<St: JobStore>(shared: &LayerState<St>, id: JobId, outcome: &Outcome) {
-    let mut delay = Duration::from_millis(50);
-    for _ in 0..4 {
-        tokio::time::sleep(delay).await;
-        delay *= 2;
-        if shared.store.finish(id, outcome.clone()).await.is_ok() {
-            return;
         }
     }
 }

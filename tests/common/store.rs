@@ -27,6 +27,18 @@ pub trait Hooks: Send + Sync + 'static {
         async {}
     }
 
+    /// Before `finish` of `id`: an error here is `finish`'s answer, and the
+    /// inner store is not called.
+    fn before_finish(&self, id: JobId) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = id;
+        async { Ok(()) }
+    }
+
+    /// Whether `before_finish` may fail (the store's `finish_can_fail`).
+    fn finish_can_fail(&self) -> bool {
+        false
+    }
+
     /// Before `response` of `id`, with the inner store at hand.
     fn before_response(&self, store: &MemoryStore, id: JobId) -> impl Future<Output = ()> + Send {
         let _ = (store, id);
@@ -75,10 +87,11 @@ impl<H: Hooks> JobStore for Hooked<H> {
         self.inner.set_progress(id, progress, message).await
     }
     async fn finish(&self, id: JobId, outcome: Outcome) -> Result<bool, StoreError> {
+        self.hooks.before_finish(id).await?;
         self.inner.finish(id, outcome).await
     }
     fn finish_can_fail(&self) -> bool {
-        self.inner.finish_can_fail()
+        self.hooks.finish_can_fail() || self.inner.finish_can_fail()
     }
     async fn cancel(&self, id: JobId) -> Result<Cancel, StoreError> {
         self.inner.cancel(id).await

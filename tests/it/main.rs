@@ -20,6 +20,7 @@ mod client_styles;
 mod contract;
 mod demo;
 mod expiry;
+mod finish;
 mod hostile;
 mod http_details;
 mod hyper;

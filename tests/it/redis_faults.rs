@@ -7,12 +7,14 @@
 use crate::common;
 
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::post;
 use http::StatusCode;
 use tokio::process::{Child, Command};
+use tokio::sync::Notify;
 use tower_accepted::{AcceptedLayer, store::RedisStore};
 
 use common::{HttpClient, serve};
@@ -66,6 +68,28 @@ impl PrivateRedis {
         }
     }
 
+    /// Stops the server (`SIGSTOP`): connections stay open, commands get
+    /// no answer, as with a server that hangs.
+    fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a frozen server go on (`SIGCONT`).
+    fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let Some(pid) = self.child.as_ref().and_then(Child::id) else {
+            return;
+        };
+        let status = std::process::Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .expect("kill(1) runs");
+        assert!(status.success(), "kill {signal} {pid}: {status}");
+    }
+
     async fn command(&self, args: &[&str]) -> redis::RedisResult<redis::Value> {
         let mut conn = redis::Client::open(self.url())?
             .get_multiplexed_async_connection()
@@ -81,6 +105,13 @@ impl PrivateRedis {
 impl Drop for PrivateRedis {
     fn drop(&mut self) {
         if let Some(child) = self.child.as_mut() {
+            // A test that failed while the server was frozen must not leave
+            // it stopped: thawed first, then killed.
+            if let Some(pid) = child.id() {
+                let _ = std::process::Command::new("kill")
+                    .args(["-CONT", &pid.to_string()])
+                    .status();
+            }
             let _ = child.start_kill();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -199,4 +230,75 @@ async fn redis_down_means_503_never_a_hang_and_back_means_serving() {
     assert_eq!(result_of(&client, &first).await, "kept");
     let next = submit(&client, "back").await;
     assert_eq!(result_of(&client, &next).await, "back");
+}
+
+/// Issue 12: Redis frozen just as the handler returns, for far longer than
+/// the few tries `finish` used to get (about 750 ms). The job used to stay
+/// `running` for as long as the replica lived (its heartbeat kept renewing
+/// the lease, so nobody declared it lost); now `finish` is retried until
+/// Redis answers, and the job ends `succeeded` with its result within two
+/// leases of the thaw.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finish_during_a_freeze_lands_once_redis_is_back() {
+    const LEASE: Duration = Duration::from_millis(1000);
+    let mut redis = PrivateRedis::start().await;
+    let store = RedisStore::builder(redis.url())
+        .namespace("frozen")
+        .lease(LEASE)
+        .command_timeout(Duration::from_millis(300))
+        .build()
+        .await
+        .unwrap();
+    let returning = Arc::new(Notify::new());
+    let signal = Arc::clone(&returning);
+    let app = Router::new()
+        .route(
+            "/work",
+            post(move |body: String| async move {
+                signal.notify_one();
+                // The freeze lands while the handler returns.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                body
+            }),
+        )
+        .layer(AcceptedLayer::new().store(store));
+    let server = serve(app).await;
+    let client = HttpClient::new(&server);
+
+    let monitor = submit(&client, "replayed").await;
+    tokio::time::timeout(Duration::from_secs(10), returning.notified())
+        .await
+        .expect("the handler runs");
+    redis.freeze();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    redis.thaw();
+    let thawed = Instant::now();
+
+    // A lease for the heartbeat to renew the job's lease (which lapsed
+    // during the freeze, as far as Redis can tell): a read before that
+    // could rightly declare the job lost.
+    tokio::time::sleep(LEASE).await;
+    let deadline = thawed + 2 * LEASE + Duration::from_secs(8);
+    let doc = loop {
+        let answer = client.get(&monitor).await;
+        let doc = if answer.status == StatusCode::SEE_OTHER || answer.status == StatusCode::OK {
+            answer.json()
+        } else {
+            serde_json::Value::Null
+        };
+        if doc["status"] != "running" && !doc.is_null() {
+            break doc;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {} {:?} {:?} after the thaw",
+            answer.status,
+            answer.body,
+            thawed.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(doc["status"], "succeeded", "{doc}");
+    assert_eq!(result_of(&client, &monitor).await, "replayed");
+    redis.kill().await;
 }

@@ -1,0 +1,95 @@
+//! Recording a job's outcome in the store: at once for the in-process
+//! waiter, and for the store for as long as it fails, so that a job never
+//! stays `running` while this process keeps its lease alive.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use crate::config::LayerState;
+use crate::job::Job;
+use crate::store::{ErrorCode, JobId, JobStore, Outcome};
+
+/// The first pause before `finish` is tried again.
+pub(crate) const FIRST_RETRY: Duration = Duration::from_millis(50);
+/// The longest pause between two tries of `finish`: a store back from a
+/// fault hears of the job within about this long.
+pub(crate) const MAX_RETRY: Duration = Duration::from_secs(2);
+
+/// Records `outcome` (retrying a store that fails, see [`finish_until_answered`])
+/// and hands it to the in-process waiter, which does not wait for the store.
+///
+/// (A function returning an `async` block rather than an `async fn`, so that
+/// the outcome is held once in the task's state, not twice.)
+#[allow(clippy::manual_async_fn, reason = "an `async fn` holds its arguments twice")]
+pub(crate) fn record_outcome<'a, St: JobStore>(
+    shared: &'a LayerState<St>,
+    job: &'a Job,
+    outcome: Outcome,
+    waiter: Option<oneshot::Sender<Outcome>>,
+) -> impl Future<Output = ()> + 'a {
+    async move {
+        let id: JobId = job.id();
+        if matches!(&outcome, Outcome::Failed(e) if e.code == ErrorCode::Shutdown) {
+            shared.admissions.forced.fetch_add(1, Ordering::AcqRel);
+            job.cancel();
+        }
+        // The store takes the outcome; a copy stays for the waiter, and for
+        // a retry if the store can fail.
+        if waiter.is_none() && !shared.store.finish_can_fail() {
+            let _ = shared.store.finish(id, outcome).await;
+            return;
+        }
+        let failed = shared.store.finish(id, outcome.clone()).await.is_err();
+        if let Some(waiter) = waiter {
+            // The handler's answer is known: the waiter has it now, whether
+            // or not the store has it yet.
+            let _ = waiter.send(outcome.clone());
+        }
+        if failed {
+            Box::pin(finish_until_answered(shared, id, &outcome)).await;
+        }
+    }
+}
+
+/// Tries `finish` again, further and further apart (doubling from
+/// [`FIRST_RETRY`] up to [`MAX_RETRY`], with jitter so that the replicas of
+/// a store that comes back do not all call at once), until the store
+/// answers: `true` (recorded) or `false` (the job ended otherwise meanwhile:
+/// canceled, deleted, or declared lost by another replica).
+///
+/// Never given up while the process lives: its heartbeat keeps the job's
+/// lease, so no other replica would ever end the job; a `finish` dropped
+/// here would leave it `running` for good. Only a shutdown that gives up
+/// waiting stops it: the process is going away, its heartbeat with it, and
+/// the store ends the job `lost` once its lease lapses.
+///
+/// The caller holds the job's admission (so a graceful shutdown waits for
+/// this too) and its runner (so a store that is down for long holds back the
+/// queue rather than piling up outcomes in memory: the natural
+/// back-pressure).
+async fn finish_until_answered<St: JobStore>(shared: &LayerState<St>, id: JobId, outcome: &Outcome) {
+    let force = &shared.admissions.force;
+    let mut delay = FIRST_RETRY;
+    loop {
+        // "Equal jitter": between half the delay and the delay, never above
+        // the cap.
+        let half = delay / 2;
+        let pause = half + half.mul_f64(fastrand::f64());
+        tokio::select! {
+            biased;
+            () = force.fired() => return,
+            () = tokio::time::sleep(pause) => {}
+        }
+        let answered = tokio::select! {
+            biased;
+            () = force.fired() => return,
+            result = shared.store.finish(id, outcome.clone()) => result.is_ok(),
+        };
+        if answered {
+            return;
+        }
+        delay = (delay * 2).min(MAX_RETRY);
+    }
+}
