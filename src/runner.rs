@@ -28,7 +28,7 @@ use crate::store::{ErrorCode, JobError, JobStore, Outcome};
 
 mod outcome;
 
-use outcome::record_outcome;
+use outcome::{Unrecorded, record_outcome};
 
 /// An accepted job, ready to run.
 pub(crate) struct Work<S, B> {
@@ -109,10 +109,11 @@ fn run<St, W>(
 ) -> impl Future<Output = ()>
 where
     St: JobStore,
-    W: Future<Output = Result<Result<Response<Bytes>, JobError>, Box<dyn Any + Send>>>,
+    W: Future<Output = Result<Result<Response<Bytes>, JobError>, Box<dyn Any + Send>>> + Unpin,
 {
     async move {
         let id = job.id();
+        let unrecorded = Unrecorded::new(Arc::clone(&shared), id, admission);
         let shared = &*shared;
         let admissions = &shared.admissions;
         // A runner at once (the common case, without a wait), or a place in
@@ -123,7 +124,7 @@ where
             Err(_) => match Box::pin(queue(shared, &job)).await {
                 Queued::Run(permit) => Some(permit),
                 Queued::Forced => None,
-                Queued::Ended => return,
+                Queued::Ended => return unrecorded.disarm(),
             },
         };
         // The runner is held until the outcome is recorded, retries of a
@@ -135,34 +136,40 @@ where
                 if let Ok(false) = shared.store.start(id).await {
                     // Canceled or deleted just before it could start.
                     job.cancel();
-                    return;
+                    return unrecorded.disarm();
                 }
-                // `Drive` owns the handler's future: it is dropped with it,
-                // before anyone can see the job ended, so that its drop
-                // guards ran. A job that ends elsewhere (a client's DELETE)
-                // is seen by `wait_terminal`; one that ended since `start`,
-                // at once.
-                let work = tokio::time::timeout(shared.config.timeout, handler);
+                // `Drive` polls the handler's future, which is dropped just
+                // after it, before anyone can see the job ended, so that its
+                // drop guards ran; inside a catcher, so that a `Drop` that
+                // panics (a guard of a job cut short, say) ends the job
+                // `failed` with `panicked` rather than unwinding the task. A
+                // job that ends elsewhere (a client's DELETE) is seen by
+                // `wait_terminal`; one that ended since `start`, at once.
+                let mut handler = handler;
+                let work = tokio::time::timeout(shared.config.timeout, &mut handler);
                 let outcome = Drive::new(shared, &job, work, shared.store.wait_terminal(id)).await;
-                let Some(outcome) = outcome else {
+                let dropped = std::panic::catch_unwind(AssertUnwindSafe(|| drop(handler)));
+                let Some(mut outcome) = outcome else {
                     job.cancel();
-                    return;
+                    return unrecorded.disarm();
                 };
+                let cut_short = matches!(&outcome, Outcome::Failed(e) if matches!(e.code, ErrorCode::Timeout | ErrorCode::Shutdown));
+                if let Err(payload) = dropped {
+                    outcome = Outcome::Failed(panicked(shared.config.expose_errors, &*payload));
+                }
                 // The last report (often `1.0` just before returning)
                 // belongs in the record too.
                 if let Some((progress, message)) = job.take_report() {
                     let _ = shared.store.set_progress(id, progress, message).await;
                 }
-                if let Outcome::Failed(e) = &outcome
-                    && matches!(e.code, ErrorCode::Timeout | ErrorCode::Shutdown)
-                {
+                if cut_short {
                     job.cancel();
                 }
                 (outcome, Some(running))
             }
         };
         record_outcome(shared, &job, outcome, waiter).await;
-        drop(admission);
+        unrecorded.disarm();
     }
 }
 

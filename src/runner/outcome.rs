@@ -2,14 +2,16 @@
 //! waiter, and for the store for as long as it fails, so that a job never
 //! stays `running` while this process keeps its lease alive.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+use crate::admission::Admission;
 use crate::config::LayerState;
 use crate::job::Job;
-use crate::store::{ErrorCode, JobId, JobStore, Outcome};
+use crate::store::{ErrorCode, JobError, JobId, JobStore, Outcome};
 
 /// The first pause before `finish` is tried again.
 pub(crate) const FIRST_RETRY: Duration = Duration::from_millis(50);
@@ -91,5 +93,57 @@ async fn finish_until_answered<St: JobStore>(shared: &LayerState<St>, id: JobId,
             return;
         }
         delay = (delay * 2).min(MAX_RETRY);
+    }
+}
+
+/// A job's task that has not recorded an outcome yet. Dropped armed (the
+/// task unwound from a panic outside the handler's catcher, say in the
+/// store's `finish` or in a `Drop`, or was dropped mid-way), it ends the job
+/// `failed` with `panicked` from a task of its own, retrying as
+/// [`record_outcome`] does: otherwise nothing would ever end the job, since
+/// this process's heartbeat keeps its lease alive. It holds the job's
+/// admission meanwhile, so that a graceful shutdown waits for that too.
+pub(crate) struct Unrecorded<St: JobStore> {
+    id: JobId,
+    armed: Option<(Arc<LayerState<St>>, Admission)>,
+}
+
+impl<St: JobStore> Unrecorded<St> {
+    pub(crate) fn new(shared: Arc<LayerState<St>>, id: JobId, admission: Admission) -> Self {
+        Self {
+            id,
+            armed: Some((shared, admission)),
+        }
+    }
+
+    /// The job's outcome is recorded, or the job ended elsewhere: nothing
+    /// left to do but give its admission back.
+    pub(crate) fn disarm(mut self) {
+        self.armed = None;
+    }
+}
+
+impl<St: JobStore> Drop for Unrecorded<St> {
+    fn drop(&mut self) {
+        let Some((shared, admission)) = self.armed.take() else {
+            return;
+        };
+        // No runtime (or one shutting down, which drops the task at once):
+        // the process is going away, and the store declares the job lost
+        // after its lease.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let id = self.id;
+        runtime.spawn(async move {
+            let outcome = Outcome::Failed(JobError::new(
+                ErrorCode::Panicked,
+                "the job's task panicked or was dropped before recording its outcome",
+            ));
+            if shared.store.finish(id, outcome.clone()).await.is_err() {
+                finish_until_answered(&shared, id, &outcome).await;
+            }
+            drop(admission);
+        });
     }
 }

@@ -1,8 +1,10 @@
-//! Recording a job's outcome when the store fails (issue 12, "Accepted means
-//! done"): `finish` is retried with a capped backoff until the store
-//! answers, the waiter does not wait for it, the runner stays held, and a
-//! shutdown that gives up stops it. In process, on tokio's paused clock, so
-//! that the backoff's timing is exact.
+//! A job always ends (issue 12, "Accepted means done"): when the store
+//! fails as it records the outcome, `finish` is retried with a capped
+//! backoff until the store answers, the waiter does not wait for it, the
+//! runner stays held, and a shutdown that gives up stops it; a panic outside
+//! the handler's catcher (a `Drop`, the store) still ends the job `failed`.
+//! In process, on tokio's paused clock, so that the backoff's timing is
+//! exact.
 
 use crate::common;
 
@@ -178,4 +180,128 @@ async fn a_forced_shutdown_stops_the_retries() {
     let tried = hooks.calls().len();
     tokio::time::sleep(Duration::from_secs(30)).await;
     assert_eq!(hooks.calls().len(), tried, "finish was tried again after the shutdown");
+}
+
+/// What the guards below panic with.
+const PLANNED: &str = "a guard panicked in Drop (planned)";
+
+/// Panics when dropped.
+struct PanicOnDrop;
+
+impl Drop for PanicOnDrop {
+    fn drop(&mut self) {
+        panic!("{PLANNED}");
+    }
+}
+
+/// A handler's future that answers at once but holds a guard until the
+/// future itself is dropped, after its response was taken.
+struct Guarded {
+    _guard: PanicOnDrop,
+    response: Option<http::Response<String>>,
+}
+
+impl std::future::Future for Guarded {
+    type Output = Result<http::Response<String>, std::convert::Infallible>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        let response = self.response.take().unwrap_or_default();
+        std::task::Poll::Ready(Ok(response))
+    }
+}
+
+/// Asserts that the job of `monitor` ends `failed` with `panicked`, the
+/// guard's message exposed.
+async fn assert_panicked(app: &Router, monitor: &str) {
+    let done = terminal(app, monitor).await;
+    let doc = done.json();
+    assert_eq!(doc["status"], "failed", "{doc}");
+    assert_eq!(doc["error"]["code"], "panicked", "{doc}");
+    let message = doc["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(PLANNED), "{doc}");
+}
+
+/// A guard that panics in `Drop` once the handler returned its response:
+/// the job ends `failed` with `panicked`, not `succeeded` nor `running`.
+#[tokio::test(start_paused = true)]
+async fn a_guard_panicking_after_the_response_fails_the_job() {
+    common::panics::quiet_for_good(PLANNED);
+    let layer = AcceptedLayer::new().expose_errors(true);
+    let service = tower::service_fn(|_: http::Request<axum::body::Body>| Guarded {
+        _guard: PanicOnDrop,
+        response: Some(http::Response::new("done".to_owned())),
+    });
+    let app = Router::new().route_service("/work", service).layer(layer);
+    let (accepted, _) = call(&app, Method::POST, "/work", &[]).await;
+    assert_panicked(&app, &assert_accepted(&accepted)).await;
+}
+
+/// A guard that panics in `Drop` when its job is cut short (by the job's
+/// timeout): the drop happens in the runner's catcher, so the job ends
+/// `failed` with `panicked` instead of its task unwinding and the job
+/// staying `running`.
+#[tokio::test(start_paused = true)]
+async fn a_guard_panicking_on_cancel_fails_the_job() {
+    common::panics::quiet_for_good(PLANNED);
+    let layer = AcceptedLayer::new()
+        .expose_errors(true)
+        .timeout(Duration::from_millis(200));
+    let app = Router::new()
+        .route(
+            "/work",
+            post(|| async {
+                let _guard = PanicOnDrop;
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                "too late"
+            }),
+        )
+        .layer(layer.clone());
+    let (accepted, _) = call(&app, Method::POST, "/work", &[]).await;
+    assert_panicked(&app, &assert_accepted(&accepted)).await;
+    // Nothing of the job is left under way.
+    let started = Instant::now();
+    layer.shutdown(Duration::from_secs(5)).await;
+    assert_took(started.elapsed(), Duration::ZERO, "the shutdown");
+}
+
+/// Hooks whose `finish` panics the first time (then delegates).
+#[derive(Clone, Default)]
+struct PanickingFinish {
+    calls: Arc<Mutex<usize>>,
+}
+
+impl Hooks for PanickingFinish {
+    async fn before_finish(&self, _id: JobId) -> Result<(), StoreError> {
+        let first = {
+            let mut calls = self.calls.lock().unwrap();
+            *calls += 1;
+            *calls == 1
+        };
+        assert!(!first, "{PLANNED}");
+        Ok(())
+    }
+}
+
+/// A panic outside the handler's catcher, in the store's `finish` as the
+/// runner records the outcome: the job's task is gone, yet the job still
+/// ends `failed` with `panicked` (not `running` for good), and a shutdown
+/// waits for nothing.
+#[tokio::test(start_paused = true)]
+async fn a_panic_while_recording_still_ends_the_job() {
+    common::panics::quiet_for_good(PLANNED);
+    let hooks = PanickingFinish::default();
+    let layer = AcceptedLayer::new().store(Hooked::new(hooks.clone()));
+    let app = Router::new()
+        .route("/work", post(|| async { "done" }))
+        .layer(layer.clone());
+    let (accepted, _) = call(&app, Method::POST, "/work", &[]).await;
+    let monitor = assert_accepted(&accepted);
+    let done = terminal(&app, &monitor).await;
+    let doc = done.json();
+    assert_eq!(doc["status"], "failed", "{doc}");
+    assert_eq!(doc["error"]["code"], "panicked", "{doc}");
+    assert_eq!(*hooks.calls.lock().unwrap(), 2);
+    let started = Instant::now();
+    layer.shutdown(Duration::from_secs(5)).await;
+    assert_took(started.elapsed(), Duration::ZERO, "the shutdown");
 }
