@@ -5,7 +5,7 @@
 use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::Response;
@@ -15,8 +15,9 @@ use tokio::sync::futures::Notified;
 use super::{panicked, shutdown_error};
 use crate::config::LayerState;
 use crate::job::Job;
-use crate::store::{ErrorCode, JobError, JobStore, Outcome};
+use crate::store::{ErrorCode, JobError, JobStore, Outcome, StoreError};
 
+/// A progress report being written to the store.
 type Report<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
 pin_project! {
@@ -39,9 +40,13 @@ pin_project! {
         // Woken by the handler's reports.
         #[pin]
         reported: Notified<'a>,
-        // A report being written: it is finished before anything else is
-        // looked at, as the handler's order of reports and outcome asks.
+        // The one report being written. The work is polled meanwhile (a
+        // handler never waits for the store); reports made meanwhile wait
+        // in the job, the latest winning, until this write ends.
         writing: Option<Report<'a>>,
+        // The work's outcome, held until the write in flight ends, so that
+        // no progress write lands after the job's terminal state.
+        outcome: Option<Outcome>,
     }
 }
 
@@ -56,6 +61,7 @@ impl<'a, St, W, E> Drive<'a, St, W, E> {
             forced: shared.admissions.force.notify().notified(),
             reported: job.reported_notify().notified(),
             writing: None,
+            outcome: None,
         }
     }
 }
@@ -64,7 +70,7 @@ impl<'a, St, W, E> Future for Drive<'a, St, W, E>
 where
     St: JobStore,
     W: Future<Output = Result<Result<Response<Bytes>, JobError>, Box<dyn Any + Send>>>,
-    E: Future<Output = Result<(), crate::store::StoreError>>,
+    E: Future<Output = Result<(), StoreError>>,
 {
     type Output = Option<Outcome>;
 
@@ -73,13 +79,30 @@ where
         let shared: &'a LayerState<St> = this.shared;
         let job: &'a Job = this.job;
         loop {
-            if let Some(writing) = this.writing.as_mut() {
-                ready!(writing.as_mut().poll(cx));
+            if let Some(writing) = this.writing.as_mut()
+                && writing.as_mut().poll(cx).is_ready()
+            {
                 *this.writing = None;
+                // Reports made during the write: the latest is written
+                // next, unless the work ended (its outcome supersedes it;
+                // the runner writes the last report before the outcome).
+                if this.outcome.is_none()
+                    && let Some((progress, message)) = job.take_report()
+                {
+                    *this.writing = Some(write(shared, job, progress, message));
+                    continue;
+                }
+            }
+            if this.outcome.is_some() {
+                if this.writing.is_some() {
+                    // The write's waker was registered just above.
+                    return Poll::Pending;
+                }
+                return Poll::Ready(this.outcome.take());
             }
             if let Poll::Ready(result) = this.work.as_mut().poll(cx) {
                 let expose = shared.config.expose_errors;
-                return Poll::Ready(Some(match result {
+                let outcome = match result {
                     Ok(Ok(Ok(stored))) => Outcome::Response(stored),
                     Ok(Ok(Err(error))) => Outcome::Failed(error),
                     Ok(Err(payload)) => Outcome::Failed(panicked(expose, &*payload)),
@@ -87,7 +110,12 @@ where
                         ErrorCode::Timeout,
                         format!("the job ran longer than {:?}", shared.config.timeout),
                     )),
-                }));
+                };
+                if this.writing.is_none() {
+                    return Poll::Ready(Some(outcome));
+                }
+                *this.outcome = Some(outcome);
+                continue;
             }
             if *this.watch_store
                 && let Poll::Ready(result) = this.ended.as_mut().poll(cx)
@@ -109,15 +137,30 @@ where
             }
             if this.reported.as_mut().poll(cx).is_ready() {
                 this.reported.set(job.reported_notify().notified());
-                if let Some((progress, message)) = job.take_report() {
-                    let write = shared.store.set_progress(job.id(), progress, message);
-                    *this.writing = Some(Box::pin(async move {
-                        let _ = write.await;
-                    }));
+                // With a write in flight, the report waits in the job (the
+                // latest winning) until that write ends.
+                if this.writing.is_none()
+                    && let Some((progress, message)) = job.take_report()
+                {
+                    *this.writing = Some(write(shared, job, progress, message));
                 }
                 continue;
             }
             return Poll::Pending;
         }
     }
+}
+
+/// Writes a progress report, whatever the store answers: a report that
+/// could not be written is superseded by the next one.
+fn write<'a, St: JobStore>(
+    shared: &'a LayerState<St>,
+    job: &Job,
+    progress: Option<f32>,
+    message: Option<String>,
+) -> Report<'a> {
+    let write = shared.store.set_progress(job.id(), progress, message);
+    Box::pin(async move {
+        let _ = write.await;
+    })
 }

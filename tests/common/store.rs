@@ -1,6 +1,6 @@
 //! A `MemoryStore` with hooks: a test's store that does one thing
-//! differently (waits in `create`, deletes before `response`, counts calls)
-//! and delegates the rest.
+//! differently (waits in `create` or `set_progress`, deletes before
+//! `response`, counts calls) and delegates the rest.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -25,6 +25,23 @@ pub trait Hooks: Send + Sync + 'static {
     fn before_wait_terminal(&self, id: JobId) -> impl Future<Output = ()> + Send {
         let _ = id;
         async {}
+    }
+
+    /// Before `set_progress` writes `progress` (a write held back here is
+    /// a slow store).
+    fn before_set_progress(&self, progress: Option<f32>) -> impl Future<Output = ()> + Send {
+        let _ = progress;
+        async {}
+    }
+
+    /// After `set_progress` of `progress` returned.
+    fn after_set_progress(&self, progress: Option<f32>) {
+        let _ = progress;
+    }
+
+    /// Before `finish` of `id`.
+    fn before_finish(&self, id: JobId) {
+        let _ = id;
     }
 
     /// Before `response` of `id`, with the inner store at hand.
@@ -72,9 +89,13 @@ impl<H: Hooks> JobStore for Hooked<H> {
         self.inner.start(id).await
     }
     async fn set_progress(&self, id: JobId, progress: Option<f32>, message: Option<String>) -> Result<(), StoreError> {
-        self.inner.set_progress(id, progress, message).await
+        self.hooks.before_set_progress(progress).await;
+        let result = self.inner.set_progress(id, progress, message).await;
+        self.hooks.after_set_progress(progress);
+        result
     }
     async fn finish(&self, id: JobId, outcome: Outcome) -> Result<bool, StoreError> {
+        self.hooks.before_finish(id);
         self.inner.finish(id, outcome).await
     }
     fn finish_can_fail(&self) -> bool {
