@@ -6,11 +6,13 @@ use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::Response;
 use pin_project_lite::pin_project;
 use tokio::sync::futures::Notified;
+use tokio::time::Sleep;
 
 use super::{panicked, shutdown_error};
 use crate::config::LayerState;
@@ -20,20 +22,33 @@ use crate::store::{ErrorCode, JobError, JobStore, Outcome, StoreError};
 /// A progress report being written to the store.
 type Report<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
+/// The first wait before the store's watch is made again after it failed;
+/// it doubles with each failure, up to [`REWATCH_MAX`].
+const REWATCH_FIRST: Duration = Duration::from_millis(100);
+const REWATCH_MAX: Duration = Duration::from_secs(5);
+
 pin_project! {
     /// Polls the job's work until it ends, is canceled through the store, or
     /// is ended by a shutdown, and writes the handler's reports meanwhile;
     /// `None` means the job was canceled (or deleted) elsewhere. A future of
     /// its own rather than a `select!` in a loop, so that each source is
     /// registered once and a job's task stays small.
-    pub(super) struct Drive<'a, St, W, E> {
+    pub(super) struct Drive<'a, St, W, E, R> {
         shared: &'a LayerState<St>,
         job: &'a Job,
         #[pin]
         work: tokio::time::Timeout<W>,
+        // The store's watch for the job's end elsewhere (a `DELETE` on
+        // another replica), and how to make it again after it failed.
         #[pin]
         ended: E,
-        watch_store: bool,
+        watch: R,
+        // The wait before the watch is made again after a store error.
+        // Boxed: allocated on a first error only (and reset on later ones),
+        // so that the job's task does not carry a timer it rarely needs.
+        rewatch: Option<Pin<Box<Sleep>>>,
+        rewatching: bool,
+        rewatch_delay: Duration,
         // Woken by a shutdown that gives up waiting.
         #[pin]
         forced: Notified<'a>,
@@ -50,14 +65,19 @@ pin_project! {
     }
 }
 
-impl<'a, St, W, E> Drive<'a, St, W, E> {
-    pub(super) fn new(shared: &'a LayerState<St>, job: &'a Job, work: tokio::time::Timeout<W>, ended: E) -> Self {
+impl<'a, St, W, E, R: Fn() -> E> Drive<'a, St, W, E, R> {
+    /// `watch` makes the store's watch for the job's end
+    /// (`wait_terminal`), now and again after a store error.
+    pub(super) fn new(shared: &'a LayerState<St>, job: &'a Job, work: tokio::time::Timeout<W>, watch: R) -> Self {
         Self {
             shared,
             job,
             work,
-            ended,
-            watch_store: true,
+            ended: watch(),
+            watch,
+            rewatch: None,
+            rewatching: false,
+            rewatch_delay: REWATCH_FIRST,
             forced: shared.admissions.force.notify().notified(),
             reported: job.reported_notify().notified(),
             writing: None,
@@ -66,11 +86,12 @@ impl<'a, St, W, E> Drive<'a, St, W, E> {
     }
 }
 
-impl<'a, St, W, E> Future for Drive<'a, St, W, E>
+impl<'a, St, W, E, R> Future for Drive<'a, St, W, E, R>
 where
     St: JobStore,
     W: Future<Output = Result<Result<Response<Bytes>, JobError>, Box<dyn Any + Send>>>,
     E: Future<Output = Result<(), StoreError>>,
+    R: Fn() -> E,
 {
     type Output = Option<Outcome>;
 
@@ -117,14 +138,32 @@ where
                 *this.outcome = Some(outcome);
                 continue;
             }
-            if *this.watch_store
-                && let Poll::Ready(result) = this.ended.as_mut().poll(cx)
-            {
+            if *this.rewatching {
+                if !this
+                    .rewatch
+                    .as_mut()
+                    .is_some_and(|wait| wait.as_mut().poll(cx).is_pending())
+                {
+                    // Watched again: a `DELETE` from elsewhere must not go
+                    // unseen for good because the store failed once.
+                    *this.rewatching = false;
+                    this.ended.set((this.watch)());
+                    continue;
+                }
+            } else if let Poll::Ready(result) = this.ended.as_mut().poll(cx) {
                 if result.is_ok() {
                     return Poll::Ready(None);
                 }
-                // The store could not tell; the job runs on.
-                *this.watch_store = false;
+                // The store could not tell; the job runs on, and the watch
+                // is made again after a wait, longer after each failure.
+                let deadline = tokio::time::Instant::now() + *this.rewatch_delay;
+                *this.rewatch_delay = (*this.rewatch_delay * 2).min(REWATCH_MAX);
+                match this.rewatch.as_mut() {
+                    Some(wait) => wait.as_mut().reset(deadline),
+                    None => *this.rewatch = Some(Box::pin(tokio::time::sleep_until(deadline))),
+                }
+                *this.rewatching = true;
+                continue;
             }
             // Registered before the flag is read: a shutdown after the read
             // wakes this task.

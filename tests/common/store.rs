@@ -1,6 +1,6 @@
 //! A `MemoryStore` with hooks: a test's store that does one thing
 //! differently (waits in `create` or `set_progress`, deletes before
-//! `response`, counts calls) and delegates the rest.
+//! `response`, fails a `wait_terminal`, counts calls) and delegates the rest.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -25,6 +25,14 @@ pub trait Hooks: Send + Sync + 'static {
     fn before_wait_terminal(&self, id: JobId) -> impl Future<Output = ()> + Send {
         let _ = id;
         async {}
+    }
+
+    /// Whether `wait_terminal` of `id` fails at once (the store
+    /// unavailable) instead of delegating; asked after
+    /// [`before_wait_terminal`](Self::before_wait_terminal).
+    fn fail_wait_terminal(&self, id: JobId) -> bool {
+        let _ = id;
+        false
     }
 
     /// Before `set_progress` writes `progress` (a write held back here is
@@ -113,6 +121,9 @@ impl<H: Hooks> JobStore for Hooked<H> {
     }
     async fn wait_terminal(&self, id: JobId) -> Result<(), StoreError> {
         self.hooks.before_wait_terminal(id).await;
+        if self.hooks.fail_wait_terminal(id) {
+            return Err(StoreError::Unavailable("a planned failure of wait_terminal".into()));
+        }
         self.inner.wait_terminal(id).await
     }
 }

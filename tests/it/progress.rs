@@ -1,11 +1,12 @@
 //! Progress reports and the store (issue 12, "Accepted means done"): a slow
 //! store never holds a handler back, the reports made during a write are
 //! coalesced (the latest wins), and the job's end is recorded after the
-//! write in flight.
+//! write in flight; a store that fails once does not turn off the watch
+//! that sees a `DELETE` made elsewhere.
 
 use crate::common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -133,6 +134,76 @@ async fn a_slow_progress_write_never_holds_the_handler_back() {
     }
     expected.push(Seen::Finish);
     assert_eq!(seen, expected);
+}
+
+/// How many of the first `wait_terminal` calls fail.
+const FAILED_WATCHES: usize = 3;
+
+/// Fails the first [`FAILED_WATCHES`] `wait_terminal` calls (the running
+/// job's watch for its end elsewhere) and delegates the later ones; counts
+/// them.
+#[derive(Clone, Default)]
+struct FailFirstWatch {
+    waits: Arc<AtomicUsize>,
+}
+
+impl Hooks for FailFirstWatch {
+    fn fail_wait_terminal(&self, _id: JobId) -> bool {
+        self.waits.fetch_add(1, Ordering::SeqCst) < FAILED_WATCHES
+    }
+}
+
+/// Sets its flag when dropped: the handler's future is gone.
+struct SetOnDrop(Arc<AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// After the store failed to watch a running job (three times running, so
+/// that the wait before the next watch is made again twice), a `DELETE` of
+/// it is still seen: the handler's future is dropped and the job ends
+/// canceled.
+#[tokio::test(start_paused = true)]
+async fn a_delete_is_seen_after_the_watch_failed() {
+    let hooks = FailFirstWatch::default();
+    let (started, dropped) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let (on_start, on_drop) = (Arc::clone(&started), Arc::clone(&dropped));
+    let app = Router::new()
+        .route(
+            "/stuck",
+            post(move || {
+                let guard = SetOnDrop(Arc::clone(&on_drop));
+                on_start.store(true, Ordering::SeqCst);
+                async move {
+                    let _guard = guard;
+                    tokio::time::sleep(Duration::from_secs(600)).await;
+                    "too late"
+                }
+            }),
+        )
+        .layer(AcceptedLayer::new().store(Hooked::new(hooks.clone())));
+
+    let (accepted, _) = call(&app, Method::POST, "/stuck", &[]).await;
+    assert_eq!(accepted.status, StatusCode::ACCEPTED, "{:?}", accepted.body);
+    let monitor = accepted.location();
+    until("the handler to start", || started.load(Ordering::SeqCst)).await;
+    until("the watch to fail", || hooks.waits.load(Ordering::SeqCst) >= 1).await;
+    // Past the failures (100 + 200 + 400 ms of waits); the handler sleeps on.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!dropped.load(Ordering::SeqCst));
+
+    let (deleted, _) = call(&app, Method::DELETE, &monitor, &[]).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{:?}", deleted.body);
+    until("the handler's future to be dropped", || dropped.load(Ordering::SeqCst)).await;
+    let (answer, _) = call(&app, Method::GET, &monitor, &[]).await;
+    assert_eq!(answer.json()["status"], "canceled", "{:?}", answer.body);
+    assert!(
+        hooks.waits.load(Ordering::SeqCst) > FAILED_WATCHES,
+        "the watch was made again after each failure"
+    );
 }
 
 /// On a Redis whose writes are paused (`CLIENT PAUSE 3000 WRITE`), a
