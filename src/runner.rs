@@ -141,7 +141,7 @@ where
                 // is seen by `wait_terminal`; one that ended since `start`,
                 // at once.
                 let work = tokio::time::timeout(shared.config.timeout, handler);
-                let outcome = Drive::new(shared, &job, work, || shared.store.wait_terminal(id)).await;
+                let outcome = Drive::new(shared, &job, work, |store, id| store.wait_terminal(id)).await;
                 drop(running);
                 let Some(outcome) = outcome else {
                     job.cancel();

@@ -17,7 +17,7 @@ use tokio::time::Sleep;
 use super::{panicked, shutdown_error};
 use crate::config::LayerState;
 use crate::job::Job;
-use crate::store::{ErrorCode, JobError, JobStore, Outcome, StoreError};
+use crate::store::{ErrorCode, JobError, JobId, JobStore, Outcome, StoreError};
 
 /// A progress report being written to the store.
 type Report<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
@@ -60,20 +60,24 @@ pin_project! {
         // in the job, the latest winning, until this write ends.
         writing: Option<Report<'a>>,
         // The work's outcome, held until the write in flight ends, so that
-        // no progress write lands after the job's terminal state.
-        outcome: Option<Outcome>,
+        // no progress write lands after the job's terminal state. Boxed:
+        // rarely needed, and an outcome weighs more than a pointer on every
+        // running job's task.
+        outcome: Option<Box<Outcome>>,
     }
 }
 
-impl<'a, St, W, E, R: Fn() -> E> Drive<'a, St, W, E, R> {
+impl<'a, St, W, E, R: Fn(&'a St, JobId) -> E> Drive<'a, St, W, E, R> {
     /// `watch` makes the store's watch for the job's end
-    /// (`wait_terminal`), now and again after a store error.
+    /// (`wait_terminal`), now and again after a store error. (A function
+    /// of the store and the id, not a closure holding them: then it takes
+    /// no room in the job's task.)
     pub(super) fn new(shared: &'a LayerState<St>, job: &'a Job, work: tokio::time::Timeout<W>, watch: R) -> Self {
         Self {
             shared,
             job,
             work,
-            ended: watch(),
+            ended: watch(&shared.store, job.id()),
             watch,
             rewatch: None,
             rewatching: false,
@@ -91,7 +95,7 @@ where
     St: JobStore,
     W: Future<Output = Result<Result<Response<Bytes>, JobError>, Box<dyn Any + Send>>>,
     E: Future<Output = Result<(), StoreError>>,
-    R: Fn() -> E,
+    R: Fn(&'a St, JobId) -> E,
 {
     type Output = Option<Outcome>;
 
@@ -119,7 +123,7 @@ where
                     // The write's waker was registered just above.
                     return Poll::Pending;
                 }
-                return Poll::Ready(this.outcome.take());
+                return Poll::Ready(this.outcome.take().map(|outcome| *outcome));
             }
             if let Poll::Ready(result) = this.work.as_mut().poll(cx) {
                 let expose = shared.config.expose_errors;
@@ -135,7 +139,7 @@ where
                 if this.writing.is_none() {
                     return Poll::Ready(Some(outcome));
                 }
-                *this.outcome = Some(outcome);
+                *this.outcome = Some(Box::new(outcome));
                 continue;
             }
             if *this.rewatching {
@@ -147,7 +151,7 @@ where
                     // Watched again: a `DELETE` from elsewhere must not go
                     // unseen for good because the store failed once.
                     *this.rewatching = false;
-                    this.ended.set((this.watch)());
+                    this.ended.set((this.watch)(&shared.store, job.id()));
                     continue;
                 }
             } else if let Poll::Ready(result) = this.ended.as_mut().poll(cx) {
