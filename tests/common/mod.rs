@@ -2,14 +2,17 @@
 //! (`server`), a small HTTP client and the checks of a `202` (`http`),
 //! waits with a deadline of seconds (`wait`), raw TCP exchanges (`tcp`), a
 //! response body that breaks (`body`), silenced planned panics (`panics`),
-//! a `MemoryStore` with hooks (`store`) and calls of a router in process,
-//! for the tests on the paused clock (`oneshot`).
+//! a `redis-server` of a test's own (`private_redis`), a `MemoryStore`
+//! with hooks (`store`) and calls of a router in process, for the tests on
+//! the paused clock (`oneshot`).
 #![allow(dead_code, unreachable_pub)]
 
 pub mod body;
 pub mod http;
 pub mod oneshot;
 pub mod panics;
+#[cfg(feature = "redis")]
+pub mod private_redis;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod server;

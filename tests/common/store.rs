@@ -1,6 +1,6 @@
 //! A `MemoryStore` with hooks: a test's store that does one thing
-//! differently (waits in `create`, deletes before `response`, counts calls)
-//! and delegates the rest.
+//! differently (waits in `create` or `set_progress`, deletes before
+//! `response`, fails a `wait_terminal`, counts calls) and delegates the rest.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -37,6 +37,26 @@ pub trait Hooks: Send + Sync + 'static {
     /// Whether `before_finish` may fail (the store's `finish_can_fail`).
     fn finish_can_fail(&self) -> bool {
         false
+    }
+
+    /// Whether `wait_terminal` of `id` fails at once (the store
+    /// unavailable) instead of delegating; asked after
+    /// [`before_wait_terminal`](Self::before_wait_terminal).
+    fn fail_wait_terminal(&self, id: JobId) -> bool {
+        let _ = id;
+        false
+    }
+
+    /// Before `set_progress` writes `progress` (a write held back here is
+    /// a slow store).
+    fn before_set_progress(&self, progress: Option<f32>) -> impl Future<Output = ()> + Send {
+        let _ = progress;
+        async {}
+    }
+
+    /// After `set_progress` of `progress` returned.
+    fn after_set_progress(&self, progress: Option<f32>) {
+        let _ = progress;
     }
 
     /// Before `response` of `id`, with the inner store at hand.
@@ -84,7 +104,10 @@ impl<H: Hooks> JobStore for Hooked<H> {
         self.inner.start(id).await
     }
     async fn set_progress(&self, id: JobId, progress: Option<f32>, message: Option<String>) -> Result<(), StoreError> {
-        self.inner.set_progress(id, progress, message).await
+        self.hooks.before_set_progress(progress).await;
+        let result = self.inner.set_progress(id, progress, message).await;
+        self.hooks.after_set_progress(progress);
+        result
     }
     async fn finish(&self, id: JobId, outcome: Outcome) -> Result<bool, StoreError> {
         self.hooks.before_finish(id).await?;
@@ -105,6 +128,9 @@ impl<H: Hooks> JobStore for Hooked<H> {
     }
     async fn wait_terminal(&self, id: JobId) -> Result<(), StoreError> {
         self.hooks.before_wait_terminal(id).await;
+        if self.hooks.fail_wait_terminal(id) {
+            return Err(StoreError::Unavailable("a planned failure of wait_terminal".into()));
+        }
         self.inner.wait_terminal(id).await
     }
 }

@@ -25,6 +25,7 @@ mod hostile;
 mod http_details;
 mod hyper;
 mod owners;
+mod progress;
 mod redis_faults;
 mod redis_store;
 mod runner;
