@@ -578,3 +578,64 @@ async fn a_waiter_is_woken_by_the_published_end_not_by_its_next_read() {
     assert!(runner.delete(id).await.is_ok());
     assert_every_key_expires(&ns).await;
 }
+
+/// The lease renewal leaves an ended job alone: a job canceled on another
+/// replica while this one renews its lease keeps the time to live its end
+/// gave it. (Before, this replica's next renewal set the job's time to live
+/// back to TTL + lease, so a canceled job outlived its TTL.) The renewal is seen at work on a second,
+/// running job, whose lease it renews; right after, the canceled job's time
+/// to live must still be at most the TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_renewal_leaves_an_ended_job_alone() {
+    const TTL: Duration = Duration::from_secs(60);
+    const LEASE: Duration = Duration::from_secs(3);
+    let ns = namespace();
+    let store = RedisStore::builder(redis_url())
+        .namespace(ns.as_str())
+        .ttl(TTL)
+        .lease(LEASE)
+        .build()
+        .await
+        .unwrap();
+    let canceled = suite::running(&store).await;
+    let running = suite::running(&store).await;
+    let other = RedisStore::builder(redis_url())
+        .namespace(ns.as_str())
+        .ttl(TTL)
+        .lease(LEASE)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(other.cancel(canceled).await.unwrap(), Cancel::Canceled);
+
+    let mut conn = connection().await;
+    let key = |id: JobId, what: &str| format!("{{{ns}:{id}}}:{what}");
+    let lease_ttl = |conn: &mut redis::aio::MultiplexedConnection| {
+        let key = key(running, "lease");
+        let mut conn = conn.clone();
+        async move { redis::cmd("PTTL").arg(key).query_async::<i64>(&mut conn).await.unwrap() }
+    };
+    // A renewal after the cancel: the running job's lease grows back.
+    let mut last = lease_ttl(&mut conn).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = lease_ttl(&mut conn).await;
+        if now > last {
+            break;
+        }
+        last = now;
+        assert!(Instant::now() < deadline, "no lease renewal within 20 s");
+    }
+    let job_ttl: i64 = redis::cmd("PTTL")
+        .arg(key(canceled, "job"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        (1..=TTL.as_millis() as i64).contains(&job_ttl),
+        "the canceled job's time to live is {job_ttl} ms, its TTL {TTL:?}"
+    );
+    assert_eq!(suite::found(&store, canceled).await.status, JobStatus::Canceled);
+    assert_eq!(suite::found(&store, running).await.status, JobStatus::Running);
+}

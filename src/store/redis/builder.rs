@@ -154,6 +154,7 @@ impl RedisStoreBuilder {
             delete: Script::new(scripts::DELETE),
             start: Script::new(scripts::START),
             progress: Script::new(scripts::PROGRESS),
+            renew: Script::new(scripts::RENEW),
             waiters,
             owned: Mutex::new(HashMap::new()),
             tasks: Mutex::new(vec![listener]),

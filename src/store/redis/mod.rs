@@ -117,6 +117,8 @@ struct Inner {
     start: Script,
     /// [`scripts::PROGRESS`].
     progress: Script,
+    /// [`scripts::RENEW`].
+    renew: Script,
     /// This replica's waiters, woken by the listener.
     waiters: Arc<Waiters>,
     /// Jobs this replica created and has not seen end: it renews their

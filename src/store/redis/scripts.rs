@@ -88,3 +88,21 @@ if ARGV[2] == '' then redis.call('HDEL', KEYS[1], 'p') else redis.call('HSET', K
 if ARGV[3] == '' then redis.call('HDEL', KEYS[1], 'm') else redis.call('HSET', KEYS[1], 'm', ARGV[4]) end
 return 1
 ";
+
+/// Renews one job's lease and times to live, only while the job is pending
+/// or running: a job that ended keeps the time to live its end gave it (a
+/// renewal racing a cancel or another replica's end would otherwise keep
+/// it, and its tombstone's companion keys, up to a lease longer). Returns
+/// the job's status word, or nil when the job is gone.
+///
+/// KEYS: job, lease, then the keys that live as long as the job (owner
+/// index, idempotency key). ARGV: running TTL ms, lease ms.
+pub(super) const RENEW: &str = r"
+local st = redis.call('HGET', KEYS[1], 'st')
+if st == 'pending' or st == 'running' then
+  redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  for i = 3, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
+end
+return st
+";

@@ -137,20 +137,20 @@ pub(super) async fn renew_leases(store: Weak<Inner>) {
             continue;
         }
         let ttl = store.running_ttl();
+        let lease = RedisStore::ms(store.inner.lease);
+        // One pipeline: the script is loaded first (a restarted Redis has
+        // lost it), then invoked by its digest for each job.
         let mut pipe = redis::pipe();
+        pipe.load_script(&store.inner.renew).ignore();
         for (id, extra) in &owned {
-            pipe.cmd("HGET").arg(store.key(*id, "job")).arg("st");
-            pipe.cmd("SET")
-                .arg(store.key(*id, "lease"))
-                .arg(1)
-                .arg("PX")
-                .arg(RedisStore::ms(store.inner.lease))
-                .ignore();
-            pipe.cmd("PEXPIRE").arg(store.key(*id, "job")).arg(ttl).ignore();
+            let mut renew = store.inner.renew.key(store.key(*id, "job"));
+            renew.key(store.key(*id, "lease"));
             // The owner index and the idempotency key live as long as the job.
             for key in [&extra.owner_index, &extra.idempotency_key].into_iter().flatten() {
-                pipe.cmd("PEXPIRE").arg(key).arg(ttl).ignore();
+                renew.key(key);
             }
+            renew.arg(ttl).arg(lease);
+            pipe.invoke_script(&renew);
         }
         let ids: Vec<JobId> = owned.iter().map(|(id, _)| *id).collect();
         let Ok(states) = pipe.query_async::<Vec<Option<String>>>(&mut store.conn()).await else {
