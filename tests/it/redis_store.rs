@@ -639,3 +639,39 @@ async fn lease_renewal_leaves_an_ended_job_alone() {
     assert_eq!(suite::found(&store, canceled).await.status, JobStatus::Canceled);
     assert_eq!(suite::found(&store, running).await.status, JobStatus::Running);
 }
+
+/// Issue 12: an owner that keeps submitting must not grow its index without
+/// bound. Each create refreshes the index's time to live, and listing only
+/// clears the entries it shows, so before the create script trimmed the
+/// index by age, the jobs below were all still in it after they expired.
+#[tokio::test]
+async fn the_owner_index_is_trimmed_of_entries_older_than_their_jobs() {
+    const TTL: Duration = Duration::from_millis(300);
+    const TOMBSTONE_TTL: Duration = Duration::from_millis(300);
+    let ns = namespace();
+    let store = RedisStore::builder(redis_url())
+        .namespace(ns.as_str())
+        .ttl(TTL)
+        .tombstone_ttl(TOMBSTONE_TTL)
+        .lease(Duration::from_millis(300))
+        .build()
+        .await
+        .unwrap();
+    let index = format!("{{{ns}}}:owner:alice");
+    let mut conn = connection().await;
+    let submit = || async {
+        let record = JobRecord::pending(JobId::new()).with_owner(Some("alice".into()));
+        store.create(record).await.unwrap();
+    };
+    for _ in 0..5 {
+        submit().await;
+    }
+    let before: u64 = redis::cmd("ZCARD").arg(&index).query_async(&mut conn).await.unwrap();
+    assert_eq!(before, 5, "fresh entries are kept");
+
+    // Past `ttl + tombstone_ttl`, no job of those can be left.
+    tokio::time::sleep(TTL + TOMBSTONE_TTL + Duration::from_millis(200)).await;
+    submit().await;
+    let after: u64 = redis::cmd("ZCARD").arg(&index).query_async(&mut conn).await.unwrap();
+    assert_eq!(after, 1, "the create trimmed the five old entries");
+}

@@ -25,6 +25,15 @@ impl RedisStore {
         format!("{{{}}}:owner:{}", self.inner.namespace, owner)
     }
 
+    /// The bound below which the create script trims an owner index, for a
+    /// job created at `created_at_ms`: `(` and the creation time, in the
+    /// members' 16 hex digits, of a job created `ttl + tombstone_ttl` ago.
+    /// Such a job has expired unless it ran longer than `tombstone_ttl`
+    /// (24 h by default) before ending: the slack a long run gets.
+    pub(super) fn owner_index_trim_bound(&self, created_at_ms: u64) -> String {
+        format!("({:016x}", created_at_ms.saturating_sub(self.tombstone_ttl()))
+    }
+
     /// The key of the string that holds an idempotency key,
     /// `{ns}:key:<scope>`; its value is `"<id> <fingerprint>"` of its job.
     pub(super) fn idempotency_key(&self, key: &IdempotencyKey) -> String {
@@ -59,6 +68,7 @@ impl RedisStore {
         let owner_index = record.owner.as_deref().map(|o| self.owner_index(o));
         let idempotency_key = key.map(|k| self.idempotency_key(k));
         let member = ListCursor::new(record.created_at_ms, id).to_string();
+        let trim = self.owner_index_trim_bound(record.created_at_ms);
         let owned = Owned {
             owner_index: owner_index.clone(),
             idempotency_key: idempotency_key.clone(),
@@ -79,6 +89,7 @@ impl RedisStore {
             .arg(if key.is_some() { "1" } else { "" })
             .arg(key.map_or("", IdempotencyKey::fingerprint))
             .arg(id.to_string())
+            .arg(trim)
             .arg(fields)
             .invoke_async(&mut self.conn())
             .await;

@@ -3,11 +3,18 @@
 
 /// Creates a job: its hash, lease and owner-index entry; with an
 /// idempotency key, only if the key is free (else returns its holder as
-/// `"<id> <fingerprint>"`).
+/// `"<id> <fingerprint>"`). Writing the owner index also trims it of the
+/// entries too old for their job to exist: the index's time to live is
+/// refreshed by every create, so an owner that keeps submitting would
+/// otherwise grow it without bound (listing only clears the entries it
+/// shows). Members all score 0 and begin with their creation time in 16
+/// hex digits, so lexical order is age order and `ZREMRANGEBYLEX - (bound`
+/// removes exactly the entries created before the bound.
 ///
 /// KEYS: job, lease, gone, owner index, idempotency key.
 /// ARGV: running TTL ms, lease ms, owner-index member, has owner ('1'),
-/// has key ('1'), fingerprint, id, then the hash's field/value pairs.
+/// has key ('1'), fingerprint, id, trim bound (`(` and a creation time in
+/// 16 hex digits), then the hash's field/value pairs.
 pub(super) const CREATE: &str = r"
 if ARGV[5] == '1' then
   local held = redis.call('GET', KEYS[5])
@@ -15,10 +22,11 @@ if ARGV[5] == '1' then
   redis.call('SET', KEYS[5], ARGV[7] .. ' ' .. ARGV[6], 'PX', ARGV[1])
 end
 redis.call('DEL', KEYS[1], KEYS[3])
-redis.call('HSET', KEYS[1], unpack(ARGV, 8))
+redis.call('HSET', KEYS[1], unpack(ARGV, 9))
 if ARGV[5] == '1' then redis.call('HSET', KEYS[1], 'ik', KEYS[5]) end
 if ARGV[4] == '1' then
   redis.call('HSET', KEYS[1], 'ok', KEYS[4], 'mb', ARGV[3])
+  redis.call('ZREMRANGEBYLEX', KEYS[4], '-', ARGV[8])
   redis.call('ZADD', KEYS[4], 0, ARGV[3])
   redis.call('PEXPIRE', KEYS[4], ARGV[1])
 end
