@@ -201,3 +201,54 @@ async fn a_finish_during_a_freeze_lands_once_redis_is_back() {
     assert_eq!(result_of(&client, &monitor).await, "replayed");
     redis.kill().await;
 }
+
+/// The ids of the pub/sub connections `redis` has (`CLIENT LIST TYPE pubsub`).
+async fn pubsub_ids(redis: &PrivateRedis) -> Vec<String> {
+    let list = redis.command(&["CLIENT", "LIST", "TYPE", "pubsub"]).await.unwrap();
+    let list: String = redis::from_redis_value(list).unwrap();
+    list.lines()
+        .filter_map(|line| line.split(' ').find_map(|field| field.strip_prefix("id=")))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Issue 12: the listener finds a connection that stopped answering
+/// without closing. A frozen Redis keeps its connections open and answers
+/// nothing; thawed, it answers again on them, so a listener that only
+/// waited for messages kept its old connection, blind for the whole
+/// freeze. The listener pings, takes the silence past its bound for a dead
+/// connection and subscribes on a new one: after the thaw, Redis has one
+/// subscriber, and not the one it had before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listener_replaces_a_subscription_that_stops_answering() {
+    let redis = PrivateRedis::start().await;
+    let _store = RedisStore::builder(redis.url())
+        .namespace("liveness")
+        .command_timeout(Duration::from_millis(500))
+        .pubsub_liveness(Duration::from_millis(100), Duration::from_millis(300))
+        .build()
+        .await
+        .unwrap();
+    let before = pubsub_ids(&redis).await;
+    assert_eq!(before.len(), 1, "one subscriber: {before:?}");
+    // Answered pings keep the connection: several intervals pass, and the
+    // subscriber is the same.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(pubsub_ids(&redis).await, before, "a live subscription is kept");
+
+    // Longer than a ping's interval and bound together.
+    redis.freeze();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    redis.thaw();
+
+    let after = common::until_some("a new subscription after the freeze", || async {
+        let ids = pubsub_ids(&redis).await;
+        if ids.len() == 1 && ids != before {
+            Ok(ids)
+        } else {
+            Err(ids)
+        }
+    })
+    .await;
+    assert_ne!(after, before);
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Script};
 
-use super::tasks::{Waiters, listen, renew_leases};
+use super::tasks::{Liveness, Waiters, listen, renew_leases};
 use super::{Inner, MAX_DURATION, RedisStore, lock, scripts, unavailable};
 use crate::store::StoreError;
 
@@ -50,6 +50,9 @@ pub struct RedisStoreBuilder {
     lease: Duration,
     /// The command, connection and subscription timeout.
     timeout: Duration,
+    /// How often the listener pings its subscription, and how long it
+    /// waits for the answer (`None`: every second, within `timeout`).
+    liveness: Option<Liveness>,
 }
 
 impl RedisStoreBuilder {
@@ -64,6 +67,7 @@ impl RedisStoreBuilder {
             tombstone_ttl: Duration::from_secs(24 * 3600),
             lease: Duration::from_secs(5),
             timeout: Duration::from_secs(2),
+            liveness: None,
         }
     }
 
@@ -118,6 +122,19 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// How often the pub/sub listener sends `PING` (default every second)
+    /// and how long it waits for the answer before it takes its connection
+    /// for dead and reconnects (default: the command timeout). Hidden: a
+    /// knob for tests, which shorten both to see a dead connection found.
+    #[doc(hidden)]
+    pub fn pubsub_liveness(mut self, interval: Duration, bound: Duration) -> Self {
+        self.liveness = Some(Liveness {
+            interval: interval.clamp(Duration::from_millis(1), MAX_DURATION),
+            bound: bound.min(MAX_DURATION),
+        });
+        self
+    }
+
     /// Connects, starts listening for ended jobs and renewing leases.
     /// Must be called within a tokio runtime.
     pub async fn build(self) -> Result<RedisStore, StoreError> {
@@ -141,7 +158,17 @@ impl RedisStoreBuilder {
         let channel = format!("{}:ended", self.namespace);
         let waiters = Arc::new(Waiters::default());
         let (subscribed_tx, subscribed_rx) = tokio::sync::oneshot::channel();
-        let listener = tokio::spawn(listen(client, channel.clone(), Arc::clone(&waiters), subscribed_tx));
+        let liveness = self.liveness.unwrap_or(Liveness {
+            interval: Duration::from_secs(1),
+            bound: self.timeout,
+        });
+        let listener = tokio::spawn(listen(
+            client,
+            channel.clone(),
+            Arc::clone(&waiters),
+            subscribed_tx,
+            liveness,
+        ));
         let inner = Arc::new(Inner {
             conn,
             namespace: self.namespace,

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use redis::aio::{PubSubSink, PubSubStream};
 use redis::{Client, RedisError};
 use tokio::sync::Notify;
 
@@ -76,28 +77,69 @@ impl Drop for Waiter<'_> {
     }
 }
 
+/// How the listener tells that its connection died without saying so.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Liveness {
+    /// How often the listener sends `PING` on its subscription.
+    pub(super) interval: Duration,
+    /// How long a `PING`, a connection or a subscription may take before
+    /// the connection is taken for dead.
+    pub(super) bound: Duration,
+}
+
 /// Listens for ended jobs on the store's channel and wakes local waiters;
 /// reconnects with backoff, and wakes everyone after a reconnection, since
 /// messages sent meanwhile were missed.
+///
+/// A connection that dies silently (a frozen Redis, a network partition:
+/// no RST, no EOF) would leave the listener waiting forever and every
+/// waiter woken only by its own periodic re-read. So the listener sends
+/// `PING` every `liveness.interval` and drops a connection whose answer
+/// takes longer than `liveness.bound`; connecting and subscribing are
+/// bounded alike, since they too can hang on such a connection.
 pub(super) async fn listen(
     client: Client,
     channel: String,
     waiters: Arc<Waiters>,
     subscribed: tokio::sync::oneshot::Sender<()>,
+    liveness: Liveness,
 ) {
     let mut subscribed = Some(subscribed);
     let mut delay = Duration::from_millis(50);
     loop {
-        if let Ok(mut pubsub) = client.get_async_pubsub().await
-            && pubsub.subscribe(&channel).await.is_ok()
-        {
+        let connect = async {
+            let mut pubsub = client.get_async_pubsub().await.ok()?;
+            pubsub.subscribe(&channel).await.ok()?;
+            Some(pubsub)
+        };
+        if let Ok(Some(pubsub)) = tokio::time::timeout(liveness.bound, connect).await {
             delay = Duration::from_millis(50);
             if let Some(tx) = subscribed.take() {
                 let _ = tx.send(());
             }
             waiters.wake_all();
-            let mut messages = pubsub.into_on_message();
-            while let Some(message) = messages.next().await {
+            let (mut sink, messages) = pubsub.split();
+            relay(messages, &mut sink, &waiters, liveness).await;
+        }
+        waiters.wake_all();
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Wakes the waiters of the jobs named on `messages` until the connection
+/// closes or a `PING` goes unanswered for `liveness.bound`. Messages that
+/// arrive during a `PING` wait in the stream's buffer.
+async fn relay(mut messages: PubSubStream, sink: &mut PubSubSink, waiters: &Waiters, liveness: Liveness) {
+    // An interval of zero panics.
+    let mut ticker = tokio::time::interval(liveness.interval.max(Duration::from_millis(1)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is immediate: the connection was just proven alive.
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            message = messages.next() => {
+                let Some(message) = message else { return };
                 if let Some(id) = message
                     .get_payload::<String>()
                     .ok()
@@ -106,10 +148,13 @@ pub(super) async fn listen(
                     waiters.wake(id);
                 }
             }
+            _ = ticker.tick() => {
+                let ping = sink.ping::<redis::Value>();
+                if !matches!(tokio::time::timeout(liveness.bound, ping).await, Ok(Ok(_))) {
+                    return;
+                }
+            }
         }
-        waiters.wake_all();
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(2));
     }
 }
 
