@@ -160,7 +160,10 @@ pub(super) async fn renew_leases(store: Weak<Inner>) {
             pipe.invoke_script(&renew);
         }
         let ids: Vec<JobId> = owned.iter().map(|(id, _)| *id).collect();
-        let Ok(states) = pipe.query_async::<Vec<Option<String>>>(&mut store.conn()).await else {
+        let Ok(states) = pipe
+            .query_async::<Vec<Option<String>>>(&mut store.inner.renew_conn.clone())
+            .await
+        else {
             next = tokio::time::Instant::now() + retry;
             continue;
         };
@@ -178,6 +181,6 @@ pub(super) async fn renew_leases(store: Weak<Inner>) {
             lock(&store.inner.owned).remove(id);
             cleanup.cmd("DEL").arg(store.key(*id, "lease")).ignore();
         }
-        let _: Result<(), RedisError> = cleanup.query_async(&mut store.conn()).await;
+        let _: Result<(), RedisError> = cleanup.query_async(&mut store.inner.renew_conn.clone()).await;
     }
 }
