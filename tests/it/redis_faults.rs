@@ -210,7 +210,9 @@ async fn a_finish_during_a_freeze_lands_once_redis_is_back() {
 /// the create is run again (the script is idempotent for its id) and
 /// succeeds; the job is this replica's, so its lease is renewed: two leases
 /// later it is still `pending`, not `lost`. A keyed create the same way
-/// answers `New`, and a second run with the same key finds that job.
+/// answers `New`, and a second run with the same key finds that job. And a
+/// create that gives up (writes held longer than its tries) leaves no key
+/// of its job behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_create_whose_reply_timed_out_is_tried_again_and_kept() {
     use tower_accepted::store::{CreatedOnce, IdempotencyKey, JobRecord, JobStatus, JobStore, Lookup};
@@ -223,6 +225,12 @@ async fn a_create_whose_reply_timed_out_is_tried_again_and_kept() {
         .build()
         .await
         .unwrap();
+
+    // Loads the create script: a create held by the pause then runs when
+    // the pause ends (rather than failing as an unknown script).
+    let warm = tower_accepted::store::JobId::new();
+    store.create(JobRecord::pending(warm)).await.unwrap();
+    assert!(store.delete(warm).await.unwrap());
 
     let plain = tower_accepted::store::JobId::new();
     redis.command(&["CLIENT", "PAUSE", "600", "WRITE"]).await.unwrap();
@@ -255,16 +263,27 @@ async fn a_create_whose_reply_timed_out_is_tried_again_and_kept() {
         }
         assert!(store.delete(id).await.unwrap());
     }
+
+    // Writes held far longer than the tries span (about 1.2 s here): the
+    // create gives up, and its delete, queued behind its tries on the same
+    // connection, removes what they created once the pause ends.
+    let given_up = tower_accepted::store::JobId::new();
+    redis.command(&["CLIENT", "PAUSE", "2500", "WRITE"]).await.unwrap();
+    let created = tokio::time::timeout(Duration::from_secs(10), store.create(JobRecord::pending(given_up))).await;
+    assert!(matches!(created, Ok(Err(_))), "{created:?}");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let left = redis.command(&["KEYS", &format!("*{given_up}*")]).await.unwrap();
+    assert_eq!(left, redis::Value::Array(Vec::new()), "a job was left behind");
     redis.kill().await;
 }
 
-/// Issue 12 through the layer: a keyed `POST` while Redis holds its writes
-/// longer than the command timeout, then the client's retry with the same
+/// Issue 12 through the layer: a keyed `POST` while Redis is frozen three
+/// times longer than the command timeout, then the client's retry with the same
 /// key. The retry's job runs to `succeeded`. (It used to be the phantom
 /// the first `POST` created before its `503`: `pending`, never run, until
 /// declared `lost`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_keyed_post_during_a_pause_then_its_retry_runs_the_job() {
+async fn a_keyed_post_during_a_freeze_then_its_retry_runs_the_job() {
     let mut redis = PrivateRedis::start().await;
     let store = RedisStore::builder(redis.url())
         .namespace("phantom-http")
@@ -279,6 +298,10 @@ async fn a_keyed_post_during_a_pause_then_its_retry_runs_the_job() {
     let server = serve(app).await;
     let client = HttpClient::new(&server);
     let key = [("idempotency-key", "retry-me")];
+    // A first job loads the scripts: a create sent during the freeze then
+    // runs at the thaw (rather than failing as an unknown script).
+    let warm = submit(&client, "warm").await;
+    assert_eq!(result_of(&client, &warm).await, "warm");
 
     // Frozen (`SIGSTOP`) rather than paused: the create reaches the
     // server's socket and runs at the thaw, whatever the client did with
