@@ -202,6 +202,139 @@ async fn a_finish_during_a_freeze_lands_once_redis_is_back() {
     redis.kill().await;
 }
 
+/// Issue 12 ("phantom create"): Redis holds its writes (`CLIENT PAUSE
+/// WRITE`) three times longer than the store's command timeout, so the
+/// create script runs once the pause ends, after the first try's reply
+/// timed out. The store used to answer that create with an error (the
+/// layer: `503`) and forget the id, leaving a created job nobody ran. Now
+/// the create is run again (the script is idempotent for its id) and
+/// succeeds; the job is this replica's, so its lease is renewed: two leases
+/// later it is still `pending`, not `lost`. A keyed create the same way
+/// answers `New`, and a second run with the same key finds that job. And a
+/// create that gives up (writes held longer than its tries) leaves no key
+/// of its job behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_whose_reply_timed_out_is_tried_again_and_kept() {
+    use tower_accepted::store::{CreatedOnce, IdempotencyKey, JobRecord, JobStatus, JobStore, Lookup};
+    const LEASE: Duration = Duration::from_millis(1000);
+    let mut redis = PrivateRedis::start().await;
+    let store = RedisStore::builder(redis.url())
+        .namespace("phantom")
+        .lease(LEASE)
+        .command_timeout(Duration::from_millis(200))
+        .build()
+        .await
+        .unwrap();
+
+    // Loads the create script: a create held by the pause then runs when
+    // the pause ends (rather than failing as an unknown script).
+    let warm = tower_accepted::store::JobId::new();
+    store.create(JobRecord::pending(warm)).await.unwrap();
+    assert!(store.delete(warm).await.unwrap());
+
+    let plain = tower_accepted::store::JobId::new();
+    redis.command(&["CLIENT", "PAUSE", "600", "WRITE"]).await.unwrap();
+    let created = tokio::time::timeout(Duration::from_secs(10), store.create(JobRecord::pending(plain))).await;
+    assert!(matches!(created, Ok(Ok(()))), "{created:?}");
+
+    let keyed = tower_accepted::store::JobId::new();
+    let key = IdempotencyKey::new(None, "k-1", "print-1");
+    redis.command(&["CLIENT", "PAUSE", "600", "WRITE"]).await.unwrap();
+    let created = tokio::time::timeout(
+        Duration::from_secs(10),
+        store.create_once(JobRecord::pending(keyed), key.clone()),
+    )
+    .await;
+    assert!(matches!(created, Ok(Ok(CreatedOnce::New))), "{created:?}");
+    let again = store
+        .create_once(JobRecord::pending(tower_accepted::store::JobId::new()), key)
+        .await
+        .unwrap();
+    assert!(
+        matches!(&again, CreatedOnce::Existing(record) if record.id == keyed),
+        "{again:?}"
+    );
+
+    tokio::time::sleep(2 * LEASE).await;
+    for id in [plain, keyed] {
+        match store.get(id).await.unwrap() {
+            Lookup::Found(record) => assert_eq!(record.status, JobStatus::Pending, "{record:?}"),
+            other => panic!("{id}: {other:?}"),
+        }
+        assert!(store.delete(id).await.unwrap());
+    }
+
+    // Writes held far longer than the tries span (about 1.2 s here): the
+    // create gives up, and its delete, queued behind its tries on the same
+    // connection, removes what they created once the pause ends.
+    let given_up = tower_accepted::store::JobId::new();
+    redis.command(&["CLIENT", "PAUSE", "2500", "WRITE"]).await.unwrap();
+    let created = tokio::time::timeout(Duration::from_secs(10), store.create(JobRecord::pending(given_up))).await;
+    assert!(matches!(created, Ok(Err(_))), "{created:?}");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let left = redis.command(&["KEYS", &format!("*{given_up}*")]).await.unwrap();
+    assert_eq!(left, redis::Value::Array(Vec::new()), "a job was left behind");
+    redis.kill().await;
+}
+
+/// Issue 12 through the layer: a keyed `POST` while Redis is frozen three
+/// times longer than the command timeout, then the client's retry with the same
+/// key. The retry's job runs to `succeeded`. (It used to be the phantom
+/// the first `POST` created before its `503`: `pending`, never run, until
+/// declared `lost`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyed_post_during_a_freeze_then_its_retry_runs_the_job() {
+    let mut redis = PrivateRedis::start().await;
+    let store = RedisStore::builder(redis.url())
+        .namespace("phantom-http")
+        .lease(Duration::from_millis(1000))
+        .command_timeout(Duration::from_millis(200))
+        .build()
+        .await
+        .unwrap();
+    let app = Router::new()
+        .route("/work", post(|body: String| async move { body }))
+        .layer(AcceptedLayer::new().store(store));
+    let server = serve(app).await;
+    let client = HttpClient::new(&server);
+    let key = [("idempotency-key", "retry-me")];
+    // A first job loads the scripts: a create sent during the freeze then
+    // runs at the thaw (rather than failing as an unknown script).
+    let warm = submit(&client, "warm").await;
+    assert_eq!(result_of(&client, &warm).await, "warm");
+
+    // Frozen (`SIGSTOP`) rather than paused: the create reaches the
+    // server's socket and runs at the thaw, whatever the client did with
+    // its connection meanwhile.
+    redis.freeze();
+    let (first, ()) = tokio::join!(client.send(http::Method::POST, "/work", &key, "once"), async {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        redis.thaw();
+    });
+    assert!(
+        first.status == StatusCode::ACCEPTED || first.status == StatusCode::SERVICE_UNAVAILABLE,
+        "{} {:?}",
+        first.status,
+        first.body
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let retry = client.send(http::Method::POST, "/work", &key, "once").await;
+    assert_eq!(retry.status, StatusCode::ACCEPTED, "{:?}", retry.body);
+    let monitor = retry.location();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let doc = loop {
+        let doc = client.get(&monitor).await.json();
+        if doc["status"] != "pending" && doc["status"] != "running" {
+            break doc;
+        }
+        assert!(Instant::now() < deadline, "still {doc} after 10 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(doc["status"], "succeeded", "{doc}");
+    assert_eq!(result_of(&client, &monitor).await, "once");
+    redis.kill().await;
+}
+
 /// The ids of the pub/sub connections `redis` has (`CLIENT LIST TYPE pubsub`).
 async fn pubsub_ids(redis: &PrivateRedis) -> Vec<String> {
     let list = redis.command(&["CLIENT", "LIST", "TYPE", "pubsub"]).await.unwrap();

@@ -640,6 +640,128 @@ async fn lease_renewal_leaves_an_ended_job_alone() {
     assert_eq!(suite::found(&store, running).await.status, JobStatus::Running);
 }
 
+/// Issue 12: a lease renewal that ran between a job's entry in the
+/// replica's owned set and its create script read the job as gone and
+/// forgot it for good, so its lease lapsed and another replica declared it
+/// `lost`. Jobs now enter the owned set only once created. The race is one
+/// of timing: here many creates run at once under the shortest lease
+/// (300 ms, renewed every 100 ms), then every lease must still exist over
+/// a second (ten renewal periods, three leases).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_creates_all_keep_their_leases() {
+    const LEASE: Duration = Duration::from_millis(300);
+    let ns = namespace();
+    let store = RedisStore::builder(redis_url())
+        .namespace(ns.as_str())
+        .lease(LEASE)
+        .build()
+        .await
+        .unwrap();
+    let creates = (0..300).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let id = JobId::new();
+            store.create(JobRecord::pending(id)).await.map(|()| id)
+        })
+    });
+    let mut ids = Vec::new();
+    for create in creates {
+        ids.push(create.await.unwrap().unwrap());
+    }
+    let mut conn = connection().await;
+    let until = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < until {
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.cmd("EXISTS").arg(format!("{{{ns}:{id}}}:lease"));
+        }
+        let alive: Vec<bool> = pipe.query_async(&mut conn).await.unwrap();
+        let lapsed = alive.iter().filter(|alive| !**alive).count();
+        assert_eq!(lapsed, 0, "{lapsed} of {} leases lapsed", ids.len());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for id in ids {
+        assert!(store.delete(id).await.unwrap());
+    }
+}
+
+/// Issue 12: the lease is at least three times the command timeout, so
+/// that a renewal that times out is tried again before the lease lapses.
+/// An explicit timeout of 1 s raises a 300 ms lease to 3 s (seen on the
+/// lease key a create sets); without a timeout, the 300 ms lease stands
+/// (the timeout shrinks to a third of it instead).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lease_is_at_least_three_command_timeouts() {
+    let ns = namespace();
+    let mut conn = connection().await;
+    for (timeout, lowest, highest) in [(Some(Duration::from_secs(1)), 2_000, 3_000), (None, 1, 300)] {
+        let mut builder = RedisStore::builder(redis_url())
+            .namespace(ns.as_str())
+            .lease(Duration::from_millis(300));
+        if let Some(timeout) = timeout {
+            builder = builder.command_timeout(timeout);
+        }
+        let store = builder.build().await.unwrap();
+        let id = JobId::new();
+        store.create(JobRecord::pending(id)).await.unwrap();
+        let lease: i64 = redis::cmd("PTTL")
+            .arg(format!("{{{ns}:{id}}}:lease"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(
+            (lowest..=highest).contains(&lease),
+            "timeout {timeout:?}: the lease key lives {lease} ms"
+        );
+        assert!(store.delete(id).await.unwrap());
+    }
+}
+
+/// Issue 12: the lease renewal has a connection of its own. Here the
+/// store's shared connection is held for 2 s by a blocking command (as a
+/// 16 MiB result would hold it), six times the 300 ms lease of a running
+/// job; the job's lease must stay alive all along (renewed on the other
+/// connection).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_shared_connection_does_not_hold_renewals_back() {
+    let ns = namespace();
+    let shared = redis::aio::ConnectionManager::new(redis::Client::open(redis_url()).unwrap())
+        .await
+        .unwrap();
+    let store = RedisStore::builder(redis_url())
+        .namespace(ns.as_str())
+        .lease(Duration::from_millis(300))
+        .connection_manager(shared.clone())
+        .build()
+        .await
+        .unwrap();
+    let id = JobId::new();
+    store.create(JobRecord::pending(id)).await.unwrap();
+    assert!(store.start(id).await.unwrap());
+
+    // `BLPOP` on a list nobody fills: the connection answers nothing else
+    // for 2 s.
+    let mut blocked = shared.clone();
+    let list = format!("{{{ns}}}:never");
+    let blocking = tokio::spawn(async move {
+        let _: redis::RedisResult<redis::Value> = redis::cmd("BLPOP").arg(list).arg(2).query_async(&mut blocked).await;
+    });
+    let mut plain = connection().await;
+    let until = Instant::now() + Duration::from_millis(1800);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    while Instant::now() < until {
+        let alive: bool = redis::cmd("EXISTS")
+            .arg(format!("{{{ns}:{id}}}:lease"))
+            .query_async(&mut plain)
+            .await
+            .unwrap();
+        assert!(alive, "the lease lapsed while the shared connection was busy");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    blocking.await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(5), store.delete(id)).await;
+}
+
 /// Issue 12: an owner that keeps submitting must not grow its index without
 /// bound. Each create refreshes the index's time to live, and listing only
 /// clears the entries it shows, so before the create script trimmed the

@@ -11,10 +11,20 @@ use super::tasks::{Liveness, Waiters, listen, renew_leases};
 use super::{Inner, MAX_DURATION, RedisStore, lock, scripts, unavailable};
 use crate::store::StoreError;
 
+/// The command timeout when none is set.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Configures a [`RedisStore`]; made by [`RedisStore::builder`].
 ///
 /// Every duration is capped at 100 years: `Duration::MAX` is a valid
 /// setting that means "as good as forever".
+///
+/// The lease is at least three times the command timeout: a renewal (every
+/// third of the lease) that times out is tried again before the lease
+/// lapses, and a create retried after a lost reply finds its lease alive.
+/// An explicit [`command_timeout`](Self::command_timeout) raises a shorter
+/// lease to three times it; without one, the timeout is 2 s or a third of
+/// the lease, whichever is shorter.
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -48,10 +58,11 @@ pub struct RedisStoreBuilder {
     tombstone_ttl: Duration,
     /// How long a running job survives its replica's silence.
     lease: Duration,
-    /// The command, connection and subscription timeout.
-    timeout: Duration,
+    /// The command, connection and subscription timeout, when set; else
+    /// [`DEFAULT_TIMEOUT`], at most a third of the lease.
+    timeout: Option<Duration>,
     /// How often the listener pings its subscription, and how long it
-    /// waits for the answer (`None`: every second, within `timeout`).
+    /// waits for the answer (`None`: every second, within the timeout).
     liveness: Option<Liveness>,
 }
 
@@ -66,7 +77,7 @@ impl RedisStoreBuilder {
             ttl: Duration::from_secs(3600),
             tombstone_ttl: Duration::from_secs(24 * 3600),
             lease: Duration::from_secs(5),
-            timeout: Duration::from_secs(2),
+            timeout: None,
             liveness: None,
         }
     }
@@ -79,7 +90,8 @@ impl RedisStoreBuilder {
     }
 
     /// Uses an existing connection manager for commands (the store still
-    /// opens one connection of its own for pub/sub).
+    /// opens connections of its own: one for pub/sub, one for renewing
+    /// leases).
     pub fn connection_manager(mut self, conn: ConnectionManager) -> Self {
         self.conn = Some(conn);
         self
@@ -108,17 +120,20 @@ impl RedisStoreBuilder {
 
     /// How long a job survives its replica going silent before it is
     /// reported `lost` (default 5 s; renewed every third of it; at least
-    /// 300 ms, at most 100 years).
+    /// 300 ms, at most 100 years). At least three times an explicit
+    /// [`command_timeout`](Self::command_timeout): a shorter lease is
+    /// raised to that.
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease.clamp(Duration::from_millis(300), MAX_DURATION);
         self
     }
 
-    /// The longest a command may take before it fails (default 2 s; at most
-    /// 100 years). It also bounds connecting and subscribing in
-    /// [`build`](Self::build).
+    /// The longest a command may take before it fails (default 2 s, or a
+    /// third of the lease when that is shorter; at most 100 years). It also
+    /// bounds connecting and subscribing in [`build`](Self::build). The
+    /// lease is raised to at least three times a timeout set here.
     pub fn command_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout.min(MAX_DURATION);
+        self.timeout = Some(timeout.min(MAX_DURATION));
         self
     }
 
@@ -138,29 +153,37 @@ impl RedisStoreBuilder {
     /// Connects, starts listening for ended jobs and renewing leases.
     /// Must be called within a tokio runtime.
     pub async fn build(self) -> Result<RedisStore, StoreError> {
+        let (timeout, lease) = match self.timeout {
+            Some(timeout) => (timeout, self.lease.max(timeout.saturating_mul(3)).min(MAX_DURATION)),
+            None => (DEFAULT_TIMEOUT.min(self.lease / 3), self.lease),
+        };
         let client = match self.client {
             Some(client) => client,
             None => Client::open(self.url.as_str()).map_err(unavailable)?,
         };
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
         let conn = match self.conn {
             Some(conn) => conn,
-            None => {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(self.timeout))
-                    .set_response_timeout(Some(self.timeout))
-                    .set_number_of_retries(2)
-                    .set_max_delay(Duration::from_millis(500));
-                ConnectionManager::new_with_config(client.clone(), config)
-                    .await
-                    .map_err(unavailable)?
-            }
+            None => ConnectionManager::new_with_config(client.clone(), config.clone())
+                .await
+                .map_err(unavailable)?,
         };
+        // The renewal's own connection: on the shared one, a large result
+        // (or a blocking command of the application's) would hold renewals
+        // back, and leases would lapse under a busy but healthy replica.
+        let renew_conn = ConnectionManager::new_with_config(client.clone(), config)
+            .await
+            .map_err(unavailable)?;
         let channel = format!("{}:ended", self.namespace);
         let waiters = Arc::new(Waiters::default());
         let (subscribed_tx, subscribed_rx) = tokio::sync::oneshot::channel();
         let liveness = self.liveness.unwrap_or(Liveness {
             interval: Duration::from_secs(1),
-            bound: self.timeout,
+            bound: timeout,
         });
         let listener = tokio::spawn(listen(
             client,
@@ -171,11 +194,12 @@ impl RedisStoreBuilder {
         ));
         let inner = Arc::new(Inner {
             conn,
+            renew_conn,
             namespace: self.namespace,
             channel,
             ttl: self.ttl,
             tombstone_ttl: self.tombstone_ttl,
-            lease: self.lease,
+            lease,
             create: Script::new(scripts::CREATE),
             end: Script::new(scripts::END),
             delete: Script::new(scripts::DELETE),
@@ -189,7 +213,7 @@ impl RedisStoreBuilder {
         let heartbeat = tokio::spawn(renew_leases(Arc::downgrade(&inner)));
         lock(&inner.tasks).push(heartbeat);
         // Wake-ups are only reliable once the listener is subscribed.
-        match tokio::time::timeout(self.timeout, subscribed_rx).await {
+        match tokio::time::timeout(timeout, subscribed_rx).await {
             Ok(Ok(())) => Ok(RedisStore { inner }),
             _ => Err(StoreError::Unavailable("could not subscribe to the job channel".into())),
         }

@@ -69,15 +69,8 @@ impl RedisStore {
         let idempotency_key = key.map(|k| self.idempotency_key(k));
         let member = ListCursor::new(record.created_at_ms, id).to_string();
         let trim = self.owner_index_trim_bound(record.created_at_ms);
-        let owned = Owned {
-            owner_index: owner_index.clone(),
-            idempotency_key: idempotency_key.clone(),
-        };
-        lock(&self.inner.owned).insert(id, owned);
-        let answer: Result<String, RedisError> = self
-            .inner
-            .create
-            .key(self.key(id, "job"))
+        let mut create = self.inner.create.key(self.key(id, "job"));
+        create
             .key(self.key(id, "lease"))
             .key(self.key(id, "gone"))
             .key(owner_index.as_deref().unwrap_or(""))
@@ -90,17 +83,50 @@ impl RedisStore {
             .arg(key.map_or("", IdempotencyKey::fingerprint))
             .arg(id.to_string())
             .arg(trim)
-            .arg(fields)
-            .invoke_async(&mut self.conn())
-            .await;
-        match answer {
-            Ok(answer) if answer == "new" => Ok(None),
-            Ok(holder) => {
-                lock(&self.inner.owned).remove(&id);
-                Ok(Some(holder))
+            .arg(fields);
+        // A create whose reply was lost (a timeout, a dropped connection)
+        // may have run: answering an error would leave a job created that
+        // nobody runs, found by the client's retry with the same key. The
+        // script is idempotent for this id, so it is run again until Redis
+        // answers, a few times with a short backoff.
+        let mut backoff = Duration::from_millis(50);
+        let mut answer: Result<String, RedisError> = create.invoke_async(&mut self.conn()).await;
+        for _ in 1..CREATE_TRIES {
+            match &answer {
+                Err(e) if outcome_unknown(e) => {}
+                _ => break,
             }
+            tokio::time::sleep(backoff).await;
+            backoff *= 2;
+            answer = create.invoke_async(&mut self.conn()).await;
+        }
+        match answer {
+            Ok(answer) if answer == "new" => {
+                let owned = Owned {
+                    owner_index,
+                    idempotency_key,
+                };
+                lock(&self.inner.owned).insert(id, owned);
+                Ok(None)
+            }
+            Ok(holder) => Ok(Some(holder)),
             Err(e) => {
-                lock(&self.inner.owned).remove(&id);
+                if outcome_unknown(&e) {
+                    // Redis stayed out of reach: remove the job in case one
+                    // of the tries created it. Best effort; if this fails
+                    // too, a job left behind is not owned, so its lease
+                    // lapses and its first reader ends it `lost`.
+                    let _: Result<i64, RedisError> = self
+                        .inner
+                        .delete
+                        .key(self.key(id, "job"))
+                        .key(self.key(id, "gone"))
+                        .key(self.key(id, "lease"))
+                        .arg(&self.inner.channel)
+                        .arg(id.to_string())
+                        .invoke_async(&mut self.conn())
+                        .await;
+                }
                 Err(store_error(e))
             }
         }
@@ -193,6 +219,18 @@ impl RedisStore {
             .await
             .map_err(store_error)
     }
+}
+
+/// How many times a create is run before the store gives up on a Redis
+/// that does not answer: with the backoff (50, 100, 200 ms), the tries span
+/// about four command timeouts plus 350 ms.
+const CREATE_TRIES: u32 = 4;
+
+/// Whether a command that failed with `e` may have run: its reply timed out
+/// or its connection failed. A reply that is an error (`OOM`, a script
+/// error) means Redis answered, and running it again would answer the same.
+fn outcome_unknown(e: &RedisError) -> bool {
+    e.is_timeout() || e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal()
 }
 
 /// Locks `mutex`, through poisoning: every critical section leaves its data

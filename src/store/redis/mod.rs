@@ -95,6 +95,9 @@ pub struct RedisStore {
 struct Inner {
     /// The connection for commands, re-made in the background when lost.
     conn: ConnectionManager,
+    /// The lease renewal's own connection, so that nothing queued on
+    /// `conn` (a 16 MiB result) delays a renewal.
+    renew_conn: ConnectionManager,
     /// The prefix of every key.
     namespace: String,
     /// Where ended (and deleted) jobs are announced: `ns:ended`.

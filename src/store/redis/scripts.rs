@@ -11,11 +11,23 @@
 /// hex digits, so lexical order is age order and `ZREMRANGEBYLEX - (bound`
 /// removes exactly the entries created before the bound.
 ///
+/// Idempotent for one id: a create run again for an id whose hash exists
+/// (and, with a key, whose key this id holds for this fingerprint) answers
+/// `new` again and changes nothing but the lease of a pending job. That is
+/// how a create whose reply was lost (a command timeout while the script
+/// ran) is resolved: the store runs it again, rather than answering the
+/// client an error and leaving a created job nobody runs.
+///
 /// KEYS: job, lease, gone, owner index, idempotency key.
 /// ARGV: running TTL ms, lease ms, owner-index member, has owner ('1'),
 /// has key ('1'), fingerprint, id, trim bound (`(` and a creation time in
 /// 16 hex digits), then the hash's field/value pairs.
 pub(super) const CREATE: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1
+  and (ARGV[5] ~= '1' or redis.call('GET', KEYS[5]) == ARGV[7] .. ' ' .. ARGV[6]) then
+  if redis.call('HGET', KEYS[1], 'st') == 'pending' then redis.call('SET', KEYS[2], '1', 'PX', ARGV[2]) end
+  return 'new'
+end
 if ARGV[5] == '1' then
   local held = redis.call('GET', KEYS[5])
   if held then return held end

@@ -160,18 +160,25 @@ async fn relay(mut messages: PubSubStream, sink: &mut PubSubSink, waiters: &Wait
 
 /// Renews the leases of the jobs this replica runs, every third of a lease,
 /// in one pipeline; forgets jobs that ended. The period is kept between
-/// 1 ms (an interval of zero panics) and [`MAX_DURATION`] (so that the
-/// interval's next deadline never overflows an `Instant`), whatever the
-/// lease.
+/// 1 ms (a zero sleep would spin) and [`MAX_DURATION`] (so that the next
+/// deadline never overflows an `Instant`), whatever the lease.
+///
+/// A renewal that fails (a timeout, Redis out of reach) is tried again
+/// after a third of the period rather than a whole one, so that a single
+/// failure leaves two thirds of the lease to spare; it never drops a job
+/// from `owned`: only an answer that the job ended or is gone does.
+/// A job enters `owned` only once its create succeeded, so "gone" is never
+/// a job whose create has not run yet.
 pub(super) async fn renew_leases(store: Weak<Inner>) {
     let period = match store.upgrade() {
         Some(inner) => (inner.lease / 3).clamp(Duration::from_millis(1), MAX_DURATION),
         None => return,
     };
-    let mut ticker = tokio::time::interval(period);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let retry = (period / 3).max(Duration::from_millis(1));
+    let mut next = tokio::time::Instant::now() + period;
     loop {
-        ticker.tick().await;
+        tokio::time::sleep_until(next).await;
+        next = tokio::time::Instant::now() + period;
         let Some(inner) = store.upgrade() else { return };
         let store = RedisStore { inner };
         let owned: Vec<(JobId, Owned)> = lock(&store.inner.owned)
@@ -198,7 +205,11 @@ pub(super) async fn renew_leases(store: Weak<Inner>) {
             pipe.invoke_script(&renew);
         }
         let ids: Vec<JobId> = owned.iter().map(|(id, _)| *id).collect();
-        let Ok(states) = pipe.query_async::<Vec<Option<String>>>(&mut store.conn()).await else {
+        let Ok(states) = pipe
+            .query_async::<Vec<Option<String>>>(&mut store.inner.renew_conn.clone())
+            .await
+        else {
+            next = tokio::time::Instant::now() + retry;
             continue;
         };
         let ended: Vec<JobId> = ids
@@ -215,6 +226,6 @@ pub(super) async fn renew_leases(store: Weak<Inner>) {
             lock(&store.inner.owned).remove(id);
             cleanup.cmd("DEL").arg(store.key(*id, "lease")).ignore();
         }
-        let _: Result<(), RedisError> = cleanup.query_async(&mut store.conn()).await;
+        let _: Result<(), RedisError> = cleanup.query_async(&mut store.inner.renew_conn.clone()).await;
     }
 }
