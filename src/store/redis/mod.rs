@@ -58,13 +58,20 @@ const MAX_DURATION: Duration = Duration::from_millis(MAX_MS);
 ///   milliseconds (long polls, and the runner that must drop a job canceled
 ///   elsewhere).
 /// - **Lost jobs.** The replica running a job renews its lease (default 5 s,
-///   renewed every third of it). When a replica dies, its leases lapse and
-///   the next reader ends the job `failed` with `error.code = "lost"`.
+///   renewed every third of it, on a connection of its own, only while the
+///   job is pending or running). When a replica dies, its leases lapse and
+///   the next reader ends the job `failed` with `error.code = "lost"`. While
+///   the replica lives, an end Redis could not take is tried again until it
+///   answers, so a Redis blip never leaves a job `running`.
 /// - **Cost.** One round trip per operation (a pipeline, a transaction or a
 ///   script); no `KEYS` or `SCAN`. The exceptions: a read that finds a lost
 ///   job ends it (two more), and [`find_key`](JobStore::find_key) reads the
 ///   key then its holder (two).
-/// - **Faults.** Every command has a timeout; while Redis is unreachable,
+/// - **Faults.** Every command has a timeout (at most a third of the lease);
+///   a create whose reply was lost is run again under the same id (the
+///   script is idempotent), so no job is created that nobody runs; the
+///   pub/sub connection is pinged, and replaced when it stops answering.
+///   While Redis is unreachable,
 ///   operations fail with [`StoreError::Unavailable`] (the layer answers
 ///   `503` + `Retry-After`) and the connection is re-made in the background.
 ///   A Redis that refuses writes for lack of memory (`maxmemory`) is
