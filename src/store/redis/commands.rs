@@ -116,20 +116,25 @@ impl RedisStore {
                     // of the tries created it. Best effort; if this fails
                     // too, a job left behind is not owned, so its lease
                     // lapses and its first reader ends it `lost`.
-                    let _: Result<i64, RedisError> = self
-                        .inner
-                        .delete
-                        .key(self.key(id, "job"))
-                        .key(self.key(id, "gone"))
-                        .key(self.key(id, "lease"))
-                        .arg(&self.inner.channel)
-                        .arg(id.to_string())
-                        .invoke_async(&mut self.conn())
-                        .await;
+                    let _ = self.delete_job(id).await;
                 }
                 Err(store_error(e))
             }
         }
+    }
+
+    /// Runs the delete script for `id`: its hash, tombstone and lease go,
+    /// and its waiters are woken. Answers 1 when the job was there.
+    pub(super) async fn delete_job(&self, id: JobId) -> Result<i64, RedisError> {
+        self.inner
+            .delete
+            .key(self.key(id, "job"))
+            .key(self.key(id, "gone"))
+            .key(self.key(id, "lease"))
+            .arg(&self.inner.channel)
+            .arg(id.to_string())
+            .invoke_async(&mut self.conn())
+            .await
     }
 
     /// A handle on the shared connection (cheap: the manager is a handle).

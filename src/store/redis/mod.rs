@@ -356,17 +356,7 @@ impl JobStore for RedisStore {
     }
 
     async fn delete(&self, id: JobId) -> Result<bool, StoreError> {
-        let removed: i64 = self
-            .inner
-            .delete
-            .key(self.key(id, "job"))
-            .key(self.key(id, "gone"))
-            .key(self.key(id, "lease"))
-            .arg(&self.inner.channel)
-            .arg(id.to_string())
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(store_error)?;
+        let removed = self.delete_job(id).await.map_err(store_error)?;
         lock(&self.inner.owned).remove(&id);
         Ok(removed == 1)
     }
