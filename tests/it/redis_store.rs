@@ -582,9 +582,9 @@ async fn a_waiter_is_woken_by_the_published_end_not_by_its_next_read() {
 /// The lease renewal leaves an ended job alone: a job canceled on another
 /// replica while this one renews its lease keeps the time to live its end
 /// gave it. (Before, this replica's next renewal set the job's time to live
-/// back to TTL + lease, so a canceled job outlived its TTL.) The renewal is seen at work on a second,
-/// running job, whose lease it renews; right after, the canceled job's time
-/// to live must still be at most the TTL.
+/// back to TTL + lease, so a canceled job outlived its TTL.) The renewal is
+/// seen at work on a second, running job, whose lease it renews; right
+/// after, the canceled job's time to live must still be at most the TTL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lease_renewal_leaves_an_ended_job_alone() {
     const TTL: Duration = Duration::from_secs(60);
