@@ -3,7 +3,7 @@
 //! waits with a deadline of seconds (`wait`), raw TCP exchanges (`tcp`), a
 //! response body that breaks (`body`), silenced planned panics (`panics`),
 //! a `redis-server` of a test's own (`private_redis`), a `MemoryStore`
-//! with hooks (`store`) and calls of a router in process, for the tests on
+//! with hooks (`store`), a shutdown begun in a task (`shutdown`) and calls of a router in process, for the tests on
 //! the paused clock (`oneshot`).
 #![allow(dead_code, unreachable_pub)]
 
@@ -16,6 +16,7 @@ pub mod private_redis;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod server;
+pub mod shutdown;
 pub mod store;
 pub mod tcp;
 pub mod wait;

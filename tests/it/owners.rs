@@ -659,22 +659,7 @@ async fn keyed_retry_gets_its_202_during_shutdown<St: JobStore>(store: St) {
     let key = Some("\"order-42\"");
     let monitor = accepted(&post_as(&app, "/gated", &caller, key, "the order").await);
 
-    let (began, began_rx) = tokio::sync::oneshot::channel();
-    let shutdown = tokio::spawn(async move {
-        let mut shutdown = std::pin::pin!(layer.shutdown(Duration::from_secs(30)));
-        // Poll it once, so that it has stopped accepting, then say so.
-        tokio::select! {
-            biased;
-            ended = &mut shutdown => {
-                let _ = began.send(());
-                return ended;
-            }
-            () = std::future::ready(()) => {}
-        }
-        let _ = began.send(());
-        shutdown.await
-    });
-    began_rx.await.unwrap();
+    let shutdown = common::shutdown::begin_shutdown(layer, Duration::from_secs(30)).await;
 
     refused(&post_as(&app, "/order", &caller, None, "unkeyed").await);
     refused(&post_as(&app, "/order", &caller, Some("order-43"), "a new key").await);

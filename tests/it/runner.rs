@@ -640,23 +640,7 @@ async fn graceful_shutdown_lets_jobs_finish_then_ends_the_rest() {
     events.wait_for(Event::Started(id_of(&stuck))).await;
 
     let deadline = Duration::from_secs(3);
-    let (began, began_rx) = tokio::sync::oneshot::channel();
-    let shutting = layer.clone();
-    let shutdown = tokio::spawn(async move {
-        let mut shutdown = std::pin::pin!(shutting.shutdown(deadline));
-        // Poll it once, so that it has stopped accepting, then say so.
-        tokio::select! {
-            biased;
-            ended = &mut shutdown => {
-                let _ = began.send(());
-                return ended;
-            }
-            () = std::future::ready(()) => {}
-        }
-        let _ = began.send(());
-        shutdown.await
-    });
-    began_rx.await.unwrap();
+    let shutdown = common::shutdown::begin_shutdown(layer.clone(), deadline).await;
 
     // New submissions are refused at once, without a job.
     let refused = client.post("/echo", "too late").await;
