@@ -26,7 +26,7 @@ use http_body_util::Full;
 use tower::{Layer, ServiceExt};
 use tower_accepted::{
     AcceptedLayer, RequestBody,
-    store::{JobId, JobRecord, JobStore, MemoryStore, Outcome},
+    store::{Claim, JobId, JobRecord, JobStore, MemoryStore, Outcome},
 };
 
 /// Counts the bytes and blocks the program holds.
@@ -110,7 +110,7 @@ fn finished(n: usize) {
             *response.status_mut() = StatusCode::OK;
             *response.headers_mut() = headers;
             let created = store.create(JobRecord::pending(id)).await;
-            let finished = store.finish(id, Outcome::Response(response)).await;
+            let finished = store.finish(Claim::first(id), Outcome::Response(response)).await;
             assert!(created.is_ok() && matches!(finished, Ok(true)));
         }
         let (bytes1, blocks1) = held();

@@ -23,6 +23,7 @@
 use std::convert::Infallible;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use tower_accepted::store::Claim;
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion};
@@ -293,7 +294,7 @@ fn store_cases(c: &mut Criterion) {
                         let outcomes: Vec<Outcome> = (0..batch).map(|_| Outcome::Response(stored())).collect();
                         let start = Instant::now();
                         for (&id, outcome) in ids.iter().zip(outcomes) {
-                            let _ = std::hint::black_box(store.finish(id, outcome).await);
+                            let _ = std::hint::black_box(store.finish(Claim::first(id), outcome).await);
                         }
                         total += start.elapsed();
                         for id in ids {

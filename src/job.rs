@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::store::JobId;
+use crate::store::{Claim, JobId};
 
 /// The longest message kept, in bytes; longer ones are cut at a character
 /// boundary so that a chatty handler cannot grow a record without bound.
@@ -49,6 +49,11 @@ pub struct Job {
 
 struct Inner {
     id: JobId,
+    /// The attempt this handle runs (see [`Job::attempt`]).
+    attempt: u32,
+    /// Whether the job is durable: handed back to its queue, rather than
+    /// failed, when this process stops before it ends.
+    durable: bool,
     accepted_at: Instant,
     report: Mutex<Report>,
     reported: Notify,
@@ -73,9 +78,16 @@ impl std::fmt::Debug for Job {
 
 impl Job {
     pub(crate) fn new(id: JobId, accepted_at: Instant) -> Self {
+        Self::of_claim(Claim::first(id), false, accepted_at)
+    }
+
+    /// The handle of the attempt `claim`, of a durable job or not.
+    pub(crate) fn of_claim(claim: Claim, durable: bool, accepted_at: Instant) -> Self {
         Self {
             inner: Arc::new(Inner {
-                id,
+                id: claim.id(),
+                attempt: claim.attempt(),
+                durable,
                 accepted_at,
                 report: Mutex::new(Report::default()),
                 reported: Notify::new(),
@@ -117,6 +129,32 @@ impl Job {
     /// The job's id.
     pub fn id(&self) -> JobId {
         self.inner.id
+    }
+
+    /// Which attempt this is, counted from 1. Above 1 only for a durable
+    /// job (see [`AcceptedLayer::durable`](crate::AcceptedLayer::durable))
+    /// whose earlier attempt's runner stopped before it ended (a replica
+    /// killed, frozen or partitioned) or was handed back at a shutdown: a
+    /// handler with effects outside the job checks what the earlier
+    /// attempt did before doing it again.
+    ///
+    /// ```
+    /// use tower_accepted::Job;
+    ///
+    /// assert_eq!(Job::detached().attempt(), 1);
+    /// ```
+    pub fn attempt(&self) -> u32 {
+        self.inner.attempt
+    }
+
+    /// The claim this handle runs under: the fencing token of its writes.
+    pub(crate) fn claim(&self) -> Claim {
+        Claim::new(self.inner.id, self.inner.attempt)
+    }
+
+    /// Whether the job is durable.
+    pub(crate) fn is_durable(&self) -> bool {
+        self.inner.durable
     }
 
     /// Reports progress between 0 and 1 (values outside are clamped, NaN is

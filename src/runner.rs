@@ -116,7 +116,7 @@ where
 {
     async move {
         let id = job.id();
-        let unrecorded = Unrecorded::new(Arc::clone(&shared), id, admission);
+        let unrecorded = Unrecorded::new(Arc::clone(&shared), job.claim(), admission);
         let shared = &*shared;
         let admissions = &shared.admissions;
         // A runner at once (the common case, without a wait), or a place in
@@ -136,7 +136,7 @@ where
         let (outcome, _running) = match running {
             None => (Outcome::Failed(shutdown_error()), None),
             Some(running) => {
-                if let Ok(false) = shared.store.start(id).await {
+                if let Ok(false) = shared.store.start(job.claim()).await {
                     // Canceled or deleted just before it could start.
                     job.cancel();
                     return unrecorded.disarm();
@@ -163,7 +163,7 @@ where
                 // The last report (often `1.0` just before returning)
                 // belongs in the record too.
                 if let Some((progress, message)) = job.take_report() {
-                    let _ = shared.store.set_progress(id, progress, message).await;
+                    let _ = shared.store.set_progress(job.claim(), progress, message).await;
                 }
                 if cut_short {
                     job.cancel();

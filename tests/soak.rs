@@ -42,6 +42,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tower_accepted::store::Claim;
 
 use axum::body::Body;
 use bytes::Bytes;
@@ -610,9 +611,9 @@ async fn fill_directly<St: tower_accepted::store::JobStore>(store: &St, jobs: us
         let body = Bytes::from(format!("ok {index:012}"));
         let id = JobId::new();
         store.create(JobRecord::pending(id)).await.expect("room for a job");
-        assert!(store.start(id).await.unwrap());
+        assert!(store.start(Claim::first(id)).await.unwrap());
         let outcome = Outcome::Response(stored_response(StatusCode::OK, http::HeaderMap::new(), body));
-        assert!(store.finish(id, outcome).await.unwrap());
+        assert!(store.finish(Claim::first(id), outcome).await.unwrap());
     }
 }
 

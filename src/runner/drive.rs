@@ -202,7 +202,7 @@ fn write<'a, St: JobStore>(
     progress: Option<f32>,
     message: Option<String>,
 ) -> Report<'a> {
-    let write = shared.store.set_progress(job.id(), progress, message);
+    let write = shared.store.set_progress(job.claim(), progress, message);
     Box::pin(async move {
         let _ = write.await;
     })

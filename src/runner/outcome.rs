@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 use crate::admission::Admission;
 use crate::config::LayerState;
 use crate::job::Job;
-use crate::store::{ErrorCode, JobError, JobId, JobStore, Outcome};
+use crate::store::{Claim, ErrorCode, JobError, JobStore, Outcome};
 
 /// The first pause before `finish` is tried again.
 pub(crate) const FIRST_RETRY: Duration = Duration::from_millis(50);
@@ -32,7 +32,7 @@ pub(crate) fn record_outcome<'a, St: JobStore>(
     waiter: Option<oneshot::Sender<Outcome>>,
 ) -> impl Future<Output = ()> + 'a {
     async move {
-        let id: JobId = job.id();
+        let claim = job.claim();
         if matches!(&outcome, Outcome::Failed(e) if e.code == ErrorCode::Shutdown) {
             shared.admissions.forced.fetch_add(1, Ordering::AcqRel);
             job.cancel();
@@ -40,17 +40,17 @@ pub(crate) fn record_outcome<'a, St: JobStore>(
         // The store takes the outcome; a copy stays for the waiter, and for
         // a retry if the store can fail.
         if waiter.is_none() && !shared.store.finish_can_fail() {
-            let _ = shared.store.finish(id, outcome).await;
+            let _ = shared.store.finish(claim, outcome).await;
             return;
         }
-        let failed = shared.store.finish(id, outcome.clone()).await.is_err();
+        let failed = shared.store.finish(claim, outcome.clone()).await.is_err();
         if let Some(waiter) = waiter {
             // The handler's answer is known: the waiter has it now, whether
             // or not the store has it yet.
             let _ = waiter.send(outcome.clone());
         }
         if failed {
-            Box::pin(finish_until_answered(shared, id, &outcome)).await;
+            Box::pin(finish_until_answered(shared, claim, &outcome)).await;
         }
     }
 }
@@ -71,7 +71,7 @@ pub(crate) fn record_outcome<'a, St: JobStore>(
 /// this too) and its runner (so a store that is down for long holds back the
 /// queue rather than piling up outcomes in memory: the natural
 /// back-pressure).
-async fn finish_until_answered<St: JobStore>(shared: &LayerState<St>, id: JobId, outcome: &Outcome) {
+async fn finish_until_answered<St: JobStore>(shared: &LayerState<St>, claim: Claim, outcome: &Outcome) {
     let force = &shared.admissions.force;
     let mut delay = FIRST_RETRY;
     loop {
@@ -87,7 +87,7 @@ async fn finish_until_answered<St: JobStore>(shared: &LayerState<St>, id: JobId,
         let answered = tokio::select! {
             biased;
             () = force.fired() => return,
-            result = shared.store.finish(id, outcome.clone()) => result.is_ok(),
+            result = shared.store.finish(claim, outcome.clone()) => result.is_ok(),
         };
         if answered {
             return;
@@ -104,14 +104,14 @@ async fn finish_until_answered<St: JobStore>(shared: &LayerState<St>, id: JobId,
 /// this process's heartbeat keeps its lease alive. It holds the job's
 /// admission meanwhile, so that a graceful shutdown waits for that too.
 pub(crate) struct Unrecorded<St: JobStore> {
-    id: JobId,
+    claim: Claim,
     armed: Option<(Arc<LayerState<St>>, Admission)>,
 }
 
 impl<St: JobStore> Unrecorded<St> {
-    pub(crate) fn new(shared: Arc<LayerState<St>>, id: JobId, admission: Admission) -> Self {
+    pub(crate) fn new(shared: Arc<LayerState<St>>, claim: Claim, admission: Admission) -> Self {
         Self {
-            id,
+            claim,
             armed: Some((shared, admission)),
         }
     }
@@ -134,14 +134,14 @@ impl<St: JobStore> Drop for Unrecorded<St> {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let id = self.id;
+        let claim = self.claim;
         runtime.spawn(async move {
             let outcome = Outcome::Failed(JobError::new(
                 ErrorCode::Panicked,
                 "the job's task panicked or was dropped before recording its outcome",
             ));
-            if shared.store.finish(id, outcome.clone()).await.is_err() {
-                finish_until_answered(&shared, id, &outcome).await;
+            if shared.store.finish(claim, outcome.clone()).await.is_err() {
+                finish_until_answered(&shared, claim, &outcome).await;
             }
             drop(admission);
         });

@@ -26,10 +26,12 @@
 
 use std::fmt;
 use std::future::Future;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::Response;
 
+mod claim;
 mod id;
 mod index;
 mod job_error;
@@ -42,6 +44,8 @@ mod redis;
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod suite;
 
+pub(crate) use claim::renewal_period;
+pub use claim::{Claim, Claimed, DurableJob, LOST_MESSAGE, Swept};
 pub use id::{InvalidJobId, JobId};
 pub use job_error::{ErrorCode, JobError, OtherCode};
 pub use memory::{MemoryStore, MemoryStoreBuilder};
@@ -160,14 +164,14 @@ impl std::error::Error for StoreError {
 /// for stores that are costly to make).
 ///
 /// ```
-/// use tower_accepted::store::{JobId, JobRecord, JobStatus, JobStore, Lookup, MemoryStore};
+/// use tower_accepted::store::{Claim, JobId, JobRecord, JobStatus, JobStore, Lookup, MemoryStore};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), tower_accepted::store::StoreError> {
 /// let store = MemoryStore::new();
 /// let id = JobId::new();
 /// store.create(JobRecord::pending(id)).await?;
-/// store.start(id).await?;
+/// store.start(Claim::first(id)).await?;
 /// let Lookup::Found(record) = store.get(id).await? else { unreachable!() };
 /// assert_eq!(record.status, JobStatus::Running);
 /// # Ok(())
@@ -281,23 +285,27 @@ pub trait JobStore: Send + Sync + 'static {
     fn get(&self, id: JobId) -> impl Future<Output = Result<Lookup, StoreError>> + Send;
 
     /// Moves a `pending` job to `running` and records when it started
-    /// ([`JobRecord::started_at_ms`]); returns `false` (and changes nothing) when the job is not pending any more, for example canceled
-    /// while it waited.
-    fn start(&self, id: JobId) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// ([`JobRecord::started_at_ms`]). Returns `false` (and changes nothing)
+    /// when the job is not pending any more (canceled while it waited, say)
+    /// or `claim` is not the job's current attempt.
+    fn start(&self, claim: Claim) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Records the handler's progress and message on a job that has not
-    /// ended.
+    /// ended. Returns `false` (and changes nothing) when the job ended or
+    /// `claim` is not its current attempt.
     fn set_progress(
         &self,
-        id: JobId,
+        claim: Claim,
         progress: Option<f32>,
         message: Option<String>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Ends a job with `outcome`, storing the response if there is one, and
     /// wakes its waiters. Returns `false` (and changes nothing) when the job
-    /// had already ended or is gone.
-    fn finish(&self, id: JobId, outcome: Outcome) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// had already ended, is gone, or `claim` is not its current attempt:
+    /// a runner whose lease lapsed never overwrites the attempt that
+    /// replaced it.
+    fn finish(&self, claim: Claim, outcome: Outcome) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Whether [`finish`](Self::finish) can fail. The layer keeps a copy of
     /// every outcome it records, to try again after a failure, only for
@@ -323,4 +331,53 @@ pub trait JobStore: Send + Sync + 'static {
     /// Resolves once the job is terminal, or unknown, or expired; at once if
     /// it already is. Callers bound the wait with a timeout.
     fn wait_terminal(&self, id: JobId) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Adds a durable job: its record and, in the same atomic write, its
+    /// request, queue and attempts ([`DurableJob`]); with `key`, only if
+    /// the key is free, as [`create_once`](Self::create_once). A job that
+    /// is not [`queued`](DurableJob::queued) is claimed by the caller as
+    /// attempt 1 (its [`Claim::first`]); a queued one waits, attempt 0,
+    /// until [`claim_next`](Self::claim_next) takes it. Fails with
+    /// [`StoreError::Full`] when the store (or the queue) is at its
+    /// capacity.
+    fn create_durable(
+        &self,
+        record: JobRecord,
+        durable: DurableJob,
+        key: Option<IdempotencyKey>,
+    ) -> impl Future<Output = Result<CreatedOnce, StoreError>> + Send;
+
+    /// Takes the oldest job waiting in `queue` (by creation time), if any:
+    /// its attempt goes up by one and the caller holds its lease. Jobs that
+    /// ended while they waited (canceled, deleted) are never handed out.
+    fn claim_next(&self, queue: &str) -> impl Future<Output = Result<Option<Claimed>, StoreError>> + Send;
+
+    /// Renews the leases of `claims`, the jobs this runner holds (running
+    /// or waiting for a runner here). Answers, claim by claim, whether it
+    /// is still held: `false` once the job ended or another attempt took
+    /// it, after which the runner stops renewing it.
+    fn renew(&self, claims: Vec<Claim>) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send;
+
+    /// Hands a durable job back to its queue (a runner shutting down), so
+    /// that another replica takes it without waiting for its lease to
+    /// lapse. Returns `false` (and changes nothing) when the job ended, is
+    /// not durable or `claim` is not its current attempt. The attempt it
+    /// made still counts.
+    fn release(&self, claim: Claim) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Deals with the jobs whose lease lapsed by the store's own clock: a
+    /// durable job with attempts left goes back to its queue, any other
+    /// ends `failed` with `error.code = "lost"` (and [`LOST_MESSAGE`]). Any
+    /// replica may run it, at any time, as often as it likes; reads never
+    /// do this work.
+    fn sweep(&self) -> impl Future<Output = Result<Swept, StoreError>> + Send;
+
+    /// How long a claim lasts without renewal, for stores whose leases can
+    /// lapse; the layer renews its claims every third of it and sweeps
+    /// every half of it. `None` (the default): a store of one process,
+    /// whose claims lapse only with the process, renews nothing and sweeps
+    /// nothing.
+    fn lease(&self) -> Option<Duration> {
+        None
+    }
 }

@@ -156,12 +156,18 @@ pub struct JobRecord {
     /// Who submitted the job, as the layer's owner function named them;
     /// `None` for anonymous jobs, which anyone holding the id may use.
     pub owner: Option<String>,
+    /// The attempt under way or last made, counted from 1 (the fencing
+    /// token of its [`Claim`](super::Claim)); 0 while a durable job waits
+    /// in its queue for its first claim. Above 1 only for a durable job
+    /// that ran again after a runner stopped.
+    #[serde(default)]
+    pub attempt: u32,
 }
 
 impl JobRecord {
     /// A record of what every job has: its id, status, and when it was
     /// created and last changed (milliseconds since the Unix epoch). The
-    /// rest is unset; the `with_…` methods set it.
+    /// rest is unset (the attempt is 1); the `with_…` methods set it.
     ///
     /// ```
     /// use tower_accepted::store::{JobId, JobRecord, JobStatus};
@@ -182,6 +188,7 @@ impl JobRecord {
             result_status: None,
             error: None,
             owner: None,
+            attempt: 1,
         }
     }
 
@@ -227,6 +234,20 @@ impl JobRecord {
     /// The same record, with why the job failed.
     pub fn with_error(mut self, error: Option<JobError>) -> Self {
         self.error = error;
+        self
+    }
+
+    /// The same record, at attempt `attempt` (see
+    /// [`attempt`](Self::attempt)).
+    ///
+    /// ```
+    /// use tower_accepted::store::{JobId, JobRecord};
+    ///
+    /// assert_eq!(JobRecord::pending(JobId::new()).attempt, 1);
+    /// assert_eq!(JobRecord::pending(JobId::new()).with_attempt(2).attempt, 2);
+    /// ```
+    pub fn with_attempt(mut self, attempt: u32) -> Self {
+        self.attempt = attempt;
         self
     }
 

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use bytes::Bytes;
 use http::Response;
 use tower_accepted::store::{
-    Cancel, CreatedOnce, IdempotencyKey, JobId, JobRecord, JobStore, KeyLookup, ListCursor, Lookup, MemoryStore,
-    Outcome, Page, StoreError,
+    Cancel, Claim, Claimed, CreatedOnce, DurableJob, IdempotencyKey, JobId, JobRecord, JobStore, KeyLookup, ListCursor,
+    Lookup, MemoryStore, Outcome, Page, StoreError, Swept,
 };
 
 /// What a [`Hooked`] store does before it delegates; nothing by default.
@@ -100,18 +100,23 @@ impl<H: Hooks> JobStore for Hooked<H> {
     async fn get(&self, id: JobId) -> Result<Lookup, StoreError> {
         self.inner.get(id).await
     }
-    async fn start(&self, id: JobId) -> Result<bool, StoreError> {
-        self.inner.start(id).await
+    async fn start(&self, claim: Claim) -> Result<bool, StoreError> {
+        self.inner.start(claim).await
     }
-    async fn set_progress(&self, id: JobId, progress: Option<f32>, message: Option<String>) -> Result<(), StoreError> {
+    async fn set_progress(
+        &self,
+        claim: Claim,
+        progress: Option<f32>,
+        message: Option<String>,
+    ) -> Result<bool, StoreError> {
         self.hooks.before_set_progress(progress).await;
-        let result = self.inner.set_progress(id, progress, message).await;
+        let result = self.inner.set_progress(claim, progress, message).await;
         self.hooks.after_set_progress(progress);
         result
     }
-    async fn finish(&self, id: JobId, outcome: Outcome) -> Result<bool, StoreError> {
-        self.hooks.before_finish(id).await?;
-        self.inner.finish(id, outcome).await
+    async fn finish(&self, claim: Claim, outcome: Outcome) -> Result<bool, StoreError> {
+        self.hooks.before_finish(claim.id()).await?;
+        self.inner.finish(claim, outcome).await
     }
     fn finish_can_fail(&self) -> bool {
         self.hooks.finish_can_fail() || self.inner.finish_can_fail()
@@ -132,6 +137,27 @@ impl<H: Hooks> JobStore for Hooked<H> {
             return Err(StoreError::Unavailable("a planned failure of wait_terminal".into()));
         }
         self.inner.wait_terminal(id).await
+    }
+    async fn create_durable(
+        &self,
+        record: JobRecord,
+        durable: DurableJob,
+        key: Option<IdempotencyKey>,
+    ) -> Result<CreatedOnce, StoreError> {
+        self.hooks.before_create().await;
+        self.inner.create_durable(record, durable, key).await
+    }
+    async fn claim_next(&self, queue: &str) -> Result<Option<Claimed>, StoreError> {
+        self.inner.claim_next(queue).await
+    }
+    async fn renew(&self, claims: Vec<Claim>) -> Result<Vec<bool>, StoreError> {
+        self.inner.renew(claims).await
+    }
+    async fn release(&self, claim: Claim) -> Result<bool, StoreError> {
+        self.inner.release(claim).await
+    }
+    async fn sweep(&self) -> Result<Swept, StoreError> {
+        self.inner.sweep().await
     }
 }
 

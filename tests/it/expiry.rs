@@ -4,6 +4,7 @@
 
 use std::convert::Infallible;
 use std::time::Duration;
+use tower_accepted::store::Claim;
 
 use axum::body::Body;
 use bytes::Bytes;
@@ -253,7 +254,7 @@ async fn finished_jobs_past_the_byte_budget_are_evicted_oldest_first() {
         .create(tower_accepted::store::JobRecord::pending(running))
         .await
         .unwrap();
-    assert!(store.start(running).await.unwrap());
+    assert!(store.start(Claim::first(running)).await.unwrap());
 
     let mut monitors = Vec::new();
     for index in 0..30 {
@@ -357,7 +358,7 @@ async fn the_budget_holds_between_operations_too() {
             let id = JobId::new();
             store.create(JobRecord::pending(id)).await.unwrap();
             let outcome = Outcome::Response(stored_response(StatusCode::OK, http::HeaderMap::new(), body));
-            assert!(store.finish(id, outcome).await.unwrap());
+            assert!(store.finish(Claim::first(id), outcome).await.unwrap());
         }
     };
     // Small jobs up to the budget, then a large one.

@@ -4,6 +4,7 @@
 #![cfg(feature = "redis")]
 
 use crate::common;
+use tower_accepted::store::Claim;
 use tower_accepted::store::suite;
 
 use std::process::Stdio;
@@ -60,7 +61,7 @@ async fn namespaces_are_isolated() {
     a.create(JobRecord::pending(id)).await.unwrap();
     assert!(matches!(a.get(id).await.unwrap(), Lookup::Found(_)));
     assert_eq!(b.get(id).await.unwrap(), Lookup::Unknown);
-    assert!(!b.start(id).await.unwrap());
+    assert!(!b.start(Claim::first(id)).await.unwrap());
     assert_eq!(b.cancel(id).await.unwrap(), tower_accepted::store::Cancel::Unknown);
     assert!(
         matches!(a.get(id).await.unwrap(), Lookup::Found(r) if r.status == tower_accepted::store::JobStatus::Pending)
@@ -112,7 +113,7 @@ async fn find_key_answers_free_existing_mismatch_and_free_once_the_holder_is_gon
         panic!("the key's job is not found");
     };
     assert_eq!(existing, found(&store, id).await);
-    assert!(store.start(id).await.unwrap());
+    assert!(store.start(Claim::first(id)).await.unwrap());
     let KeyLookup::Existing(running) = store.find_key(&key).await.unwrap() else {
         panic!("the key's job is not found once running");
     };
@@ -129,7 +130,7 @@ async fn find_key_answers_free_existing_mismatch_and_free_once_the_holder_is_gon
     assert_eq!(store.find_key(&anonymous).await.unwrap(), KeyLookup::Free);
 
     // A finished holder still holds it.
-    assert!(store.finish(id, ok("done")).await.unwrap());
+    assert!(store.finish(Claim::first(id), ok("done")).await.unwrap());
     let KeyLookup::Existing(finished) = store.find_key(&key).await.unwrap() else {
         panic!("the key's job is not found once finished");
     };
@@ -172,7 +173,7 @@ async fn started_at_is_set_by_start_and_kept_after_the_end() {
         now_ms() > pending.created_at_ms
     })
     .await;
-    assert!(store.start(id).await.unwrap());
+    assert!(store.start(Claim::first(id)).await.unwrap());
     let after_start = now_ms();
     let running = found(&store, id).await;
     let started = running.started_at_ms.expect("start records when the job started");
@@ -183,16 +184,19 @@ async fn started_at_is_set_by_start_and_kept_after_the_end() {
     );
     assert_eq!(started, running.updated_at_ms, "start writes one time to both");
     // A second start changes nothing.
-    assert!(!store.start(id).await.unwrap());
+    assert!(!store.start(Claim::first(id)).await.unwrap());
     assert_eq!(found(&store, id).await.started_at_ms, Some(started));
 
     // The progress comes in a later millisecond than the start.
     common::until("the clock to pass the start's millisecond", || now_ms() > started).await;
-    store.set_progress(id, Some(0.5), Some("half".into())).await.unwrap();
+    store
+        .set_progress(Claim::first(id), Some(0.5), Some("half".into()))
+        .await
+        .unwrap();
     let progressed = found(&store, id).await;
     assert_eq!(progressed.started_at_ms, Some(started));
     assert!(progressed.updated_at_ms > started);
-    assert!(store.finish(id, ok("done")).await.unwrap());
+    assert!(store.finish(Claim::first(id), ok("done")).await.unwrap());
     let finished = found(&store, id).await;
     assert_eq!(finished.status, JobStatus::Succeeded);
     assert_eq!(finished.started_at_ms, Some(started));
@@ -201,7 +205,7 @@ async fn started_at_is_set_by_start_and_kept_after_the_end() {
     let waiting = JobId::new();
     store.create(JobRecord::pending(waiting)).await.unwrap();
     assert_eq!(store.cancel(waiting).await.unwrap(), Cancel::Canceled);
-    assert!(!store.start(waiting).await.unwrap());
+    assert!(!store.start(Claim::first(waiting)).await.unwrap());
     assert_eq!(found(&store, waiting).await.started_at_ms, None);
 
     // A record created with a start time keeps it.
@@ -234,9 +238,9 @@ async fn duration_max_settings_run_a_whole_job_life() {
     let id = JobId::new();
     let record = JobRecord::pending(id).with_owner(Some("alice".into()));
     assert_eq!(store.create_once(record, key.clone()).await.unwrap(), CreatedOnce::New);
-    assert!(store.start(id).await.unwrap());
+    assert!(store.start(Claim::first(id)).await.unwrap());
     store
-        .set_progress(id, Some(0.25), Some("a quarter".into()))
+        .set_progress(Claim::first(id), Some(0.25), Some("a quarter".into()))
         .await
         .unwrap();
     let running = found(&store, id).await;
@@ -249,7 +253,7 @@ async fn duration_max_settings_run_a_whole_job_life() {
 
     let other = JobId::new();
     store.create(JobRecord::pending(other)).await.unwrap();
-    assert!(store.start(other).await.unwrap());
+    assert!(store.start(Claim::first(other)).await.unwrap());
     assert_eq!(store.cancel(other).await.unwrap(), Cancel::Canceled);
     assert_eq!(found(&store, other).await.status, JobStatus::Canceled);
 
@@ -258,7 +262,7 @@ async fn duration_max_settings_run_a_whole_job_life() {
     assert!(store.delete(doomed).await.unwrap());
     assert_eq!(store.get(doomed).await.unwrap(), Lookup::Unknown);
 
-    assert!(store.finish(id, ok("kept forever")).await.unwrap());
+    assert!(store.finish(Claim::first(id), ok("kept forever")).await.unwrap());
     tokio::time::timeout(Duration::from_secs(5), store.wait_terminal(id))
         .await
         .expect("an ended job's wait resolves at once")
@@ -540,7 +544,7 @@ async fn a_waiter_is_woken_by_the_published_end_not_by_its_next_read() {
 
     let id = JobId::new();
     runner.create(JobRecord::pending(id)).await.unwrap();
-    assert!(runner.start(id).await.unwrap());
+    assert!(runner.start(Claim::first(id)).await.unwrap());
     let waiting = watcher.clone();
     let waiter = tokio::spawn(async move { waiting.wait_terminal(id).await });
     // The waiter has read the record of the running job (a pipeline that
@@ -568,7 +572,7 @@ async fn a_waiter_is_woken_by_the_published_end_not_by_its_next_read() {
     assert!(!waiter.is_finished(), "the waiter ended while the job ran");
     assert_eq!(found(&watcher, id).await.status, JobStatus::Running);
 
-    assert!(runner.finish(id, ok("done")).await.unwrap());
+    assert!(runner.finish(Claim::first(id), ok("done")).await.unwrap());
     let woken = tokio::time::timeout(LEASE / 2, waiter).await;
     assert!(
         matches!(woken, Ok(Ok(Ok(())))),
@@ -737,7 +741,7 @@ async fn a_busy_shared_connection_does_not_hold_renewals_back() {
         .unwrap();
     let id = JobId::new();
     store.create(JobRecord::pending(id)).await.unwrap();
-    assert!(store.start(id).await.unwrap());
+    assert!(store.start(Claim::first(id)).await.unwrap());
 
     // `BLPOP` on a list nobody fills: the connection answers nothing else
     // for 2 s.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use tower_accepted::store::{
-    Cancel, ErrorCode, JobError, JobId, JobRecord, JobStatus, JobStore, Lookup, MemoryStore, Outcome, StoreError,
+    Cancel, Claim, ErrorCode, JobError, JobId, JobRecord, JobStatus, JobStore, Lookup, MemoryStore, Outcome, StoreError,
 };
 
 use tower_accepted::store::suite;
@@ -63,7 +63,7 @@ fn ok_response(body: &'static str) -> Outcome {
 
 async fn finished(store: &MemoryStore) -> JobId {
     let id = suite::running(store).await;
-    assert!(store.finish(id, ok_response("done")).await.unwrap());
+    assert!(store.finish(Claim::first(id), ok_response("done")).await.unwrap());
     id
 }
 
@@ -73,7 +73,12 @@ async fn finished_jobs_expire_after_the_ttl() {
     let id = finished(&store).await;
     let failed = suite::running(&store).await;
     let error = JobError::new(ErrorCode::Panicked, "boom");
-    assert!(store.finish(failed, Outcome::Failed(error)).await.unwrap());
+    assert!(
+        store
+            .finish(Claim::first(failed), Outcome::Failed(error))
+            .await
+            .unwrap()
+    );
     assert_eq!(store.len(), 2);
 
     tokio::time::advance(TTL - TICK).await;
@@ -87,7 +92,7 @@ async fn finished_jobs_expire_after_the_ttl() {
     assert!(store.response(id).await.unwrap().is_none());
     assert_eq!(store.cancel(id).await.unwrap(), Cancel::Expired);
     assert_eq!(store.get(failed).await.unwrap(), Lookup::Expired);
-    assert!(!store.finish(id, ok_response("late")).await.unwrap());
+    assert!(!store.finish(Claim::first(id), ok_response("late")).await.unwrap());
     assert_eq!(
         store.get(id).await.unwrap(),
         Lookup::Expired,
@@ -121,7 +126,7 @@ async fn the_ttl_runs_from_the_end_not_the_creation() {
     let store = store(100);
     let id = suite::running(&store).await;
     tokio::time::advance(TTL * 10).await;
-    assert!(store.finish(id, ok_response("slow")).await.unwrap());
+    assert!(store.finish(Claim::first(id), ok_response("slow")).await.unwrap());
     tokio::time::advance(TTL / 2).await;
     assert_eq!(suite::found(&store, id).await.status, JobStatus::Succeeded);
     assert_eq!(store.response(id).await.unwrap().unwrap().body(), "slow");
@@ -272,7 +277,7 @@ async fn create_past_capacity_is_full() {
 
     // A job that finishes gives its place back at once, though it is kept.
     let outcome = Outcome::Response(suite::stored_response(StatusCode::OK, HeaderMap::new(), Bytes::new()));
-    assert!(store.finish(b, outcome).await.unwrap());
+    assert!(store.finish(Claim::first(b), outcome).await.unwrap());
     let c = JobId::new();
     store
         .create(JobRecord::pending(c))
@@ -326,7 +331,7 @@ async fn pending_and_running_jobs_never_expire() {
     let pending = suite::pending(&store).await;
     let running = suite::running(&store).await;
     store
-        .set_progress(running, Some(0.5), Some("half".into()))
+        .set_progress(Claim::first(running), Some(0.5), Some("half".into()))
         .await
         .unwrap();
     for _ in 0..5 {
@@ -369,9 +374,9 @@ async fn len_counts_every_job_until_it_is_gone() {
     assert_eq!(store.len(), 6);
     assert!(!store.is_empty());
 
-    assert!(store.start(ids[0]).await.unwrap());
-    store.set_progress(ids[0], Some(0.1), None).await.unwrap();
-    assert!(store.finish(ids[1], ok_response("one")).await.unwrap());
+    assert!(store.start(Claim::first(ids[0])).await.unwrap());
+    store.set_progress(Claim::first(ids[0]), Some(0.1), None).await.unwrap();
+    assert!(store.finish(Claim::first(ids[1]), ok_response("one")).await.unwrap());
     assert_eq!(store.cancel(ids[2]).await.unwrap(), Cancel::Canceled);
     assert_eq!(store.len(), 6, "ended jobs count until they expire");
 
@@ -383,7 +388,7 @@ async fn len_counts_every_job_until_it_is_gone() {
     assert_eq!(store.len(), 4, "deleting a finished job frees it at once");
 
     // Refused creates and repeated operations do not count.
-    assert!(!store.finish(ids[2], ok_response("late")).await.unwrap());
+    assert!(!store.finish(Claim::first(ids[2]), ok_response("late")).await.unwrap());
     assert_eq!(store.cancel(ids[2]).await.unwrap(), Cancel::AlreadyTerminal);
     assert_eq!(store.len(), 4);
 
@@ -398,8 +403,8 @@ async fn len_counts_every_job_until_it_is_gone() {
     store.purge_expired();
     assert_eq!(store.len(), 3);
 
-    assert!(store.finish(ids[0], ok_response("zero")).await.unwrap());
-    assert!(store.finish(ids[4], ok_response("four")).await.unwrap());
+    assert!(store.finish(Claim::first(ids[0]), ok_response("zero")).await.unwrap());
+    assert!(store.finish(Claim::first(ids[4]), ok_response("four")).await.unwrap());
     assert!(store.delete(ids[5]).await.unwrap());
     assert_eq!(store.len(), 2);
     tokio::time::advance(TTL + TICK).await;
@@ -419,9 +424,9 @@ async fn a_hundred_thousand_expired_jobs_leave_nothing() {
     for _ in 0..JOBS {
         let id = JobId::new();
         store.create(JobRecord::pending(id)).await.unwrap();
-        assert!(store.start(id).await.unwrap());
+        assert!(store.start(Claim::first(id)).await.unwrap());
         let outcome = Outcome::Response(suite::stored_response(StatusCode::OK, HeaderMap::new(), body.clone()));
-        assert!(store.finish(id, outcome).await.unwrap());
+        assert!(store.finish(Claim::first(id), outcome).await.unwrap());
         ids.push(id);
     }
     assert_eq!(store.len(), JOBS);
@@ -564,16 +569,16 @@ async fn create_once_frees_an_expired_key_behind_many_unpurged_jobs() {
     for (id, key) in [(holder, &key), (other, &other_key)] {
         let created = store.create_once(JobRecord::pending(id), key.clone()).await.unwrap();
         assert_eq!(created, CreatedOnce::New);
-        assert!(store.start(id).await.unwrap());
+        assert!(store.start(Claim::first(id)).await.unwrap());
     }
     // The crowd finishes first, the holders last: at the back of the queue.
     for _ in 0..CROWD {
         let id = id_with_first_byte(7);
         store.create(JobRecord::pending(id)).await.unwrap();
-        assert!(store.finish(id, ok_response("crowd")).await.unwrap());
+        assert!(store.finish(Claim::first(id), ok_response("crowd")).await.unwrap());
     }
-    assert!(store.finish(holder, ok_response("held")).await.unwrap());
-    assert!(store.finish(other, ok_response("held")).await.unwrap());
+    assert!(store.finish(Claim::first(holder), ok_response("held")).await.unwrap());
+    assert!(store.finish(Claim::first(other), ok_response("held")).await.unwrap());
     assert_eq!(store.len(), CROWD + 2);
 
     // Everything expires; nothing is purged but what operations do.
@@ -654,7 +659,7 @@ fn waiters_are_woken_after_the_lock_is_released() {
     let ends: [(&str, End, Seen); 4] = [
         (
             "finish",
-            |store, id| ready_now(store.finish(id, ok_response("done"))).unwrap(),
+            |store, id| ready_now(store.finish(Claim::first(id), ok_response("done"))).unwrap(),
             |lookup| matches!(lookup, Lookup::Found(r) if r.status == JobStatus::Succeeded),
         ),
         (
@@ -678,7 +683,7 @@ fn waiters_are_woken_after_the_lock_is_released() {
         // Several waiters (the inline one and extra ones), each reading.
         let id = JobId::new();
         ready_now(store.create(JobRecord::pending(id))).unwrap();
-        assert!(ready_now(store.start(id)).unwrap());
+        assert!(ready_now(store.start(Claim::first(id))).unwrap());
         let wakers: Vec<_> = (0..3)
             .map(|_| {
                 std::sync::Arc::new(Reentrant {
@@ -814,7 +819,7 @@ fn many_waiters_are_removed_in_any_order_and_never_woken() {
     drop(waits);
     let elapsed = started.elapsed();
 
-    assert!(ready_now(store.finish(id, ok_response("done"))).unwrap());
+    assert!(ready_now(store.finish(Claim::first(id), ok_response("done"))).unwrap());
     assert_eq!(
         wakes.load(std::sync::atomic::Ordering::SeqCst),
         kept.len(),
@@ -855,8 +860,11 @@ async fn extreme_durations_never_panic() {
         .create(JobRecord::pending(id).with_owner(owner.clone()))
         .await
         .unwrap();
-    assert!(store.start(id).await.unwrap());
-    store.set_progress(id, Some(0.5), Some("half".into())).await.unwrap();
+    assert!(store.start(Claim::first(id)).await.unwrap());
+    store
+        .set_progress(Claim::first(id), Some(0.5), Some("half".into()))
+        .await
+        .unwrap();
     let mut waiting = Box::pin(store.wait_terminal(id));
     assert!(
         waiting
@@ -864,7 +872,7 @@ async fn extreme_durations_never_panic() {
             .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
             .is_pending()
     );
-    assert!(store.finish(id, ok_response("done")).await.unwrap());
+    assert!(store.finish(Claim::first(id), ok_response("done")).await.unwrap());
     waiting.await.unwrap();
     store.wait_terminal(id).await.unwrap();
     assert_eq!(suite::found(store, id).await.status, JobStatus::Succeeded);
@@ -979,7 +987,7 @@ fn a_dropped_waiter_of_a_replaced_job_leaves_the_new_jobs_waiters_alone() {
                 .is_pending()
         );
         drop(old);
-        assert!(ready_now(store.finish(id, ok_response("done"))).unwrap());
+        assert!(ready_now(store.finish(Claim::first(id), ok_response("done"))).unwrap());
         assert_eq!(
             new_wakes.load(std::sync::atomic::Ordering::SeqCst),
             1,

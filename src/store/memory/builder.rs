@@ -89,6 +89,7 @@ impl MemoryStoreBuilder {
                 tombstone_ttl: ticks_of(self.tombstone_ttl),
                 owners: OwnerIndex::default(),
                 keys: KeyIndex::default(),
+                queues: super::queues::Queues::default(),
             }),
         }
     }

@@ -4,7 +4,7 @@
 use std::task::Waker;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use slab::Slab;
 
 use crate::store::{JobError, JobId, JobRecord, JobStatus, Outcome, unix_ms};
@@ -34,6 +34,8 @@ pub(super) struct Entry {
     pub(super) progress: Option<f32>,
     pub(super) result_status: Option<u16>,
     pub(super) status: JobStatus,
+    /// The attempt under way or last made (see [`JobRecord::attempt`]).
+    pub(super) attempt: u32,
     /// Whether `headers` and `body` hold a stored response (with status
     /// `result_status`).
     has_response: bool,
@@ -57,6 +59,15 @@ struct Extra {
     /// Waiters after the first (long polls, as a rule), each removed in
     /// O(1) by its key.
     waiters: Slab<Waker>,
+    /// What a durable job keeps to run again.
+    durable: Option<Durable>,
+}
+
+/// A durable job's request, queue and attempts.
+pub(super) struct Durable {
+    pub(super) request: Request<Bytes>,
+    pub(super) queue: String,
+    pub(super) max_attempts: u32,
 }
 
 impl Extra {
@@ -66,6 +77,7 @@ impl Extra {
             && self.owner.is_none()
             && self.key.is_none()
             && self.waiters.is_empty()
+            && self.durable.is_none()
     }
 }
 
@@ -110,6 +122,7 @@ impl Entry {
             owner: record.owner,
             key,
             waiters: Slab::new(),
+            durable: None,
         };
         Self {
             created_at_ms: record.created_at_ms,
@@ -120,6 +133,7 @@ impl Entry {
             progress: record.progress,
             result_status: record.result_status,
             status: record.status,
+            attempt: record.attempt,
             has_response: false,
             waiter: None,
             extra: (!extra.is_empty()).then(|| Box::new(extra)),
@@ -144,7 +158,18 @@ impl Entry {
             result_status: self.result_status,
             error: extra.and_then(|e| e.error.clone()),
             owner: extra.and_then(|e| e.owner.clone()),
+            attempt: self.attempt,
         }
+    }
+
+    /// Keeps what a durable job needs to run again.
+    pub(super) fn set_durable(&mut self, durable: Durable) {
+        self.extra_mut().durable = Some(durable);
+    }
+
+    /// What a durable job keeps to run again; `None` for other jobs.
+    pub(super) fn durable(&self) -> Option<&Durable> {
+        self.extra.as_deref().and_then(|e| e.durable.as_ref())
     }
 
     fn extra_mut(&mut self) -> &mut Extra {
@@ -214,6 +239,7 @@ impl Entry {
                 + e.error.as_ref().map_or(0, |e| e.code.as_str().len() + e.message.len())
                 + e.owner.as_ref().map_or(0, String::len)
                 + e.key.as_ref().map_or(0, String::len)
+                + e.durable.as_ref().map_or(0, |d| d.request.body().len() + d.queue.len())
         });
         ENTRY_BYTES
             .saturating_add(self.body.len())

@@ -4,6 +4,8 @@ mod builder;
 mod entry;
 mod expiry;
 mod finished;
+mod job_store;
+mod queues;
 mod shard;
 mod tombstones;
 mod wait;
@@ -12,15 +14,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::Response;
 use tokio::time::Instant;
 
 use super::index::{KeyIndex, OwnerIndex};
-use super::{
-    Cancel, CreatedOnce, IdempotencyKey, JobId, JobRecord, JobStatus, JobStore, KeyLookup, ListCursor, Lookup, Outcome,
-    Page, StoreError,
-};
+use super::{Claim, JobId, JobRecord, Lookup, StoreError};
 pub use builder::MemoryStoreBuilder;
 use entry::{Entry, Wakeups};
 use finished::Finished;
@@ -114,6 +111,8 @@ struct Inner {
     tombstone_ttl: u64,
     owners: OwnerIndex,
     keys: KeyIndex,
+    /// Durable jobs waiting for a runner.
+    queues: queues::Queues,
 }
 
 impl Default for MemoryStore {
@@ -188,13 +187,24 @@ impl MemoryStore {
             .map_err(|_| StoreError::Full)
     }
 
-    /// Ends a job that has not ended, and wakes its waiters.
-    fn end_job(&self, id: JobId, end: impl FnOnce(&mut Entry)) -> bool {
+    /// Ends a job that has not ended, if `claim` is its current attempt,
+    /// and wakes its waiters.
+    fn end_job(&self, claim: Claim, end: impl FnOnce(&mut Entry)) -> bool {
+        self.end_job_if(claim.id(), |entry| entry.attempt == claim.attempt(), end)
+    }
+
+    /// Ends a job that has not ended, whichever attempt runs it (a
+    /// client's cancel), and wakes its waiters.
+    fn end_job_of_any_attempt(&self, id: JobId, end: impl FnOnce(&mut Entry)) -> bool {
+        self.end_job_if(id, |_| true, end)
+    }
+
+    fn end_job_if(&self, id: JobId, current: impl FnOnce(&Entry) -> bool, end: impl FnOnce(&mut Entry)) -> bool {
         let mut shard = self.shard(id);
         let Some(entry) = shard.jobs.get_mut(&id) else {
             return false;
         };
-        if entry.status.is_terminal() {
+        if entry.status.is_terminal() || !current(entry) {
             return false;
         }
         end(entry);
@@ -313,167 +323,6 @@ impl Inner {
             None => {}
         }
         None
-    }
-}
-
-impl JobStore for MemoryStore {
-    async fn create(&self, record: JobRecord) -> Result<(), StoreError> {
-        if !record.status.is_terminal() {
-            self.reserve()?;
-        }
-        let id = record.id;
-        let mut shard = self.shard(id);
-        let wakeups = self.inner.insert(&mut shard, record, None);
-        drop(shard);
-        wakeups.wake();
-        Ok(())
-    }
-
-    async fn create_once(&self, record: JobRecord, key: IdempotencyKey) -> Result<CreatedOnce, StoreError> {
-        let id = record.id;
-        // Each round either ends, or clears a holder that expired or left
-        // (which frees the key); only racing submissions make it go round
-        // again.
-        for _ in 0..8 {
-            self.inner.maintain();
-            if let Some((holder, fingerprint)) = self.inner.keys.holder(key.scope()) {
-                match self.inner.key_holder(holder, self.inner.now()) {
-                    Some(_) if fingerprint != key.fingerprint() => return Ok(CreatedOnce::Mismatch),
-                    Some(existing) => return Ok(CreatedOnce::Existing(existing)),
-                    None => {
-                        self.inner.keys.release(key.scope(), holder);
-                        continue;
-                    }
-                }
-            }
-            self.reserve()?;
-            let mut shard = lock(self.shard_of(id));
-            if self.inner.keys.claim(key.scope(), id, key.fingerprint()).is_some() {
-                // Taken meanwhile: look at the new holder.
-                drop(shard);
-                self.inner.unfinished.fetch_sub(1, Ordering::AcqRel);
-                continue;
-            }
-            let wakeups = self.inner.insert(&mut shard, record, Some(key.scope().to_owned()));
-            drop(shard);
-            wakeups.wake();
-            return Ok(CreatedOnce::New);
-        }
-        Err(StoreError::Unavailable(
-            "the idempotency key kept changing hands".into(),
-        ))
-    }
-
-    async fn find_key(&self, key: &IdempotencyKey) -> Result<KeyLookup, StoreError> {
-        self.inner.maintain();
-        let Some((holder, fingerprint)) = self.inner.keys.holder(key.scope()) else {
-            return Ok(KeyLookup::Free);
-        };
-        Ok(match self.inner.key_holder(holder, self.inner.now()) {
-            Some(_) if fingerprint != key.fingerprint() => KeyLookup::Mismatch,
-            Some(record) => KeyLookup::Existing(record),
-            None => KeyLookup::Free,
-        })
-    }
-
-    async fn list(&self, owner: &str, limit: usize, after: Option<ListCursor>) -> Result<Page, StoreError> {
-        let cursors = self.inner.owners.page(owner, limit.saturating_add(1), after);
-        let more = cursors.len() > limit;
-        let mut jobs = Vec::with_capacity(limit.min(cursors.len()));
-        let now = self.inner.now();
-        for cursor in cursors.iter().take(limit) {
-            let shard = self.shard(cursor.id);
-            if let Some(entry) = shard.jobs.get(&cursor.id).filter(|e| !e.expired(now)) {
-                jobs.push(entry.record(cursor.id));
-            }
-        }
-        let next = if more {
-            cursors.get(limit.saturating_sub(1)).copied()
-        } else {
-            None
-        };
-        Ok(Page::new(jobs, next))
-    }
-
-    async fn get(&self, id: JobId) -> Result<Lookup, StoreError> {
-        let mut shard = self.shard(id);
-        Ok(match shard.jobs.get(&id) {
-            Some(entry) if entry.expired(self.inner.now()) => Lookup::Expired,
-            Some(entry) => Lookup::Found(entry.record(id)),
-            None => self.inner.missing(&mut shard, id),
-        })
-    }
-
-    async fn start(&self, id: JobId) -> Result<bool, StoreError> {
-        let mut shard = self.shard(id);
-        Ok(match shard.jobs.get_mut(&id) {
-            Some(entry) if entry.status == JobStatus::Pending => {
-                entry.status = JobStatus::Running;
-                entry.touch();
-                entry.started_at_ms = entry.updated_at_ms;
-                true
-            }
-            _ => false,
-        })
-    }
-
-    async fn set_progress(&self, id: JobId, progress: Option<f32>, message: Option<String>) -> Result<(), StoreError> {
-        let mut shard = self.shard(id);
-        if let Some(entry) = shard.jobs.get_mut(&id)
-            && !entry.status.is_terminal()
-        {
-            entry.progress = progress;
-            entry.set_message(message);
-            entry.touch();
-        }
-        Ok(())
-    }
-
-    async fn finish(&self, id: JobId, outcome: Outcome) -> Result<bool, StoreError> {
-        Ok(self.end_job(id, |entry| entry.finish(outcome)))
-    }
-
-    fn finish_can_fail(&self) -> bool {
-        false
-    }
-
-    async fn cancel(&self, id: JobId) -> Result<Cancel, StoreError> {
-        let canceled = self.end_job(id, |entry| {
-            entry.status = JobStatus::Canceled;
-            entry.touch();
-        });
-        if canceled {
-            return Ok(Cancel::Canceled);
-        }
-        let mut shard = self.shard(id);
-        Ok(match shard.jobs.get(&id) {
-            Some(entry) if entry.expired(self.inner.now()) => Cancel::Expired,
-            Some(_) => Cancel::AlreadyTerminal,
-            None => match self.inner.missing(&mut shard, id) {
-                Lookup::Expired => Cancel::Expired,
-                _ => Cancel::Unknown,
-            },
-        })
-    }
-
-    async fn delete(&self, id: JobId) -> Result<bool, StoreError> {
-        let mut shard = self.shard(id);
-        let removed = self.inner.remove(&mut shard, id);
-        drop(shard);
-        Ok(removed.map(Wakeups::wake).is_some())
-    }
-
-    async fn response(&self, id: JobId) -> Result<Option<Response<Bytes>>, StoreError> {
-        let shard = self.shard(id);
-        Ok(shard
-            .jobs
-            .get(&id)
-            .filter(|entry| !entry.expired(self.inner.now()))
-            .and_then(Entry::response))
-    }
-
-    fn wait_terminal(&self, id: JobId) -> impl Future<Output = Result<(), StoreError>> + Send {
-        wait::WaitTerminal::new(self, id)
     }
 }
 

@@ -7,7 +7,7 @@ use crate::store::{JobError, JobId, JobRecord, JobStatus};
 /// The fields of a record, in the order they are read (every `HMGET` of a
 /// record reads these): status, created, updated, progress, message, result
 /// status, error code, error message, owner, started.
-pub(super) const FIELDS: [&str; 10] = ["st", "c", "u", "p", "m", "rs", "ec", "em", "o", "s"];
+pub(super) const FIELDS: [&str; 11] = ["st", "c", "u", "p", "m", "rs", "ec", "em", "o", "s", "at"];
 
 /// A field's text, when it is there and UTF-8.
 fn text(field: &Option<Vec<u8>>) -> Option<&str> {
@@ -50,6 +50,8 @@ pub(super) fn parse_record(id: JobId, fields: &[Option<Vec<u8>>]) -> Option<JobR
         result_status: field(5).and_then(|t| t.parse().ok()),
         error,
         owner: field(8).map(str::to_owned),
+        // Jobs written before attempts were kept ran once.
+        attempt: field(10).and_then(|t| t.parse().ok()).unwrap_or(1),
     })
 }
 

@@ -23,8 +23,8 @@ use commands::{lock, store_error, unavailable};
 use tasks::{Owned, Waiters};
 
 use super::{
-    Cancel, CreatedOnce, ErrorCode, IdempotencyKey, JobError, JobId, JobRecord, JobStatus, JobStore, KeyLookup,
-    ListCursor, Lookup, Outcome, Page, StoreError, unix_ms,
+    Cancel, Claim, Claimed, CreatedOnce, DurableJob, ErrorCode, IdempotencyKey, JobError, JobId, JobRecord, JobStatus,
+    JobStore, KeyLookup, ListCursor, Lookup, Outcome, Page, StoreError, Swept, unix_ms,
 };
 
 /// The longest time, in milliseconds, that the store hands to Redis (a time
@@ -311,7 +311,8 @@ impl JobStore for RedisStore {
         }
     }
 
-    async fn start(&self, id: JobId) -> Result<bool, StoreError> {
+    async fn start(&self, claim: Claim) -> Result<bool, StoreError> {
+        let id = claim.id();
         let started: i64 = self
             .inner
             .start
@@ -325,8 +326,14 @@ impl JobStore for RedisStore {
         Ok(started == 1)
     }
 
-    async fn set_progress(&self, id: JobId, progress: Option<f32>, message: Option<String>) -> Result<(), StoreError> {
-        let _: i64 = self
+    async fn set_progress(
+        &self,
+        claim: Claim,
+        progress: Option<f32>,
+        message: Option<String>,
+    ) -> Result<bool, StoreError> {
+        let id = claim.id();
+        let written: i64 = self
             .inner
             .progress
             .key(self.key(id, "job"))
@@ -337,10 +344,11 @@ impl JobStore for RedisStore {
             .invoke_async(&mut self.conn())
             .await
             .map_err(store_error)?;
-        Ok(())
+        Ok(written == 1)
     }
 
-    async fn finish(&self, id: JobId, outcome: Outcome) -> Result<bool, StoreError> {
+    async fn finish(&self, claim: Claim, outcome: Outcome) -> Result<bool, StoreError> {
+        let id = claim.id();
         let answer = self.end_job(id, "finish", outcome.status(), Some(&outcome)).await?;
         Ok(answer == "ended")
     }
@@ -395,5 +403,30 @@ impl JobStore for RedisStore {
                 _ = tokio::time::sleep(self.inner.lease) => {}
             }
         }
+    }
+
+    async fn create_durable(
+        &self,
+        _record: JobRecord,
+        _durable: DurableJob,
+        _key: Option<IdempotencyKey>,
+    ) -> Result<CreatedOnce, StoreError> {
+        Err(StoreError::Unavailable("durable jobs on Redis: in progress".into()))
+    }
+
+    async fn claim_next(&self, _queue: &str) -> Result<Option<Claimed>, StoreError> {
+        Ok(None)
+    }
+
+    async fn renew(&self, claims: Vec<Claim>) -> Result<Vec<bool>, StoreError> {
+        Ok(vec![true; claims.len()])
+    }
+
+    async fn release(&self, _claim: Claim) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+
+    async fn sweep(&self) -> Result<Swept, StoreError> {
+        Ok(Swept::default())
     }
 }

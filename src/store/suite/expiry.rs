@@ -5,7 +5,7 @@ use std::time::Duration;
 use http::StatusCode;
 
 use super::{WAKE_WITHIN, assert_same_response, found, pending, running, sample_response, succeed};
-use crate::store::{Cancel, JobStatus, JobStore, Lookup};
+use crate::store::{Cancel, Claim, JobStatus, JobStore, Lookup};
 
 /// Expiry as every store keeps it: a finished (or canceled) job is kept
 /// for `ttl`, then reported `Expired` without its response, then,
@@ -41,7 +41,7 @@ pub async fn expiry<St: JobStore>(store: &St, ttl: Duration, tombstone_ttl: Dura
         );
         assert!(store.response(id).await.expect("response").is_none());
         assert_eq!(store.cancel(id).await.expect("cancel"), Cancel::Expired);
-        assert!(!store.start(id).await.expect("start"));
+        assert!(!store.start(Claim::first(id)).await.expect("start"));
         tokio::time::timeout(WAKE_WITHIN, store.wait_terminal(id))
             .await
             .expect("wait_terminal resolves at once for an expired job")

@@ -34,7 +34,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
-use crate::store::{JobId, JobRecord, JobStore, Lookup, Outcome};
+use crate::store::{Claim, JobId, JobRecord, JobStore, Lookup, Outcome};
 
 pub use expiry::expiry;
 pub use records::{
@@ -121,7 +121,7 @@ pub async fn pending<St: JobStore>(store: &St) -> JobId {
 pub(crate) async fn succeed<St: JobStore>(store: &St, id: JobId, response: &Response<Bytes>) {
     let outcome = Outcome::Response(response.clone());
     assert!(
-        store.finish(id, outcome).await.expect("finish"),
+        store.finish(Claim::first(id), outcome).await.expect("finish"),
         "finish({id}) was refused"
     );
 }
@@ -129,7 +129,10 @@ pub(crate) async fn succeed<St: JobStore>(store: &St, id: JobId, response: &Resp
 /// A new running job.
 pub async fn running<St: JobStore>(store: &St) -> JobId {
     let id = pending(store).await;
-    assert!(store.start(id).await.expect("start"), "a pending job starts");
+    assert!(
+        store.start(Claim::first(id)).await.expect("start"),
+        "a pending job starts"
+    );
     id
 }
 

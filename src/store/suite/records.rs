@@ -6,8 +6,8 @@ use http::{HeaderMap, StatusCode};
 
 use super::{assert_same_response, found, pending, running, sample_response, stored_response, succeed};
 use crate::store::{
-    Cancel, ErrorCode, IdempotencyKey, JobError, JobId, JobRecord, JobStatus, JobStore, KeyLookup, Lookup, Outcome,
-    unix_ms,
+    Cancel, Claim, ErrorCode, IdempotencyKey, JobError, JobId, JobRecord, JobStatus, JobStore, KeyLookup, Lookup,
+    Outcome, unix_ms,
 };
 
 /// A created job reads back as it was given; an unknown id is `Unknown`.
@@ -41,14 +41,14 @@ pub async fn create_get_round_trip<St: JobStore>(store: &St) {
 pub async fn start_moves_pending_to_running_once<St: JobStore>(store: &St) {
     let id = pending(store).await;
     let before = found(store, id).await;
-    assert!(store.start(id).await.expect("start"));
+    assert!(store.start(Claim::first(id)).await.expect("start"));
     let after = found(store, id).await;
     assert_eq!(after.status, JobStatus::Running);
     assert_eq!(after.created_at_ms, before.created_at_ms);
     assert!(after.updated_at_ms >= before.updated_at_ms);
 
     assert!(
-        !store.start(id).await.expect("start"),
+        !store.start(Claim::first(id)).await.expect("start"),
         "a running job does not start again"
     );
     assert_eq!(found(store, id).await, after);
@@ -56,23 +56,23 @@ pub async fn start_moves_pending_to_running_once<St: JobStore>(store: &St) {
     let canceled = pending(store).await;
     assert_eq!(store.cancel(canceled).await.expect("cancel"), Cancel::Canceled);
     assert!(
-        !store.start(canceled).await.expect("start"),
+        !store.start(Claim::first(canceled)).await.expect("start"),
         "a canceled job does not start"
     );
     assert_eq!(found(store, canceled).await.status, JobStatus::Canceled);
 
     let finished = running(store).await;
     let outcome = Outcome::Response(stored_response(StatusCode::OK, HeaderMap::new(), Bytes::new()));
-    assert!(store.finish(finished, outcome).await.expect("finish"));
+    assert!(store.finish(Claim::first(finished), outcome).await.expect("finish"));
     assert!(
-        !store.start(finished).await.expect("start"),
+        !store.start(Claim::first(finished)).await.expect("start"),
         "a finished job does not start"
     );
     assert_eq!(found(store, finished).await.status, JobStatus::Succeeded);
 
     let unknown = JobId::new();
     assert!(
-        !store.start(unknown).await.expect("start"),
+        !store.start(Claim::first(unknown)).await.expect("start"),
         "an unknown job does not start"
     );
     assert_eq!(store.get(unknown).await.expect("get"), Lookup::Unknown);
@@ -83,7 +83,7 @@ pub async fn progress_is_visible_until_terminal<St: JobStore>(store: &St) {
     // While pending.
     let id = pending(store).await;
     store
-        .set_progress(id, Some(0.0), Some("queued".into()))
+        .set_progress(Claim::first(id), Some(0.0), Some("queued".into()))
         .await
         .expect("set_progress");
     let record = found(store, id).await;
@@ -92,9 +92,9 @@ pub async fn progress_is_visible_until_terminal<St: JobStore>(store: &St) {
     assert_eq!(record.message.as_deref(), Some("queued"));
 
     // While running, each report replaces the last.
-    assert!(store.start(id).await.expect("start"));
+    assert!(store.start(Claim::first(id)).await.expect("start"));
     store
-        .set_progress(id, Some(0.5), Some("page 2 of 4".into()))
+        .set_progress(Claim::first(id), Some(0.5), Some("page 2 of 4".into()))
         .await
         .expect("set_progress");
     let record = found(store, id).await;
@@ -102,7 +102,7 @@ pub async fn progress_is_visible_until_terminal<St: JobStore>(store: &St) {
     assert_eq!(record.progress, Some(0.5));
     assert_eq!(record.message.as_deref(), Some("page 2 of 4"));
     store
-        .set_progress(id, Some(0.75), Some("page 3 of 4".into()))
+        .set_progress(Claim::first(id), Some(0.75), Some("page 3 of 4".into()))
         .await
         .expect("set_progress");
     let record = found(store, id).await;
@@ -111,10 +111,10 @@ pub async fn progress_is_visible_until_terminal<St: JobStore>(store: &St) {
 
     // Ended: reports are ignored, and progress and message stay.
     let outcome = Outcome::Response(stored_response(StatusCode::OK, HeaderMap::new(), Bytes::from("ok")));
-    assert!(store.finish(id, outcome).await.expect("finish"));
+    assert!(store.finish(Claim::first(id), outcome).await.expect("finish"));
     let ended = found(store, id).await;
     store
-        .set_progress(id, Some(0.1), Some("late".into()))
+        .set_progress(Claim::first(id), Some(0.1), Some("late".into()))
         .await
         .expect("set_progress");
     let record = found(store, id).await;
@@ -127,7 +127,7 @@ pub async fn progress_is_visible_until_terminal<St: JobStore>(store: &St) {
     let canceled = running(store).await;
     assert_eq!(store.cancel(canceled).await.expect("cancel"), Cancel::Canceled);
     store
-        .set_progress(canceled, Some(0.9), Some("late".into()))
+        .set_progress(Claim::first(canceled), Some(0.9), Some("late".into()))
         .await
         .expect("set_progress");
     let record = found(store, canceled).await;
@@ -138,7 +138,7 @@ pub async fn progress_is_visible_until_terminal<St: JobStore>(store: &St) {
     // Unknown: nothing is created.
     let unknown = JobId::new();
     store
-        .set_progress(unknown, Some(0.5), None)
+        .set_progress(Claim::first(unknown), Some(0.5), None)
         .await
         .expect("set_progress");
     assert_eq!(store.get(unknown).await.expect("get"), Lookup::Unknown);
@@ -209,7 +209,7 @@ pub async fn finish_with_error_status_is_failed<St: JobStore>(store: &St) {
     let id = running(store).await;
     let status = StatusCode::from_u16(399).unwrap();
     let outcome = Outcome::Response(stored_response(status, HeaderMap::new(), Bytes::new()));
-    assert!(store.finish(id, outcome).await.expect("finish"));
+    assert!(store.finish(Claim::first(id), outcome).await.expect("finish"));
     let record = found(store, id).await;
     assert_eq!(record.status, JobStatus::Succeeded);
     assert_eq!(record.result_status, Some(399));
@@ -228,7 +228,12 @@ pub async fn finish_without_response_is_failed<St: JobStore>(store: &St) {
     ] {
         let id = running(store).await;
         let error = JobError::new(code, format!("it ended with {word}"));
-        assert!(store.finish(id, Outcome::Failed(error.clone())).await.expect("finish"));
+        assert!(
+            store
+                .finish(Claim::first(id), Outcome::Failed(error.clone()))
+                .await
+                .expect("finish")
+        );
         let record = found(store, id).await;
         assert_eq!(record.status, JobStatus::Failed);
         assert_eq!(record.error.as_ref().map(|e| e.code.as_str()), Some(word));
@@ -240,7 +245,12 @@ pub async fn finish_without_response_is_failed<St: JobStore>(store: &St) {
     // A pending job may end without running (a shutdown).
     let id = pending(store).await;
     let error = JobError::new(ErrorCode::Shutdown, "shut down");
-    assert!(store.finish(id, Outcome::Failed(error.clone())).await.expect("finish"));
+    assert!(
+        store
+            .finish(Claim::first(id), Outcome::Failed(error.clone()))
+            .await
+            .expect("finish")
+    );
     assert_eq!(found(store, id).await.error, Some(error));
 }
 
@@ -256,9 +266,19 @@ pub async fn finish_twice_changes_nothing<St: JobStore>(store: &St) {
         HeaderMap::new(),
         Bytes::from("second"),
     );
-    assert!(!store.finish(id, Outcome::Response(second)).await.expect("finish"));
+    assert!(
+        !store
+            .finish(Claim::first(id), Outcome::Response(second))
+            .await
+            .expect("finish")
+    );
     let failed = JobError::new(ErrorCode::Timeout, "too late");
-    assert!(!store.finish(id, Outcome::Failed(failed)).await.expect("finish"));
+    assert!(
+        !store
+            .finish(Claim::first(id), Outcome::Failed(failed))
+            .await
+            .expect("finish")
+    );
     assert_eq!(found(store, id).await, record);
     assert_eq!(found(store, id).await.status, JobStatus::Succeeded);
     let stored = store.response(id).await.expect("response").expect("the first response");
@@ -267,10 +287,15 @@ pub async fn finish_twice_changes_nothing<St: JobStore>(store: &St) {
     // A failed job stays failed.
     let id = running(store).await;
     let error = JobError::new(ErrorCode::Panicked, "boom");
-    assert!(store.finish(id, Outcome::Failed(error.clone())).await.expect("finish"));
+    assert!(
+        store
+            .finish(Claim::first(id), Outcome::Failed(error.clone()))
+            .await
+            .expect("finish")
+    );
     let record = found(store, id).await;
     let late = Outcome::Response(stored_response(StatusCode::OK, HeaderMap::new(), Bytes::from("late")));
-    assert!(!store.finish(id, late).await.expect("finish"));
+    assert!(!store.finish(Claim::first(id), late).await.expect("finish"));
     assert_eq!(found(store, id).await, record);
     assert!(store.response(id).await.expect("response").is_none());
 
@@ -279,14 +304,14 @@ pub async fn finish_twice_changes_nothing<St: JobStore>(store: &St) {
     assert_eq!(store.cancel(id).await.expect("cancel"), Cancel::Canceled);
     let record = found(store, id).await;
     let late = Outcome::Response(stored_response(StatusCode::OK, HeaderMap::new(), Bytes::from("late")));
-    assert!(!store.finish(id, late).await.expect("finish"));
+    assert!(!store.finish(Claim::first(id), late).await.expect("finish"));
     assert_eq!(found(store, id).await, record);
     assert!(store.response(id).await.expect("response").is_none());
 
     // An unknown job is not created by finishing it.
     let unknown = JobId::new();
     let outcome = Outcome::Response(stored_response(StatusCode::OK, HeaderMap::new(), Bytes::new()));
-    assert!(!store.finish(unknown, outcome).await.expect("finish"));
+    assert!(!store.finish(Claim::first(unknown), outcome).await.expect("finish"));
     assert_eq!(store.get(unknown).await.expect("get"), Lookup::Unknown);
     assert!(store.response(unknown).await.expect("response").is_none());
 }
@@ -316,7 +341,12 @@ pub async fn cancel_answers_per_state<St: JobStore>(store: &St) {
 
     let id = running(store).await;
     let error = JobError::new(ErrorCode::Timeout, "slow");
-    assert!(store.finish(id, Outcome::Failed(error)).await.expect("finish"));
+    assert!(
+        store
+            .finish(Claim::first(id), Outcome::Failed(error))
+            .await
+            .expect("finish")
+    );
     assert_eq!(store.cancel(id).await.expect("cancel"), Cancel::AlreadyTerminal);
     assert_eq!(found(store, id).await.status, JobStatus::Failed);
 
@@ -330,7 +360,7 @@ pub async fn delete_removes_record_and_response<St: JobStore>(store: &St) {
     let id = running(store).await;
     assert!(
         store
-            .finish(id, Outcome::Response(sample_response(StatusCode::OK)))
+            .finish(Claim::first(id), Outcome::Response(sample_response(StatusCode::OK)))
             .await
             .expect("finish")
     );
@@ -349,7 +379,7 @@ pub async fn delete_removes_record_and_response<St: JobStore>(store: &St) {
     assert_eq!(store.get(id).await.expect("get"), Lookup::Unknown);
     // A late finish of a deleted job brings nothing back.
     let outcome = Outcome::Response(stored_response(StatusCode::OK, HeaderMap::new(), Bytes::from("late")));
-    assert!(!store.finish(id, outcome).await.expect("finish"));
+    assert!(!store.finish(Claim::first(id), outcome).await.expect("finish"));
     assert_eq!(store.get(id).await.expect("get"), Lookup::Unknown);
     assert!(store.response(id).await.expect("response").is_none());
 
@@ -372,7 +402,7 @@ pub async fn start_records_when_it_started<St: JobStore>(store: &St) {
     let id = pending(store).await;
     let record = found(store, id).await;
     assert_eq!(record.started_at_ms, None, "a pending job has not started");
-    assert!(store.start(id).await.expect("start"));
+    assert!(store.start(Claim::first(id)).await.expect("start"));
     let started = found(store, id)
         .await
         .started_at_ms
@@ -383,7 +413,7 @@ pub async fn start_records_when_it_started<St: JobStore>(store: &St) {
         record.created_at_ms
     );
     let outcome = Outcome::Response(stored_response(StatusCode::OK, HeaderMap::new(), Bytes::new()));
-    assert!(store.finish(id, outcome).await.expect("finish"));
+    assert!(store.finish(Claim::first(id), outcome).await.expect("finish"));
     assert_eq!(
         found(store, id).await.started_at_ms,
         Some(started),

@@ -9,16 +9,21 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 
 use super::{AT_ONCE, SETTLE, WAKE_WITHIN, pending, running, stored_response};
-use crate::store::{Cancel, ErrorCode, JobError, JobId, JobStore, Outcome, StoreError};
+use crate::store::{Cancel, Claim, ErrorCode, JobError, JobId, JobStore, Outcome, StoreError};
 
 /// `wait_terminal` resolves at once for an ended, deleted or unknown job.
 pub async fn wait_terminal_resolves_at_once_when_ended_or_unknown<St: JobStore>(store: &St) {
     let succeeded = running(store).await;
     let outcome = Outcome::Response(stored_response(StatusCode::OK, HeaderMap::new(), Bytes::new()));
-    assert!(store.finish(succeeded, outcome).await.expect("finish"));
+    assert!(store.finish(Claim::first(succeeded), outcome).await.expect("finish"));
     let failed = running(store).await;
     let error = JobError::new(ErrorCode::Panicked, "boom");
-    assert!(store.finish(failed, Outcome::Failed(error)).await.expect("finish"));
+    assert!(
+        store
+            .finish(Claim::first(failed), Outcome::Failed(error))
+            .await
+            .expect("finish")
+    );
     let canceled = pending(store).await;
     assert_eq!(store.cancel(canceled).await.expect("cancel"), Cancel::Canceled);
     let deleted = pending(store).await;
@@ -89,14 +94,14 @@ pub async fn wait_terminal_wakes_on_finish<St: JobStore>(store: &Arc<St>) {
     let id = pending(&**store).await;
     let mut wait = waiter(&**store, id);
     assert_waiting(&mut wait, "the job started").await;
-    assert!(store.start(id).await.expect("start"));
+    assert!(store.start(Claim::first(id)).await.expect("start"));
     store
-        .set_progress(id, Some(0.5), Some("half".into()))
+        .set_progress(Claim::first(id), Some(0.5), Some("half".into()))
         .await
         .expect("set_progress");
     assert_waiting(&mut wait, "the job ended (start and progress do not wake it)").await;
     let outcome = Outcome::Response(stored_response(StatusCode::OK, HeaderMap::new(), Bytes::from("done")));
-    assert!(store.finish(id, outcome).await.expect("finish"));
+    assert!(store.finish(Claim::first(id), outcome).await.expect("finish"));
     assert_wakes(wait, "finish").await;
 
     // Finishing from another task.
@@ -106,7 +111,7 @@ pub async fn wait_terminal_wakes_on_finish<St: JobStore>(store: &Arc<St>) {
     let other = Arc::clone(store);
     let finisher = tokio::spawn(async move {
         let error = JobError::new(ErrorCode::Error, "failed");
-        other.finish(id, Outcome::Failed(error)).await
+        other.finish(Claim::first(id), Outcome::Failed(error)).await
     });
     assert!(finisher.await.expect("finisher").expect("finish"));
     assert_wakes(wait, "a failed finish").await;
@@ -164,7 +169,7 @@ pub async fn many_waiters_all_wake<St: JobStore>(store: &Arc<St>) {
     assert_eq!(waits.iter().filter(|w| w.is_none()).count(), 0);
 
     let outcome = Outcome::Response(stored_response(StatusCode::OK, HeaderMap::new(), Bytes::new()));
-    assert!(store.finish(id, outcome).await.expect("finish"));
+    assert!(store.finish(Claim::first(id), outcome).await.expect("finish"));
     tokio::time::timeout(WAKE_WITHIN, poll_all(&mut waits))
         .await
         .unwrap_or_else(|_| {

@@ -1,0 +1,43 @@
+//! The queues of durable jobs that wait for a runner, oldest first.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+
+use super::lock;
+use crate::store::JobId;
+
+/// Durable jobs waiting to be claimed, by queue name, ordered by creation
+/// time then id. A job that ends while it waits keeps its place until a
+/// claim pops it and passes it by, so a queue holds at most the jobs
+/// created into it since its last claims: bounded by the store's capacity
+/// of unfinished jobs while claims keep up.
+#[derive(Default)]
+pub(super) struct Queues {
+    map: Mutex<HashMap<String, BTreeSet<(u64, JobId)>>>,
+}
+
+impl Queues {
+    /// Puts `id`, created at `created_at_ms`, in `queue`.
+    pub(super) fn push(&self, queue: &str, created_at_ms: u64, id: JobId) {
+        let mut map = lock(&self.map);
+        match map.get_mut(queue) {
+            Some(waiting) => {
+                waiting.insert((created_at_ms, id));
+            }
+            None => {
+                map.insert(queue.to_owned(), BTreeSet::from([(created_at_ms, id)]));
+            }
+        }
+    }
+
+    /// Takes the oldest job of `queue`.
+    pub(super) fn pop(&self, queue: &str) -> Option<JobId> {
+        let mut map = lock(&self.map);
+        let waiting = map.get_mut(queue)?;
+        let (_, id) = waiting.pop_first()?;
+        if waiting.is_empty() {
+            map.remove(queue);
+        }
+        Some(id)
+    }
+}
