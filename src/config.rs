@@ -9,6 +9,7 @@ use http::request::Parts;
 
 use crate::admission::{Admissions, Family};
 use crate::document::MapDocument;
+use crate::durable::Durability;
 use crate::problem::Problem;
 use crate::routes::{PathTemplate, Routes};
 use crate::store::JobId;
@@ -18,6 +19,7 @@ pub(crate) type DeferPredicate = Arc<dyn Fn(&Parts) -> bool + Send + Sync>;
 /// Who a request comes from, for owner scoping.
 pub(crate) type OwnerFn = Arc<dyn Fn(&Parts) -> Option<String> + Send + Sync>;
 /// A pre-acceptance check over the request head and its whole body.
+pub(crate) type HeaderFilter = Arc<dyn Fn(&HeaderName) -> bool + Send + Sync>;
 pub(crate) type Check = Arc<dyn Fn(&Parts, &Bytes) -> Result<(), Problem> + Send + Sync>;
 
 /// How the status monitor answers once a job has a stored response.
@@ -72,6 +74,15 @@ pub(crate) struct Config {
     /// The headers whose values scope an idempotency key when the request
     /// has no owner.
     pub(crate) credentials: Arc<[HeaderName]>,
+    /// Which deferred requests become durable jobs; `None`: none.
+    pub(crate) durable: Option<DeferPredicate>,
+    /// How many attempts a durable job may have.
+    pub(crate) max_attempts: u32,
+    /// The queue durable jobs of this layer wait in.
+    pub(crate) queue: Arc<str>,
+    /// Which headers a durable job's stored request keeps (hop-by-hop ones
+    /// never are); `None`: all.
+    pub(crate) stored_headers: Option<HeaderFilter>,
 }
 
 impl Default for Config {
@@ -103,6 +114,10 @@ impl Default for Config {
             expose_errors: false,
             claim_prefix: false,
             credentials: Arc::new([header::AUTHORIZATION, header::COOKIE]),
+            durable: None,
+            max_attempts: 3,
+            queue: Arc::from("default"),
+            stored_headers: None,
         }
     }
 }
@@ -151,6 +166,8 @@ pub(crate) struct LayerState<St> {
     pub(crate) admissions: Arc<Admissions>,
     /// Every runner made from the same layer, for its shutdown.
     pub(crate) family: Arc<Family>,
+    /// The claims this layer's runner holds, and the work that keeps them.
+    pub(crate) durability: Durability,
 }
 
 impl<St> LayerState<St> {
@@ -179,6 +196,7 @@ impl<St> LayerState<St> {
             store,
             admissions,
             family,
+            durability: Durability::default(),
         }
     }
 }

@@ -34,6 +34,8 @@ struct StatusDocument<'a> {
     result_status: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a JobError>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attempt: Option<u32>,
     #[serde(rename = "resourceLocation", skip_serializing_if = "Option::is_none")]
     resource_location: Option<&'a str>,
 }
@@ -51,6 +53,7 @@ impl<'a> StatusDocument<'a> {
             result,
             result_status: record.result_status,
             error: record.error.as_ref(),
+            attempt: (record.attempt > 1).then_some(record.attempt),
             resource_location,
         }
     }
@@ -122,6 +125,9 @@ fn encode_status_document(
             e.str("code", error.code.as_str());
             e.str("message", &error.message);
         });
+    }
+    if record.attempt > 1 {
+        doc.uint("attempt", u64::from(record.attempt));
     }
     if let Some(location) = resource_location {
         doc.str("resourceLocation", location);

@@ -87,7 +87,12 @@ impl AcceptedLayer<MemoryStore> {
 }
 
 impl<St: JobStore> AcceptedLayer<St> {
-    fn configure(self, change: impl FnOnce(&mut Config)) -> Self {
+    /// The state every clone of this layer shares.
+    pub(crate) fn shared(&self) -> &Arc<LayerState<St>> {
+        &self.shared
+    }
+
+    pub(crate) fn configure(self, change: impl FnOnce(&mut Config)) -> Self {
         let mut config = self.shared.config.clone();
         change(&mut config);
         let store = Arc::clone(&self.shared.store);

@@ -153,11 +153,13 @@
 
 mod admission;
 mod body;
+mod claimed;
 #[cfg(feature = "client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod client;
 mod config;
 mod document;
+pub mod durable;
 mod future;
 // Only for `cargo fuzz` (which sets `--cfg fuzzing`) and this crate's own
 // tests: never part of the API.

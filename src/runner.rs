@@ -21,6 +21,7 @@ use crate::BoxError;
 use crate::admission::Admission;
 use crate::body::{ReadError, ReadLimited, RequestBody, read_limited};
 use crate::config::LayerState;
+use crate::durable::LetGo;
 use crate::headers::strip_hop_by_hop;
 use crate::job::Job;
 use crate::store::{ErrorCode, JobError, JobStore, Outcome};
@@ -41,6 +42,9 @@ pub(crate) struct Work<S, B> {
     pub(crate) admission: Admission,
     /// Who waits for the outcome in-process (`Prefer: wait`), if anyone.
     pub(crate) waiter: Option<oneshot::Sender<Outcome>>,
+    /// A runner taken for the job already (a durable job run at once, or
+    /// claimed from its queue), if any.
+    pub(crate) permit: Option<OwnedSemaphorePermit>,
 }
 
 /// A service the layer can run as a job for requests with bodies of type
@@ -86,6 +90,7 @@ where
         job,
         admission,
         waiter,
+        permit,
     } = work;
     let capture = Capture {
         limit: shared.config.max_result,
@@ -97,7 +102,7 @@ where
     let handler: HandlerWork<S, _, S::ResBody> = Box::pin(AssertUnwindSafe(capture).catch_unwind());
     // Boxed too: tokio moves a task's future several times while it spawns
     // and ends it, and a pointer is cheaper to move than the state.
-    tokio::spawn(Box::pin(run(shared, job, admission, waiter, handler)));
+    tokio::spawn(Box::pin(run(shared, job, admission, waiter, permit, handler)));
 }
 
 /// The job's task. (A function returning an `async` block rather than an
@@ -108,6 +113,7 @@ fn run<St, W>(
     job: Job,
     admission: Admission,
     waiter: Option<oneshot::Sender<Outcome>>,
+    permit: Option<OwnedSemaphorePermit>,
     handler: W,
 ) -> impl Future<Output = ()>
 where
@@ -115,14 +121,15 @@ where
     W: Future<Output = Result<Result<Response<Bytes>, JobError>, Box<dyn Any + Send>>> + Unpin,
 {
     async move {
-        let id = job.id();
         let unrecorded = Unrecorded::new(Arc::clone(&shared), job.claim(), admission);
         let shared = &*shared;
+        // The job's lease is renewed for as long as this task holds it.
+        let _held = LetGo::new(&shared.durability.leases, job.claim());
         let admissions = &shared.admissions;
         // A runner at once (the common case, without a wait), or a place in
         // the queue, waited for apart so that its state does not weigh on
         // every job's task.
-        let running = match Arc::clone(&admissions.running).try_acquire_owned() {
+        let running = match permit.map_or_else(|| Arc::clone(&admissions.running).try_acquire_owned(), Ok) {
             Ok(permit) => (!admissions.force.is_fired()).then_some(permit),
             Err(_) => match Box::pin(queue(shared, &job)).await {
                 Queued::Run(permit) => Some(permit),

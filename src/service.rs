@@ -11,7 +11,9 @@ use tower_service::Service;
 
 use crate::BoxError;
 use crate::body::{RequestBody, ResponseBody};
+use crate::claimed::run_claimed;
 use crate::config::{Config, LayerState};
+use crate::durable::JobMark;
 use crate::future::{JobRoutesFuture, ResponseFuture};
 use crate::headers::Preferences;
 use crate::job_routes;
@@ -140,6 +142,16 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        crate::durable::ensure_upkeep(&self.shared);
+        // A job claimed from the queue, sent here by the claim loop.
+        if let Some(mark) = request.extensions().get::<JobMark>()
+            && let Some(handoff) = mark.take_for(crate::durable::layer_id(&self.shared))
+        {
+            let shared = Arc::clone(&self.shared);
+            let (parts, body) = request.into_parts();
+            let service = self.inner.clone();
+            return ResponseFuture::layer(Box::pin(run_claimed(shared, service, parts, body, handoff)));
+        }
         let config = &self.shared.config;
         if let Some(route) = config
             .routes
@@ -222,6 +234,7 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
+        crate::durable::ensure_upkeep(&self.shared);
         let route = self
             .shared
             .config

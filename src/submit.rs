@@ -20,7 +20,7 @@ use crate::job::Job;
 use crate::problem::Problem;
 use crate::response::{accepted_response, busy, failure, key_mismatch, replay, strip_body, unavailable};
 use crate::runner::{self, JobService, Work};
-use crate::store::{CreatedOnce, IdempotencyKey, JobId, JobRecord, JobStore, KeyLookup, Outcome, StoreError};
+use crate::store::{Claim, CreatedOnce, IdempotencyKey, JobId, JobRecord, JobStore, KeyLookup, Outcome, StoreError};
 
 /// Request bodies up to this size are copied when a job keeps them.
 const SMALL_BODY: usize = 4096;
@@ -122,13 +122,34 @@ where
             let record = JobRecord::pending(id);
             // What the `202` needs of the record, kept rather than a copy of it.
             let created_at_ms = record.created_at_ms;
-            let created = match &key {
-                None => shared
+            // A durable job runs here at once when a runner is free;
+            // otherwise, on a replica that claims jobs, it waits in the
+            // store's queue for the first replica with room.
+            let (durable, permit) = match crate::durable::durable_job(config, &parts, &body) {
+                None => (None, None),
+                Some(durable) => {
+                    let permit = Arc::clone(&shared.admissions.running).try_acquire_owned().ok();
+                    let queued = permit.is_none() && shared.durability.claims_jobs();
+                    (Some(durable.queued(queued)), permit)
+                }
+            };
+            let is_durable = durable.is_some();
+            let queued = durable.as_ref().is_some_and(|d| d.queued);
+            let created = match (durable, &key) {
+                (Some(durable), key) => {
+                    Box::pin(
+                        shared
+                            .store
+                            .create_durable(record.with_owner(owner), durable, key.clone()),
+                    )
+                    .await
+                }
+                (None, None) => shared
                     .store
                     .create(record.with_owner(owner))
                     .await
                     .map(|()| CreatedOnce::New),
-                Some(key) => Box::pin(shared.store.create_once(record.with_owner(owner), key.clone())).await,
+                (None, Some(key)) => Box::pin(shared.store.create_once(record.with_owner(owner), key.clone())).await,
             };
             match created {
                 Ok(CreatedOnce::New) => {}
@@ -144,7 +165,19 @@ where
                 Err(e) => break 'answer unavailable(config, &e),
             }
 
-            let job = Job::new(id, accepted_at);
+            if queued {
+                drop(admission);
+                shared.durability.nudge.notify_waiters();
+                let mut record = JobRecord::pending(id).with_attempt(0);
+                record.created_at_ms = created_at_ms;
+                record.updated_at_ms = created_at_ms;
+                break 'answer accepted_response(&shared.config, &record, prefs);
+            }
+            let job = Job::of_claim(Claim::first(id), is_durable, accepted_at);
+            if shared.store.lease().is_some() {
+                // Renewed from now on; the runner's task lets it go.
+                shared.durability.leases.hold(&job);
+            }
             let mut request = Request::from_parts(parts, RequestBody::buffered(body));
             request.extensions_mut().insert(job.clone());
             let wait = match prefs.wait {
@@ -166,6 +199,7 @@ where
                     job,
                     admission,
                     waiter,
+                    permit,
                 },
             );
             if let Some(outcome) = outcome

@@ -19,6 +19,9 @@ pub(crate) const FIRST_RETRY: Duration = Duration::from_millis(50);
 /// fault hears of the job within about this long.
 pub(crate) const MAX_RETRY: Duration = Duration::from_secs(2);
 
+/// How long a shutdown waits for the store to take back a durable job.
+const RELEASE_BOUND: Duration = Duration::from_secs(2);
+
 /// Records `outcome` (retrying a store that fails, see [`finish_until_answered`])
 /// and hands it to the in-process waiter, which does not wait for the store.
 ///
@@ -33,7 +36,18 @@ pub(crate) fn record_outcome<'a, St: JobStore>(
 ) -> impl Future<Output = ()> + 'a {
     async move {
         let claim = job.claim();
-        if matches!(&outcome, Outcome::Failed(e) if e.code == ErrorCode::Shutdown) {
+        let shutdown = matches!(&outcome, Outcome::Failed(e) if e.code == ErrorCode::Shutdown);
+        // A durable job cut short by a shutdown is handed back to its queue,
+        // for another replica to run, rather than failed. If the store does
+        // not answer in time, its lease lapses and a sweep hands it back.
+        if shutdown && job.is_durable() {
+            job.cancel();
+            match tokio::time::timeout(RELEASE_BOUND, shared.store.release(claim)).await {
+                Ok(Ok(false)) => {}
+                Ok(Ok(true)) | Ok(Err(_)) | Err(_) => return,
+            }
+        }
+        if shutdown {
             shared.admissions.forced.fetch_add(1, Ordering::AcqRel);
             job.cancel();
         }

@@ -63,11 +63,11 @@ struct Extra {
     durable: Option<Durable>,
 }
 
-/// A durable job's request, queue and attempts.
+/// A durable job's request and queue (its attempts never run out here:
+/// leases lapse only with the process, which takes the store with it).
 pub(super) struct Durable {
     pub(super) request: Request<Bytes>,
     pub(super) queue: String,
-    pub(super) max_attempts: u32,
 }
 
 impl Extra {

@@ -198,7 +198,6 @@ impl JobStore for MemoryStore {
                 entry.set_durable(Durable {
                     request: durable.request,
                     queue: durable.queue,
-                    max_attempts: durable.max_attempts,
                 });
             }
             if queued {

@@ -1,0 +1,74 @@
+//! The layer's side of a claimed job: a request marked by the claim loop
+//! (see `durable::mark`) reaches the layer on its route, which runs the
+//! job's handler there, under the claim, instead of accepting it anew.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{Request, Response, StatusCode};
+use http_body::Body;
+
+use crate::BoxError;
+use crate::body::{RequestBody, read_limited};
+use crate::config::LayerState;
+use crate::durable::{Handoff, JobMark};
+use crate::job::Job;
+use crate::runner::{self, JobService, Work};
+use crate::store::{ErrorCode, JobError, JobStore, Outcome};
+
+/// Runs the claimed job of `handoff` with `service`, on a task of its own,
+/// and answers the claim loop at once (it only looks at whether a layer
+/// took the job).
+pub(crate) async fn run_claimed<S, St, B>(
+    shared: Arc<LayerState<St>>,
+    service: S,
+    mut parts: Parts,
+    body: B,
+    handoff: Handoff,
+) -> Response<Bytes>
+where
+    S: JobService<B>,
+    St: JobStore,
+    B: Body + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    parts.extensions.remove::<JobMark>();
+    let Handoff {
+        claim,
+        claimed_at,
+        admission,
+        permit,
+    } = handoff;
+    let job = Job::of_claim(claim, true, claimed_at);
+    // The stored body is whole and within the limit it was accepted with.
+    let body = match read_limited(body, usize::MAX).await {
+        Ok(body) => body,
+        Err(_) => {
+            let error = JobError::new(ErrorCode::Error, "the job's stored request could not be read");
+            let _ = shared.store.finish(claim, Outcome::Failed(error)).await;
+            return accepted();
+        }
+    };
+    let mut request = Request::from_parts(parts, RequestBody::buffered(body));
+    request.extensions_mut().insert(job.clone());
+    runner::spawn(
+        Arc::clone(&shared),
+        Work {
+            service,
+            request,
+            job,
+            admission,
+            waiter: None,
+            permit: Some(permit),
+        },
+    );
+    accepted()
+}
+
+/// What the claim loop gets back: the job was taken.
+fn accepted() -> Response<Bytes> {
+    let mut response = Response::new(Bytes::new());
+    *response.status_mut() = StatusCode::ACCEPTED;
+    response
+}

@@ -1,0 +1,62 @@
+//! How a claimed job finds its way to the layer that runs it: its stored
+//! request is sent through the application (the service given to
+//! [`AcceptedLayer::run_jobs_with`](crate::AcceptedLayer::run_jobs_with)),
+//! marked in its extensions; the layer on the request's route takes the
+//! mark's hand-off and runs the job's handler there. The application's own
+//! router does the routing, so this works with `Router::layer` (a layer
+//! per route) as well as with a layer per route given by hand.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
+
+use crate::admission::Admission;
+use crate::store::Claim;
+
+/// What a claim loop hands the layer that runs its job.
+pub(crate) struct Handoff {
+    pub(crate) claim: Claim,
+    /// When the claim was taken: the job's clock starts again there.
+    pub(crate) claimed_at: Instant,
+    pub(crate) admission: Admission,
+    pub(crate) permit: OwnedSemaphorePermit,
+}
+
+/// The mark on a claimed job's request: which layer may take it, and the
+/// hand-off, taken once.
+#[derive(Clone)]
+pub(crate) struct JobMark(Arc<Mark>);
+
+struct Mark {
+    /// The identity of the layer's shared state.
+    layer: usize,
+    handoff: Mutex<Option<Handoff>>,
+}
+
+impl JobMark {
+    pub(crate) fn new(layer: usize, handoff: Handoff) -> Self {
+        Self(Arc::new(Mark {
+            layer,
+            handoff: Mutex::new(Some(handoff)),
+        }))
+    }
+
+    /// The hand-off, for the layer `layer` only, once.
+    pub(crate) fn take_for(&self, layer: usize) -> Option<Handoff> {
+        if self.0.layer != layer {
+            return None;
+        }
+        self.take()
+    }
+
+    /// The hand-off, if no layer took it: the request reached no layer of
+    /// this queue (a route this replica does not serve).
+    pub(crate) fn take(&self) -> Option<Handoff> {
+        self.0
+            .handoff
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+}

@@ -1,0 +1,115 @@
+//! Durable jobs: kept with their request, claimed from a shared queue by
+//! any replica with room, run again when the replica running them stops.
+//!
+//! A durable job (chosen with [`AcceptedLayer::durable`] or
+//! [`durable_if`](AcceptedLayer::durable_if)) is created with its request
+//! (method, URI, headers but hop-by-hop ones and those
+//! [`stored_headers`](AcceptedLayer::stored_headers) leaves out, the body)
+//! in one atomic write. The replica that accepted it runs it at once when
+//! it has a runner free; otherwise it waits in the store's queue, oldest
+//! first, and every replica that was given the application with
+//! [`run_jobs_with`](AcceptedLayer::run_jobs_with) claims from it as
+//! runners free up.
+//!
+//! **What is guaranteed.** A durable job runs *at least once* and its
+//! result is recorded *exactly once*: a runner holds a lease on the job and
+//! renews it; when the lease lapses (the replica was killed, frozen or cut
+//! off), any replica's sweep puts the job back in its queue and it runs
+//! again, as attempt 2, 3, … up to [`max_attempts`](AcceptedLayer::max_attempts),
+//! after which it ends `failed` with `error.code = "lost"`. Every write of
+//! an attempt carries its number, and the store refuses those of an
+//! attempt that was replaced, so a late runner never overwrites the result.
+//! A graceful [`shutdown`](AcceptedLayer::shutdown) hands its unfinished
+//! durable jobs back at the deadline rather than failing them. A handler
+//! may therefore run more than once: one with effects outside the job
+//! checks [`Job::attempt`](crate::Job::attempt) and what an earlier attempt
+//! did. Jobs that are not durable run at most once; a replica that stops
+//! with them ends them `failed` (`shutdown`), or `lost` within about one
+//! lease when it dies.
+//!
+//! **What rests in the store.** The request as the layer received it,
+//! credentials included (`Authorization`, `Cookie`, API keys), until the
+//! job expires. Leave out what must not be kept with `stored_headers`;
+//! the stored request runs through the application's middleware again on
+//! every attempt, so credentials that expire meanwhile fail it there.
+//!
+//! [`AcceptedLayer`]: crate::AcceptedLayer
+//! [`AcceptedLayer::durable`]: crate::AcceptedLayer::durable
+
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{HeaderMap, Request};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::config::Config;
+use crate::headers::strip_hop_by_hop;
+use crate::store::DurableJob;
+
+mod claimer;
+mod leases;
+mod mark;
+mod settings;
+
+pub(crate) use claimer::{JobApp, layer_id, start_claiming};
+pub(crate) use leases::{LetGo, ensure_upkeep};
+pub(crate) use mark::{Handoff, JobMark};
+
+/// A layer's durable side: the claims it holds, whether their upkeep runs,
+/// and the claim loop's application.
+#[derive(Default)]
+pub(crate) struct Durability {
+    pub(crate) leases: leases::Leases,
+    /// Whether renewal and sweeping have started.
+    upkeep: AtomicBool,
+    /// The application that claimed jobs are sent through.
+    pub(crate) app: OnceLock<JobApp>,
+    /// Wakes the claim loop: a job was queued here, or swept back.
+    pub(crate) nudge: Arc<Notify>,
+    /// Until when the claim loop holds back after a claimed job reached no
+    /// layer here (a route this replica does not serve).
+    pub(crate) missed_until: Mutex<Option<Instant>>,
+}
+
+impl Durability {
+    /// Whether this replica claims queued jobs (it was given the
+    /// application to run them through).
+    pub(crate) fn claims_jobs(&self) -> bool {
+        self.app.get().is_some()
+    }
+}
+
+/// The durable side of a job accepted from `parts` and `body`, if the
+/// layer makes it durable: its stored request.
+pub(crate) fn durable_job(config: &Config, parts: &Parts, body: &Bytes) -> Option<DurableJob> {
+    let durable = config.durable.as_ref()?;
+    if !durable(parts) {
+        return None;
+    }
+    let mut headers: HeaderMap = parts.headers.clone();
+    strip_hop_by_hop(&mut headers);
+    if let Some(keep) = &config.stored_headers {
+        // `retain` is not on `HeaderMap`: rebuild it with what is kept.
+        headers = headers
+            .into_iter()
+            .scan(None, |name, (next, value)| {
+                if next.is_some() {
+                    *name = next;
+                }
+                Some((name.clone(), value))
+            })
+            .filter_map(|(name, value)| name.filter(|n| keep(n)).map(|n| (n, value)))
+            .fold(HeaderMap::new(), |mut map, (name, value)| {
+                map.append(name, value);
+                map
+            });
+    }
+    let mut request = Request::new(body.clone());
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = parts.uri.clone();
+    *request.headers_mut() = headers;
+    Some(DurableJob::new(request, &*config.queue).with_max_attempts(config.max_attempts))
+}

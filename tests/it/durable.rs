@@ -1,0 +1,200 @@
+//! Durable jobs on one process (issue 12): the stored request reaches the
+//! handler whole through the application, a job that finds no runner free
+//! waits in the store's queue and is claimed as runners free up, with
+//! `Router::layer` (a layer per route) and with a layer on one route only;
+//! a claim never runs a job of another queue; a graceful shutdown hands
+//! durable work back instead of failing it.
+
+use crate::common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::routing::post;
+use axum::{Extension, Router};
+use http::{HeaderMap, Method, StatusCode};
+use tokio::sync::Semaphore;
+use tower_accepted::store::{JobStatus, JobStore, Lookup, MemoryStore};
+use tower_accepted::{AcceptedLayer, Job};
+
+use common::http::{HttpClient, submit};
+use common::server::serve;
+use common::wait::until;
+
+/// The echo of a request as the handler saw it: method, path and query,
+/// one header, attempt and body.
+async fn echo(
+    Extension(job): Extension<Job>,
+    method: Method,
+    uri: http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> String {
+    let header = headers.get("x-note").and_then(|v| v.to_str().ok()).unwrap_or("-");
+    format!(
+        "{method} {uri} note={header} attempt={} body={}",
+        job.attempt(),
+        String::from_utf8_lossy(&body)
+    )
+}
+
+#[tokio::test]
+async fn a_durable_job_without_a_free_runner_waits_in_the_store_and_runs_with_its_request() {
+    let gate = Arc::new(Semaphore::new(0));
+    let held = Arc::clone(&gate);
+    let layer = AcceptedLayer::new().durable(true).max_running(1);
+    let app = Router::new()
+        .route(
+            "/hold",
+            post(move || {
+                let held = Arc::clone(&held);
+                async move {
+                    let _ = held.acquire().await;
+                    "held"
+                }
+            }),
+        )
+        .route("/echo", post(echo))
+        .layer(layer.clone());
+    layer.run_jobs_with(app.clone());
+    let server = serve(app).await;
+    let client = HttpClient::new(&server);
+
+    let hold = submit(&client, "/hold", "").await;
+    common::wait::poll_until(&client, &hold, "running", |doc| doc["status"] == "running").await;
+    // The only runner is busy: these wait in the store's queue, attempt 0.
+    let mut queued = Vec::new();
+    for n in 0..3 {
+        let answer = client
+            .send(
+                Method::POST,
+                &format!("/echo?n={n}"),
+                &[("x-note", "kept")],
+                format!("body {n}"),
+            )
+            .await;
+        queued.push(common::http::assert_accepted(&answer));
+    }
+    let store = layer.job_store();
+    for monitor in &queued {
+        let id = monitor.rsplit('/').next().unwrap().parse().unwrap();
+        let Lookup::Found(record) = store.get(id).await.unwrap() else {
+            panic!("{monitor} is kept")
+        };
+        assert_eq!(
+            (record.status, record.attempt),
+            (JobStatus::Pending, 0),
+            "{monitor} waits unclaimed"
+        );
+    }
+    gate.add_permits(1);
+    for (n, monitor) in queued.iter().enumerate() {
+        let done = client.until_done(monitor).await;
+        assert_eq!(done.status_word(), "succeeded", "{monitor}: {done:?}");
+        assert_eq!(done.json().get("attempt"), None, "a first attempt shows none");
+        let result = client.get(&format!("{monitor}/result")).await;
+        assert_eq!(
+            String::from_utf8_lossy(&result.body),
+            format!("POST /echo?n={n} note=kept attempt=1 body=body {n}")
+        );
+    }
+    assert_eq!(client.until_done(&hold).await.status_word(), "succeeded");
+}
+
+#[tokio::test]
+async fn a_claimed_job_runs_through_the_layer_of_its_own_route_only() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&runs);
+    let gate = Arc::new(Semaphore::new(0));
+    let held = Arc::clone(&gate);
+    // A layer on `/reports` only; `/plain` is a route without it.
+    let layer = AcceptedLayer::new()
+        .durable(true)
+        .max_running(1)
+        .durable_queue("reports");
+    let reports = post(move || {
+        let held = Arc::clone(&held);
+        let counted = Arc::clone(&counted);
+        async move {
+            let _ = held.acquire().await;
+            counted.fetch_add(1, Ordering::SeqCst);
+            "report"
+        }
+    })
+    .layer(layer.clone());
+    let app = Router::new()
+        .route("/reports", reports)
+        .route("/plain", post(|| async { "plain" }))
+        .merge(Router::new().nest_service("/jobs", layer.job_routes()));
+    layer.run_jobs_with(app.clone());
+    let server = serve(app).await;
+    let client = HttpClient::new(&server);
+
+    let first = submit(&client, "/reports", "").await;
+    let second = submit(&client, "/reports", "").await;
+    gate.add_permits(2);
+    for monitor in [&first, &second] {
+        assert_eq!(client.until_done(monitor).await.status_word(), "succeeded");
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 2, "each job ran once");
+    assert_eq!(client.post("/plain", "").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_graceful_shutdown_hands_queued_and_running_durable_jobs_back() {
+    let store = MemoryStore::new();
+    let layer = AcceptedLayer::new().store(store.clone()).durable(true).max_running(1);
+    let app = Router::new()
+        .route("/forever", post(std::future::pending::<&'static str>))
+        .layer(layer.clone());
+    layer.run_jobs_with(app.clone());
+    let server = serve(app).await;
+    let client = HttpClient::new(&server);
+    let running = submit(&client, "/forever", "").await;
+    common::wait::poll_until(&client, &running, "running", |doc| doc["status"] == "running").await;
+    let queued = submit(&client, "/forever", "").await;
+
+    let ended = layer.shutdown(Duration::from_millis(200)).await;
+    assert_eq!(ended, 0, "nothing was failed as `shutdown`");
+    for monitor in [&running, &queued] {
+        let id = monitor.rsplit('/').next().unwrap().parse().unwrap();
+        let Lookup::Found(record) = store.get(id).await.unwrap() else {
+            panic!("{monitor} is kept")
+        };
+        assert_eq!(
+            record.status,
+            JobStatus::Pending,
+            "{monitor} is back in its queue: {record:?}"
+        );
+        assert_eq!(record.error, None);
+    }
+    // Another runner (a new replica, here a new layer on the same store)
+    // takes both, the interrupted one as its second attempt.
+    let next = AcceptedLayer::new().store(store.clone()).durable(true);
+    let app = Router::new().route("/forever", post(echo)).layer(next.clone());
+    next.run_jobs_with(app.clone());
+    let attempts = [2, 1];
+    for (monitor, attempt) in [&running, &queued].into_iter().zip(attempts) {
+        let id = monitor.rsplit('/').next().unwrap().parse().unwrap();
+        until(
+            &format!("{monitor} to succeed"),
+            || matches!(futures_now(store.get(id)), Some(Ok(Lookup::Found(r))) if r.status == JobStatus::Succeeded),
+        )
+        .await;
+        let response = store.response(id).await.unwrap().unwrap();
+        let text = String::from_utf8_lossy(response.body()).into_owned();
+        assert!(text.contains(&format!("attempt={attempt}")), "{monitor}: {text}");
+    }
+}
+
+/// Polls a future once: the MemoryStore answers without waiting.
+fn futures_now<F: std::future::Future>(future: F) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    let waker = std::task::Waker::noop();
+    match future.as_mut().poll(&mut std::task::Context::from_waker(waker)) {
+        std::task::Poll::Ready(output) => Some(output),
+        std::task::Poll::Pending => None,
+    }
+}
