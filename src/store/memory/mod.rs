@@ -190,7 +190,7 @@ impl MemoryStore {
     /// Ends a job that has not ended, if `claim` is its current attempt,
     /// and wakes its waiters.
     fn end_job(&self, claim: Claim, end: impl FnOnce(&mut Entry)) -> bool {
-        self.end_job_if(claim.id(), |entry| entry.attempt == claim.attempt(), end)
+        self.end_job_if(claim.id(), |entry| entry.held_by(claim), end)
     }
 
     /// Ends a job that has not ended, whichever attempt runs it (a

@@ -206,7 +206,34 @@ pub async fn queued_job_is_claimed_once_with_its_request<St: JobStore>(store: &S
         !store.start(Claim::first(id)).await.expect("start"),
         "a queued job is not run before it is claimed"
     );
-    assert_eq!(found(store, id).await, waiting, "a refused start changes nothing");
+    // Attempt 0 is the job's while it waits, but no claim (claims count
+    // from 1): nothing written with it runs or changes the job.
+    let unclaimed = Claim::new(id, 0);
+    assert!(
+        !store.start(unclaimed).await.expect("start"),
+        "attempt 0 does not start a waiting job"
+    );
+    assert!(
+        !store
+            .set_progress(unclaimed, Some(0.5), Some("early".into()))
+            .await
+            .expect("set_progress"),
+        "attempt 0 reports no progress"
+    );
+    assert!(
+        !store.finish(unclaimed, ok("early")).await.expect("finish"),
+        "attempt 0 does not finish a waiting job"
+    );
+    assert_eq!(
+        store.renew(vec![unclaimed]).await.expect("renew"),
+        [false],
+        "nobody holds a waiting job"
+    );
+    assert!(
+        !store.release(unclaimed).await.expect("release"),
+        "attempt 0 releases nothing"
+    );
+    assert_eq!(found(store, id).await, waiting, "refused writes change nothing");
     assert_empty(store, &other, "another queue").await;
 
     let claimed = claim(store, &queue).await;
