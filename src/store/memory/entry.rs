@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use slab::Slab;
 
-use crate::store::{JobError, JobId, JobRecord, JobStatus, Outcome, unix_ms};
+use crate::store::{Claim, JobError, JobId, JobRecord, JobStatus, Outcome, unix_ms};
 
 /// What a finished job counts against the store's byte budget besides its
 /// response and texts: the entry, its place in the map and in the expiry
@@ -182,6 +182,13 @@ impl Entry {
 
     pub(super) fn key(&self) -> Option<&str> {
         self.extra.as_deref().and_then(|e| e.key.as_deref())
+    }
+
+    /// Whether `claim` holds this job: it has not ended and `claim` is its
+    /// current attempt. Attempt 0 (a durable job waiting for its first
+    /// claim) is nobody's: claims count from 1.
+    pub(super) fn held_by(&self, claim: Claim) -> bool {
+        !self.status.is_terminal() && claim.attempt() != 0 && self.attempt == claim.attempt()
     }
 
     /// Marks the job changed now (as [`JobRecord::touch`]).

@@ -104,7 +104,7 @@ impl JobStore for MemoryStore {
     async fn start(&self, claim: Claim) -> Result<bool, StoreError> {
         let mut shard = self.shard(claim.id());
         Ok(match shard.jobs.get_mut(&claim.id()) {
-            Some(entry) if entry.status == JobStatus::Pending && entry.attempt == claim.attempt() => {
+            Some(entry) if entry.status == JobStatus::Pending && entry.held_by(claim) => {
                 entry.status = JobStatus::Running;
                 entry.touch();
                 entry.started_at_ms = entry.updated_at_ms;
@@ -122,7 +122,7 @@ impl JobStore for MemoryStore {
     ) -> Result<bool, StoreError> {
         let mut shard = self.shard(claim.id());
         Ok(match shard.jobs.get_mut(&claim.id()) {
-            Some(entry) if !entry.status.is_terminal() && entry.attempt == claim.attempt() => {
+            Some(entry) if entry.held_by(claim) => {
                 entry.progress = progress;
                 entry.set_message(message);
                 entry.touch();
@@ -235,7 +235,7 @@ impl JobStore for MemoryStore {
                 self.shard(claim.id())
                     .jobs
                     .get(&claim.id())
-                    .is_some_and(|e| !e.status.is_terminal() && e.attempt == claim.attempt())
+                    .is_some_and(|e| e.held_by(claim))
             })
             .collect())
     }
@@ -246,7 +246,7 @@ impl JobStore for MemoryStore {
         let Some(entry) = shard.jobs.get_mut(&id) else {
             return Ok(false);
         };
-        if entry.status.is_terminal() || entry.attempt != claim.attempt() {
+        if !entry.held_by(claim) {
             return Ok(false);
         }
         let Some(queue) = entry.durable().map(|d| d.queue.clone()) else {

@@ -41,7 +41,7 @@ const EVICT_BUDGET: usize = 4096;
 ///   behind its own short-held lock, never held across an `.await`; waiters
 ///   are woken after the lock is released.
 /// - **Unfinished jobs** (pending and running) are bounded by `capacity`
-///   (default 100,000): past it [`create`](JobStore::create) fails with
+///   (default 100,000): past it [`create`](crate::store::JobStore::create) fails with
 ///   [`StoreError::Full`] and the layer answers `503` with `Retry-After`.
 ///   Finished jobs do not count against it.
 /// - **Finished jobs** are kept for the time to live (default one hour)
@@ -190,7 +190,7 @@ impl MemoryStore {
     /// Ends a job that has not ended, if `claim` is its current attempt,
     /// and wakes its waiters.
     fn end_job(&self, claim: Claim, end: impl FnOnce(&mut Entry)) -> bool {
-        self.end_job_if(claim.id(), |entry| entry.attempt == claim.attempt(), end)
+        self.end_job_if(claim.id(), |entry| entry.held_by(claim), end)
     }
 
     /// Ends a job that has not ended, whichever attempt runs it (a

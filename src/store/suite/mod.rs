@@ -14,16 +14,47 @@
 //! # });
 //! ```
 //!
+//! The checks, each a public function that panics, naming what it found,
+//! when the store breaks the rule its first doc line states:
+//!
+//! - one job's record: [`create_get_round_trip`],
+//!   [`start_moves_pending_to_running_once`],
+//!   [`start_records_when_it_started`], [`find_key_names_the_holder`],
+//!   [`progress_is_visible_until_terminal`],
+//!   [`finish_stores_the_response_byte_for_byte`],
+//!   [`finish_with_error_status_is_failed`],
+//!   [`finish_without_response_is_failed`], [`finish_twice_changes_nothing`],
+//!   [`cancel_answers_per_state`], [`delete_removes_record_and_response`];
+//! - waiting for a job to end:
+//!   [`wait_terminal_resolves_at_once_when_ended_or_unknown`],
+//!   [`wait_terminal_wakes_on_finish`], [`wait_terminal_wakes_on_cancel`],
+//!   [`wait_terminal_wakes_on_delete`], [`many_waiters_all_wake`];
+//! - execution (claims, durable jobs and their queues, leases), through the
+//!   trait alone, without sleeping or letting a lease lapse (what a store
+//!   does with a lapsed lease depends on its clock, and is its own test's
+//!   business): [`claims_fence_start_progress_and_finish`],
+//!   [`durable_job_not_queued_runs_as_attempt_one`],
+//!   [`queued_job_is_claimed_once_with_its_request`],
+//!   [`claims_take_the_oldest_first`],
+//!   [`ended_queued_jobs_are_never_claimed`],
+//!   [`renew_answers_claim_by_claim`],
+//!   [`release_requeues_a_durable_job_for_the_next_attempt`],
+//!   [`create_durable_with_a_key_creates_once`],
+//!   [`sweep_leaves_held_claims_alone`];
+//! - expiry, run on its own: [`expiry`].
+//!
+//! [`run_all`] and [`run_all_on`] run every check but [`expiry`].
+//!
 //! A store that is costly to make (a connection to a server) runs every
 //! check on one store with [`run_all_on`] instead: each check uses fresh
-//! ids. [`expiry`] checks the time to live and the tombstones of a store
+//! ids, queue names and idempotency keys. [`expiry`] checks the time to live and the tombstones of a store
 //! built with the durations it is given; run it on a paused clock
 //! (`#[tokio::test(start_paused = true)]`) where the store's clock is
-//! tokio's. Each check panics, naming what it found, when the store breaks
-//! a rule; the helpers ([`pending`], [`running`], [`found`],
+//! tokio's. The helpers ([`pending`], [`running`], [`found`],
 //! [`stored_response`], [`sample_response`], [`assert_same_response`]) serve
 //! a store's own tests too.
 
+mod claims;
 mod expiry;
 mod records;
 mod waiting;
@@ -36,6 +67,12 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
 use crate::store::{Claim, JobId, JobRecord, JobStore, Lookup, Outcome};
 
+pub use claims::{
+    claims_fence_start_progress_and_finish, claims_take_the_oldest_first, create_durable_with_a_key_creates_once,
+    durable_job_not_queued_runs_as_attempt_one, ended_queued_jobs_are_never_claimed,
+    queued_job_is_claimed_once_with_its_request, release_requeues_a_durable_job_for_the_next_attempt,
+    renew_answers_claim_by_claim, sweep_leaves_held_claims_alone,
+};
 pub use expiry::expiry;
 pub use records::{
     cancel_answers_per_state, create_get_round_trip, delete_removes_record_and_response, find_key_names_the_holder,
@@ -73,6 +110,15 @@ pub async fn run_all<St: JobStore>(make: impl Fn() -> St) {
     cancel_answers_per_state(&make()).await;
     delete_removes_record_and_response(&make()).await;
     wait_terminal_resolves_at_once_when_ended_or_unknown(&make()).await;
+    claims_fence_start_progress_and_finish(&make()).await;
+    durable_job_not_queued_runs_as_attempt_one(&make()).await;
+    queued_job_is_claimed_once_with_its_request(&make()).await;
+    claims_take_the_oldest_first(&make()).await;
+    ended_queued_jobs_are_never_claimed(&make()).await;
+    renew_answers_claim_by_claim(&make()).await;
+    release_requeues_a_durable_job_for_the_next_attempt(&make()).await;
+    create_durable_with_a_key_creates_once(&make()).await;
+    sweep_leaves_held_claims_alone(&make()).await;
     let store = Arc::new(make());
     wait_terminal_wakes_on_finish(&store).await;
     wait_terminal_wakes_on_cancel(&store).await;
@@ -96,6 +142,15 @@ pub async fn run_all_on<St: JobStore>(store: Arc<St>) {
     cancel_answers_per_state(&*store).await;
     delete_removes_record_and_response(&*store).await;
     wait_terminal_resolves_at_once_when_ended_or_unknown(&*store).await;
+    claims_fence_start_progress_and_finish(&*store).await;
+    durable_job_not_queued_runs_as_attempt_one(&*store).await;
+    queued_job_is_claimed_once_with_its_request(&*store).await;
+    claims_take_the_oldest_first(&*store).await;
+    ended_queued_jobs_are_never_claimed(&*store).await;
+    renew_answers_claim_by_claim(&*store).await;
+    release_requeues_a_durable_job_for_the_next_attempt(&*store).await;
+    create_durable_with_a_key_creates_once(&*store).await;
+    sweep_leaves_held_claims_alone(&*store).await;
     wait_terminal_wakes_on_finish(&store).await;
     wait_terminal_wakes_on_cancel(&store).await;
     wait_terminal_wakes_on_delete(&store).await;

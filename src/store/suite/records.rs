@@ -78,14 +78,18 @@ pub async fn start_moves_pending_to_running_once<St: JobStore>(store: &St) {
     assert_eq!(store.get(unknown).await.expect("get"), Lookup::Unknown);
 }
 
-/// Progress and message are visible to readers until the job ends, and change nothing after.
+/// Progress and message are visible to readers until the job ends, and change nothing after;
+/// `set_progress` answers whether it took them.
 pub async fn progress_is_visible_until_terminal<St: JobStore>(store: &St) {
     // While pending.
     let id = pending(store).await;
-    store
-        .set_progress(Claim::first(id), Some(0.0), Some("queued".into()))
-        .await
-        .expect("set_progress");
+    assert!(
+        store
+            .set_progress(Claim::first(id), Some(0.0), Some("queued".into()))
+            .await
+            .expect("set_progress"),
+        "a pending job takes progress"
+    );
     let record = found(store, id).await;
     assert_eq!(record.status, JobStatus::Pending);
     assert_eq!(record.progress, Some(0.0));
@@ -93,18 +97,24 @@ pub async fn progress_is_visible_until_terminal<St: JobStore>(store: &St) {
 
     // While running, each report replaces the last.
     assert!(store.start(Claim::first(id)).await.expect("start"));
-    store
-        .set_progress(Claim::first(id), Some(0.5), Some("page 2 of 4".into()))
-        .await
-        .expect("set_progress");
+    assert!(
+        store
+            .set_progress(Claim::first(id), Some(0.5), Some("page 2 of 4".into()))
+            .await
+            .expect("set_progress"),
+        "a running job takes progress"
+    );
     let record = found(store, id).await;
     assert_eq!(record.status, JobStatus::Running);
     assert_eq!(record.progress, Some(0.5));
     assert_eq!(record.message.as_deref(), Some("page 2 of 4"));
-    store
-        .set_progress(Claim::first(id), Some(0.75), Some("page 3 of 4".into()))
-        .await
-        .expect("set_progress");
+    assert!(
+        store
+            .set_progress(Claim::first(id), Some(0.75), Some("page 3 of 4".into()))
+            .await
+            .expect("set_progress"),
+        "a running job takes progress"
+    );
     let record = found(store, id).await;
     assert_eq!(record.progress, Some(0.75));
     assert_eq!(record.message.as_deref(), Some("page 3 of 4"));
@@ -113,10 +123,13 @@ pub async fn progress_is_visible_until_terminal<St: JobStore>(store: &St) {
     let outcome = Outcome::Response(stored_response(StatusCode::OK, HeaderMap::new(), Bytes::from("ok")));
     assert!(store.finish(Claim::first(id), outcome).await.expect("finish"));
     let ended = found(store, id).await;
-    store
-        .set_progress(Claim::first(id), Some(0.1), Some("late".into()))
-        .await
-        .expect("set_progress");
+    assert!(
+        !store
+            .set_progress(Claim::first(id), Some(0.1), Some("late".into()))
+            .await
+            .expect("set_progress"),
+        "an ended job takes no progress"
+    );
     let record = found(store, id).await;
     assert_eq!(record, ended);
     assert_eq!(record.status, JobStatus::Succeeded);
@@ -126,10 +139,13 @@ pub async fn progress_is_visible_until_terminal<St: JobStore>(store: &St) {
     // Canceled: ignored too.
     let canceled = running(store).await;
     assert_eq!(store.cancel(canceled).await.expect("cancel"), Cancel::Canceled);
-    store
-        .set_progress(Claim::first(canceled), Some(0.9), Some("late".into()))
-        .await
-        .expect("set_progress");
+    assert!(
+        !store
+            .set_progress(Claim::first(canceled), Some(0.9), Some("late".into()))
+            .await
+            .expect("set_progress"),
+        "a canceled job takes no progress"
+    );
     let record = found(store, canceled).await;
     assert_eq!(record.status, JobStatus::Canceled);
     assert_eq!(record.progress, None);
@@ -137,10 +153,13 @@ pub async fn progress_is_visible_until_terminal<St: JobStore>(store: &St) {
 
     // Unknown: nothing is created.
     let unknown = JobId::new();
-    store
-        .set_progress(Claim::first(unknown), Some(0.5), None)
-        .await
-        .expect("set_progress");
+    assert!(
+        !store
+            .set_progress(Claim::first(unknown), Some(0.5), None)
+            .await
+            .expect("set_progress"),
+        "an unknown job takes no progress"
+    );
     assert_eq!(store.get(unknown).await.expect("get"), Lookup::Unknown);
 }
 
