@@ -9,7 +9,7 @@ use http::request::Parts;
 
 use crate::admission::{Admissions, Family};
 use crate::document::MapDocument;
-use crate::durable::Durability;
+use crate::durability::Durability;
 use crate::problem::Problem;
 use crate::routes::{PathTemplate, Routes};
 use crate::store::JobId;

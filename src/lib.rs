@@ -159,6 +159,7 @@ mod claimed;
 pub mod client;
 mod config;
 mod document;
+mod durability;
 pub mod durable;
 mod future;
 // Only for `cargo fuzz` (which sets `--cfg fuzzing`) and this crate's own

@@ -21,7 +21,7 @@ use crate::BoxError;
 use crate::admission::Admission;
 use crate::body::{ReadError, ReadLimited, RequestBody, read_limited};
 use crate::config::LayerState;
-use crate::durable::LetGo;
+use crate::durability::LetGo;
 use crate::headers::strip_hop_by_hop;
 use crate::job::Job;
 use crate::store::{ErrorCode, JobError, JobStore, Outcome};

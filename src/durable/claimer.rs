@@ -2,8 +2,6 @@
 //! oldest job of its layer's queue and sends the job's stored request
 //! through the application, marked for the layer that runs it.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -14,12 +12,9 @@ use tokio::time::Instant;
 
 use super::{Handoff, JobMark};
 use crate::config::LayerState;
+use crate::durability::JobApp;
 use crate::job::Job;
 use crate::store::JobStore;
-
-/// The application, as the claim loop calls it: the request in, the
-/// response dropped (the layer on the route records the job's outcome).
-pub(crate) type JobApp = Arc<dyn Fn(Request<Full<Bytes>>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 /// The first pause of an idle claim loop; it doubles while the queue stays
 /// empty, up to [`MAX_IDLE`]. Jobs queued here, or swept back, wake it at
@@ -121,7 +116,7 @@ async fn dispatch<St: JobStore>(shared: Arc<LayerState<St>>, request: Request<Fu
     if let Some(handoff) = mark.take() {
         let claim = handoff.claim;
         drop(handoff);
-        let _held = super::LetGo::new(&shared.durability.leases, claim);
+        let _held = crate::durability::LetGo::new(&shared.durability.leases, claim);
         *shared
             .durability
             .missed_until

@@ -2,88 +2,12 @@
 //! lease, and the sweep that hands lapsed jobs back: the layer's side of
 //! the store's execution contract.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use rustc_hash::FxBuildHasher;
-
 use crate::config::LayerState;
-use crate::job::Job;
-use crate::store::{Claim, JobId, JobStore, renewal_period};
-
-/// The jobs whose claim this process holds (running, or waiting for a
-/// runner here), with their handles, so that a job whose claim was lost
-/// is told to stop.
-#[derive(Default)]
-pub(crate) struct Leases {
-    held: Mutex<HashMap<JobId, Job, FxBuildHasher>>,
-}
-
-impl Leases {
-    /// Renews `job`'s claim from now on.
-    pub(crate) fn hold(&self, job: &Job) {
-        lock(&self.held).insert(job.id(), job.clone());
-    }
-
-    /// Stops renewing `claim` (its job ended, or was handed back).
-    fn let_go(&self, claim: Claim) {
-        let mut held = lock(&self.held);
-        if held.get(&claim.id()).is_some_and(|job| job.claim() == claim) {
-            held.remove(&claim.id());
-        }
-    }
-
-    /// The claims held now.
-    fn claims(&self) -> Vec<Claim> {
-        lock(&self.held).values().map(Job::claim).collect()
-    }
-
-    /// `claim` is held no more (the job ended elsewhere, or another
-    /// attempt took it): its handler is told to stop, and its writes are
-    /// fenced off by the store anyway.
-    fn lost(&self, claim: Claim) {
-        let job = {
-            let mut held = lock(&self.held);
-            match held.get(&claim.id()) {
-                Some(job) if job.claim() == claim => held.remove(&claim.id()),
-                _ => None,
-            }
-        };
-        if let Some(job) = job {
-            job.cancel();
-        }
-    }
-
-    /// How many claims are held.
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        lock(&self.held).len()
-    }
-}
-
-/// Lets go of a claim when the job's task ends, however it ends.
-pub(crate) struct LetGo<'a> {
-    leases: &'a Leases,
-    claim: Claim,
-}
-
-impl<'a> LetGo<'a> {
-    pub(crate) fn new(leases: &'a Leases, claim: Claim) -> Self {
-        Self { leases, claim }
-    }
-}
-
-impl Drop for LetGo<'_> {
-    fn drop(&mut self) {
-        self.leases.let_go(self.claim);
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
+use crate::store::{JobStore, renewal_period};
 
 /// Starts, once per layer and only for a store whose leases can lapse,
 /// the renewal of the layer's claims and the periodic sweep. Called on
@@ -154,7 +78,9 @@ async fn sweeps<St: JobStore>(state: Weak<LayerState<St>>, lease: Duration) {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::durability::Leases;
+    use crate::job::Job;
+    use crate::store::{Claim, JobId};
 
     #[test]
     fn a_claim_is_let_go_only_by_its_own_attempt() {

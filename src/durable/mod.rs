@@ -36,14 +36,9 @@
 //! [`AcceptedLayer`]: crate::AcceptedLayer
 //! [`AcceptedLayer::durable`]: crate::AcceptedLayer::durable
 
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, OnceLock};
-
 use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderMap, Request};
-use tokio::sync::Notify;
-use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::headers::strip_hop_by_hop;
@@ -54,33 +49,9 @@ mod leases;
 mod mark;
 mod settings;
 
-pub(crate) use claimer::{JobApp, layer_id, start_claiming};
-pub(crate) use leases::{LetGo, ensure_upkeep};
+pub(crate) use claimer::{layer_id, start_claiming};
+pub(crate) use leases::ensure_upkeep;
 pub(crate) use mark::{Handoff, JobMark};
-
-/// A layer's durable side: the claims it holds, whether their upkeep runs,
-/// and the claim loop's application.
-#[derive(Default)]
-pub(crate) struct Durability {
-    pub(crate) leases: leases::Leases,
-    /// Whether renewal and sweeping have started.
-    upkeep: AtomicBool,
-    /// The application that claimed jobs are sent through.
-    pub(crate) app: OnceLock<JobApp>,
-    /// Wakes the claim loop: a job was queued here, or swept back.
-    pub(crate) nudge: Arc<Notify>,
-    /// Until when the claim loop holds back after a claimed job reached no
-    /// layer here (a route this replica does not serve).
-    pub(crate) missed_until: Mutex<Option<Instant>>,
-}
-
-impl Durability {
-    /// Whether this replica claims queued jobs (it was given the
-    /// application to run them through).
-    pub(crate) fn claims_jobs(&self) -> bool {
-        self.app.get().is_some()
-    }
-}
 
 /// The durable side of a job accepted from `parts` and `body`, if the
 /// layer makes it durable: its stored request.

@@ -9,8 +9,9 @@ use http::{HeaderName, Request, Response};
 use http_body_util::Full;
 use tower_service::Service;
 
-use super::{JobApp, start_claiming};
+use super::start_claiming;
 use crate::AcceptedLayer;
+use crate::durability::JobApp;
 use crate::store::JobStore;
 
 impl<St: JobStore> AcceptedLayer<St> {

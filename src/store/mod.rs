@@ -362,7 +362,8 @@ pub trait JobStore: Send + Sync + 'static {
     /// that another replica takes it without waiting for its lease to
     /// lapse. Returns `false` (and changes nothing) when the job ended, is
     /// not durable or `claim` is not its current attempt. The attempt it
-    /// made still counts.
+    /// made still counts, and the released claim holds nothing from then
+    /// on: its writes and renewals answer `false`, as a stale attempt's.
     fn release(&self, claim: Claim) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Deals with the jobs whose lease lapsed by the store's own clock: a

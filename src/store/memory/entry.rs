@@ -68,6 +68,9 @@ struct Extra {
 pub(super) struct Durable {
     pub(super) request: Request<Bytes>,
     pub(super) queue: String,
+    /// Whether it waits in its queue: no attempt holds it meanwhile, not
+    /// even the one that was released.
+    pub(super) waiting: bool,
 }
 
 impl Extra {
@@ -167,6 +170,11 @@ impl Entry {
         self.extra_mut().durable = Some(durable);
     }
 
+    /// What a durable job keeps to run again, to change.
+    pub(super) fn durable_mut(&mut self) -> Option<&mut Durable> {
+        self.extra.as_deref_mut().and_then(|e| e.durable.as_mut())
+    }
+
     /// What a durable job keeps to run again; `None` for other jobs.
     pub(super) fn durable(&self) -> Option<&Durable> {
         self.extra.as_deref().and_then(|e| e.durable.as_ref())
@@ -188,7 +196,10 @@ impl Entry {
     /// current attempt. Attempt 0 (a durable job waiting for its first
     /// claim) is nobody's: claims count from 1.
     pub(super) fn held_by(&self, claim: Claim) -> bool {
-        !self.status.is_terminal() && claim.attempt() != 0 && self.attempt == claim.attempt()
+        !self.status.is_terminal()
+            && claim.attempt() != 0
+            && self.attempt == claim.attempt()
+            && self.durable().is_none_or(|d| !d.waiting)
     }
 
     /// Marks the job changed now (as [`JobRecord::touch`]).

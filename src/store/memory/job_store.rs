@@ -198,6 +198,7 @@ impl JobStore for MemoryStore {
                 entry.set_durable(Durable {
                     request: durable.request,
                     queue: durable.queue,
+                    waiting: queued,
                 });
             }
             if queued {
@@ -215,9 +216,11 @@ impl JobStore for MemoryStore {
             if entry.status != JobStatus::Pending {
                 continue;
             }
-            let Some(request) = entry.durable().map(|d| d.request.clone()) else {
+            let Some(durable) = entry.durable_mut().filter(|d| d.waiting) else {
                 continue;
             };
+            durable.waiting = false;
+            let request = durable.request.clone();
             entry.attempt = entry.attempt.saturating_add(1);
             entry.touch();
             let claim = Claim::new(id, entry.attempt);
@@ -249,9 +252,11 @@ impl JobStore for MemoryStore {
         if !entry.held_by(claim) {
             return Ok(false);
         }
-        let Some(queue) = entry.durable().map(|d| d.queue.clone()) else {
+        let Some(durable) = entry.durable_mut() else {
             return Ok(false);
         };
+        durable.waiting = true;
+        let queue = durable.queue.clone();
         entry.status = JobStatus::Pending;
         entry.started_at_ms = 0;
         entry.touch();

@@ -56,6 +56,7 @@
 
 mod claims;
 mod expiry;
+mod queues;
 mod records;
 mod waiting;
 
@@ -68,12 +69,14 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use crate::store::{Claim, JobId, JobRecord, JobStore, Lookup, Outcome};
 
 pub use claims::{
-    claims_fence_start_progress_and_finish, claims_take_the_oldest_first, create_durable_with_a_key_creates_once,
-    durable_job_not_queued_runs_as_attempt_one, ended_queued_jobs_are_never_claimed,
-    queued_job_is_claimed_once_with_its_request, release_requeues_a_durable_job_for_the_next_attempt,
-    renew_answers_claim_by_claim, sweep_leaves_held_claims_alone,
+    claims_fence_start_progress_and_finish, durable_job_not_queued_runs_as_attempt_one, renew_answers_claim_by_claim,
+    sweep_leaves_held_claims_alone,
 };
 pub use expiry::expiry;
+pub use queues::{
+    claims_take_the_oldest_first, create_durable_with_a_key_creates_once, ended_queued_jobs_are_never_claimed,
+    queued_job_is_claimed_once_with_its_request, release_requeues_a_durable_job_for_the_next_attempt,
+};
 pub use records::{
     cancel_answers_per_state, create_get_round_trip, delete_removes_record_and_response, find_key_names_the_holder,
     finish_stores_the_response_byte_for_byte, finish_twice_changes_nothing, finish_with_error_status_is_failed,
