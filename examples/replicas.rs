@@ -1,57 +1,115 @@
-//! Two replicas of the demo's routes on two ports, sharing jobs through one
-//! Redis: submit on one, poll, wait, fetch and cancel on the other.
+//! One replica of the demo's routes, sharing jobs with the others through
+//! Redis: run several side by side (one process each), submit on one, poll,
+//! wait, fetch and cancel on any; kill one and its durable jobs run on the
+//! others.
 //!
 //! `cargo run --example replicas --features redis`. Environment:
-//! `REDIS_URL` (default `redis://127.0.0.1:6379`), `ADDRS` (default
-//! `127.0.0.1:3010,127.0.0.1:3011`), `NAMESPACE` (default `demo`) and
-//! `LEASE_MS` (default 5000: how soon a job of a dead replica is `lost`).
+//! - `ADDR`: where it listens (default `127.0.0.1:3010`);
+//! - `REDIS_URL` (default `redis://127.0.0.1:6379`);
+//! - `REDIS_CLUSTER_URLS`: comma-separated node URLs of a Redis Cluster,
+//!   used instead of `REDIS_URL` when set (not supported yet: the replica
+//!   says so and stops);
+//! - `NAMESPACE` (default `demo`): replicas of one application share one;
+//! - `LEASE_MS` (default 5000): how soon the jobs of a replica that stopped
+//!   answering run elsewhere (durable) or end `lost` (the others);
+//! - `MAX_RUNNING` (default 8): jobs run at once by this replica.
+//!
+//! `/reports` and `/echo` are durable jobs, `/fail` is not. SIGTERM or
+//! SIGINT shuts the replica down gracefully: it stops accepting, gives its
+//! jobs 10 s, then hands the durable ones still running back to the queue.
+//! Each job a handler finishes here is printed (`done <id> attempt <n>`),
+//! and its response says which attempt and replica made it (`x-attempt`,
+//! `x-replica`).
 
 #[path = "demo/app.rs"]
+#[allow(
+    dead_code,
+    reason = "the demo's `app` applies the layer directly; a replica adds middleware first"
+)]
 mod app;
 
 use std::time::Duration;
 
+use axum::extract::Request;
+use axum::http::HeaderValue;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use tower_accepted::Job;
 use tower_accepted::store::RedisStore;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let redis = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let addrs = std::env::var("ADDRS").unwrap_or_else(|_| "127.0.0.1:3010,127.0.0.1:3011".into());
-    let namespace = std::env::var("NAMESPACE").unwrap_or_else(|_| "demo".into());
-    let lease = std::env::var("LEASE_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5000);
+    let env = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
+    let addr = env("ADDR", "127.0.0.1:3010");
+    let redis = env("REDIS_URL", "redis://127.0.0.1:6379");
+    let namespace = env("NAMESPACE", "demo");
+    let lease: u64 = env("LEASE_MS", "5000").parse()?;
+    let max_running: usize = env("MAX_RUNNING", "8").parse()?;
+    if std::env::var("REDIS_CLUSTER_URLS").is_ok_and(|urls| !urls.is_empty()) {
+        return Err("REDIS_CLUSTER_URLS: Redis Cluster is not supported yet; set REDIS_URL".into());
+    }
     let completion = app::completion_from_env()?;
 
-    let mut servers = Vec::new();
-    let mut bases = Vec::new();
-    for addr in addrs.split(',') {
-        // Each replica has a store (connections, lease renewals) of its own,
-        // as separate processes would; they share the Redis and namespace.
-        let store = RedisStore::builder(redis.as_str())
-            .namespace(namespace.as_str())
-            .lease(Duration::from_millis(lease))
-            .build()
-            .await?;
-        let layer = app::layer(completion).store(store);
-        let listener = tokio::net::TcpListener::bind(addr.trim()).await?;
-        let base = format!("http://{}", listener.local_addr()?);
-        println!("replica listening on {base}");
-        bases.push(base);
-        servers.push(tokio::spawn(
-            async move { axum::serve(listener, app::app(layer)).await },
-        ));
-    }
-    let (a, b) = (&bases[0], bases.get(1).unwrap_or(&bases[0]));
-    println!();
-    println!("Submit on one replica, follow on the other (Redis {redis}, namespace {namespace:?}):");
-    println!("  curl -i -X POST {a}/reports -d '{{\"pages\": 10}}'");
-    println!("  curl -i '{b}/jobs/<id>?wait=30'");
-    println!("  curl -i {b}/jobs/<id>/result");
-    println!("  curl -i -X DELETE {b}/jobs/<id>");
-    for server in servers {
-        server.await??;
-    }
+    let store = RedisStore::builder(redis.as_str())
+        .namespace(namespace.as_str())
+        .lease(Duration::from_millis(lease))
+        .build()
+        .await?;
+    let layer = app::layer(completion)
+        .store(store)
+        .max_running(max_running)
+        .durable_if(|parts| parts.uri.path() != "/fail");
+    let replica = HeaderValue::from_str(&addr)?;
+    let app = app::routes()
+        .layer(middleware::from_fn(move |request: Request, next: Next| {
+            let replica = replica.clone();
+            report_done(request, next, replica)
+        }))
+        .layer(layer.clone());
+    // Claimed jobs (queued here or elsewhere, or handed back by a replica
+    // that stopped) run through the same application.
+    layer.run_jobs_with(app.clone());
+
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    println!("replica listening on {base} (Redis {redis}, namespace {namespace:?}, lease {lease} ms)");
+    println!("  curl -i -X POST {base}/reports -d '{{\"pages\": 10}}'");
+    println!("  curl -i '{base}/jobs/<id>?wait=30'   # on this replica or any other");
+
+    axum::serve(listener, app).with_graceful_shutdown(stop_signal()).await?;
+    let failed = layer.shutdown(Duration::from_secs(10)).await;
+    println!("replica {base} stopped ({failed} jobs failed as `shutdown`)");
     Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Around each route, inside the layer: says which attempt, on which
+/// replica, made the response of a job, and prints it.
+async fn report_done(request: Request, next: Next, replica: HeaderValue) -> Response {
+    let job = request.extensions().get::<Job>().cloned();
+    let mut response = next.run(request).await;
+    if let Some(job) = job {
+        println!("done {} attempt {}", job.id(), job.attempt());
+        let headers = response.headers_mut();
+        headers.insert("x-attempt", HeaderValue::from(job.attempt()));
+        headers.insert("x-replica", replica);
+    }
+    response
 }

@@ -77,13 +77,18 @@ fn demo_user(parts: &axum::http::request::Parts) -> Option<String> {
 
 /// The demo's routes, with the layer applied (on any job store).
 pub fn app<St: JobStore>(layer: AcceptedLayer<St>) -> Router {
+    routes().layer(layer)
+}
+
+/// The demo's routes alone, for an application that adds middleware of
+/// its own between them and the layer (the `replicas` example does).
+pub fn routes() -> Router {
     Router::new()
         // The demo page (a GET: the layer defers only POSTs, so it is served at once).
         .route("/", axum::routing::get(demo_page))
         .route("/reports", post(report))
         .route("/echo", post(echo))
         .route("/fail", post(fail))
-        .layer(layer)
 }
 
 /// `GET /`: a small page that starts reports and follows them in the browser

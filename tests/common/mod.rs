@@ -2,7 +2,8 @@
 //! (`server`), a small HTTP client and the checks of a `202` (`http`),
 //! waits with a deadline of seconds (`wait`), raw TCP exchanges (`tcp`), a
 //! response body that breaks (`body`), silenced planned panics (`panics`),
-//! a `redis-server` of a test's own (`private_redis`), a `MemoryStore`
+//! a `redis-server` of a test's own (`private_redis`), replica processes
+//! of the `replicas` example (`replica`), a `MemoryStore`
 //! with hooks (`store`), a shutdown begun in a task (`shutdown`) and calls of a router in process, for the tests on
 //! the paused clock (`oneshot`).
 #![allow(dead_code, unreachable_pub)]
@@ -15,6 +16,8 @@ pub mod panics;
 pub mod private_redis;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(feature = "redis")]
+pub mod replica;
 pub mod server;
 pub mod shutdown;
 pub mod store;

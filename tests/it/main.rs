@@ -29,6 +29,7 @@ mod owners;
 mod progress;
 mod redis_faults;
 mod redis_store;
+mod replicas;
 mod runner;
 mod store_suite;
 mod timing;

@@ -153,7 +153,10 @@ pub async fn release_requeues_a_durable_job_for_the_next_attempt<St: JobStore>(s
     // again: a retried release, a late start, progress or end change
     // nothing (and the job does not wait in its queue twice).
     assert!(!store.release(first).await.expect("release"), "released once");
-    assert!(!store.start(first).await.expect("start"), "a released attempt starts nothing");
+    assert!(
+        !store.start(first).await.expect("start"),
+        "a released attempt starts nothing"
+    );
     assert!(!store.finish(first, ok("late")).await.expect("finish"), "nor ends it");
     assert_eq!(store.renew(vec![first]).await.expect("renew"), [false]);
     assert_eq!(found(store, id).await.status, JobStatus::Pending);

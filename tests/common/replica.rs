@@ -1,0 +1,137 @@
+//! The `replicas` example run as a process of its own, one per replica, so
+//! that a test can kill it (SIGKILL), stop it gracefully (SIGTERM) and
+//! start it again on the same address; what its handlers finished is read
+//! from its output (`done <id> attempt <n>`).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The path of the `replicas` example, built by `cargo test` with the
+/// feature (or built here when only the test target was built).
+pub fn replicas_example() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let target = exe.parent().and_then(|deps| deps.parent()).unwrap().to_path_buf();
+    let example = target.join("examples").join("replicas");
+    if !example.exists() {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "--example", "replicas", "--features", "redis"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap();
+        assert!(status.success(), "building the replicas example failed");
+    }
+    example
+}
+
+/// Handler completions, by job id: the attempts that finished, in order,
+/// over every run of every replica that shares it.
+#[derive(Clone, Default)]
+pub struct Completions(Arc<Mutex<HashMap<String, Vec<u32>>>>);
+
+impl Completions {
+    /// The attempts of job `id` whose handler finished.
+    pub fn of(&self, id: &str) -> Vec<u32> {
+        self.0.lock().unwrap().get(id).cloned().unwrap_or_default()
+    }
+
+    fn record(&self, line: &str) {
+        let mut words = line.split(' ');
+        if let (Some("done"), Some(id), Some("attempt"), Some(attempt)) =
+            (words.next(), words.next(), words.next(), words.next())
+            && let Ok(attempt) = attempt.parse()
+        {
+            self.0.lock().unwrap().entry(id.to_owned()).or_default().push(attempt);
+        }
+    }
+}
+
+/// One replica process on a fixed address.
+pub struct Replica {
+    pub addr: String,
+    env: Vec<(String, String)>,
+    child: Option<Child>,
+    pub completions: Completions,
+}
+
+impl Replica {
+    /// Starts a replica on a free port of 127.0.0.1 with `env` (besides
+    /// `ADDR`), and waits until it listens.
+    pub async fn start(env: &[(&str, &str)], completions: Completions) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut replica = Self {
+            addr: format!("127.0.0.1:{port}"),
+            env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            child: None,
+            completions,
+        };
+        replica.restart().await;
+        replica
+    }
+
+    /// The base URL.
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Starts the process (again), on the same address.
+    pub async fn restart(&mut self) {
+        let mut child = Command::new(replicas_example())
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("ADDR", &self.addr)
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the replicas example starts");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let (listening, heard) = tokio::sync::oneshot::channel();
+        let completions = self.completions.clone();
+        tokio::spawn(async move {
+            let mut listening = Some(listening);
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.starts_with("replica listening on ")
+                    && let Some(tx) = listening.take()
+                {
+                    let _ = tx.send(());
+                }
+                completions.record(&line);
+            }
+        });
+        self.child = Some(child);
+        tokio::time::timeout(Duration::from_secs(60), heard)
+            .await
+            .expect("the replica listens within 60 s")
+            .expect("the replica printed its address");
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.unwrap();
+        }
+    }
+
+    /// SIGTERM, then waits (up to `within`) for the process to exit.
+    pub async fn terminate(&mut self, within: Duration) {
+        let Some(mut child) = self.child.take() else { return };
+        if let Some(pid) = child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+        let status = tokio::time::timeout(within, child.wait())
+            .await
+            .expect("the replica stops after SIGTERM")
+            .unwrap();
+        assert!(status.success(), "a replica stopped by SIGTERM exits cleanly: {status}");
+    }
+}

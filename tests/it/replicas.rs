@@ -1,0 +1,205 @@
+//! Replicas as processes (issue 12, "Accepted means done"): three
+//! `replicas` examples on a private `redis-server` with an append-only
+//! file, one killed and restarted, one stopped gracefully and restarted,
+//! Redis frozen for 5 s; every durable job ends `succeeded`, its result
+//! recorded once by the attempt the job names; and a killed replica's
+//! jobs that are not durable end `lost` within two leases.
+
+#![cfg(feature = "redis")]
+
+use crate::common;
+
+use std::time::{Duration, Instant};
+
+use http::StatusCode;
+use tower_accepted::store::{JobId, JobStatus, JobStore, Lookup, RedisStore};
+
+use common::http::{HttpClient, assert_accepted};
+use common::private_redis::PrivateRedis;
+use common::replica::{Completions, Replica};
+
+const LEASE_MS: u64 = 1000;
+
+/// A client of the replica at `replica`.
+fn client(replica: &Replica) -> HttpClient {
+    HttpClient::at(replica.addr.parse().unwrap())
+}
+
+/// Every key of the private Redis with its time to live in ms.
+async fn keys_without_ttl(redis: &PrivateRedis) -> Vec<String> {
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut conn).await.unwrap();
+    let mut without = Vec::new();
+    for key in keys {
+        let ttl: i64 = redis::cmd("PTTL").arg(&key).query_async(&mut conn).await.unwrap();
+        if ttl < 0 && ttl != -2 {
+            without.push(key);
+        }
+    }
+    without
+}
+
+/// Reads job `id` from the store until `done` holds, for at most `within`.
+async fn until_record(
+    store: &RedisStore,
+    id: JobId,
+    within: Duration,
+    done: impl Fn(&tower_accepted::store::JobRecord) -> bool,
+) -> tower_accepted::store::JobRecord {
+    let deadline = Instant::now() + within;
+    let mut last = None;
+    loop {
+        if let Ok(Lookup::Found(record)) = store.get(id).await {
+            if done(&record) {
+                return record;
+            }
+            last = Some(record);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {id} within {within:?}; last seen {last:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_run_every_durable_job_once_recorded_through_kills_restarts_and_a_frozen_redis() {
+    let redis = PrivateRedis::start().await;
+    let url = redis.url();
+    let lease = LEASE_MS.to_string();
+    let env = [
+        ("REDIS_URL", url.as_str()),
+        ("NAMESPACE", "chaos"),
+        ("LEASE_MS", lease.as_str()),
+        ("MAX_RUNNING", "8"),
+    ];
+    let completions = Completions::default();
+    let mut a = Replica::start(&env, completions.clone()).await;
+    let mut b = Replica::start(&env, completions.clone()).await;
+    let c = Replica::start(&env, completions.clone()).await;
+
+    // 300 durable jobs, spread over the three, each 100 ms to 1.5 s long.
+    let mut jobs = Vec::new();
+    for n in 0..300u64 {
+        let replica = [&a, &b, &c][(n % 3) as usize];
+        let delay = 100 + (n * 7919) % 1400;
+        let answer = client(replica)
+            .post(&format!("/echo?delay_ms={delay}&n={n}"), format!("job {n}"))
+            .await;
+        let monitor = assert_accepted(&answer);
+        jobs.push((n, monitor));
+    }
+
+    // A replica killed mid-run and started again; another stopped
+    // gracefully and started again (a rolling restart); Redis frozen once.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    a.kill().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.restart().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    b.terminate(Duration::from_secs(30)).await;
+    b.restart().await;
+    redis.freeze();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    redis.thaw();
+
+    let store = RedisStore::builder(url.as_str())
+        .namespace("chaos")
+        .build()
+        .await
+        .unwrap();
+    let poller = client(&c);
+    for (n, monitor) in &jobs {
+        let id: JobId = monitor.rsplit('/').next().unwrap().parse().unwrap();
+        let record = until_record(&store, id, Duration::from_secs(120), |r| r.status.is_terminal()).await;
+        assert_eq!(record.status, JobStatus::Succeeded, "job {n}: {record:?}");
+        // The result the job keeps is the one its current attempt made: a
+        // stale attempt never overwrote it.
+        let result = poller.get(&format!("{monitor}/result")).await;
+        assert_eq!(result.status, StatusCode::OK, "job {n}");
+        assert_eq!(String::from_utf8_lossy(&result.body), format!("job {n}"));
+        let made_by: u32 = result.header("x-attempt").unwrap().parse().unwrap();
+        assert_eq!(made_by, record.attempt, "job {n}: the result is the current attempt's");
+        let done = completions.of(&id.to_string());
+        assert_eq!(
+            done.iter().filter(|a| **a == made_by).count(),
+            1,
+            "job {n}: its recorded attempt finished once ({done:?})"
+        );
+        assert!(
+            record.attempt <= 3,
+            "job {n} ran within its attempts: {}",
+            record.attempt
+        );
+    }
+    let again: usize = jobs
+        .iter()
+        .map(|(_, m)| completions.of(m.rsplit('/').next().unwrap()).len().saturating_sub(1))
+        .sum();
+    println!("300 durable jobs succeeded; {again} handler runs beyond the first");
+    assert_eq!(
+        keys_without_ttl(&redis).await,
+        Vec::<String>::new(),
+        "every key has a time to live"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_replicas_jobs_that_are_not_durable_end_lost_within_two_leases() {
+    let redis = PrivateRedis::start().await;
+    let url = redis.url();
+    let lease = LEASE_MS.to_string();
+    let env = [
+        ("REDIS_URL", url.as_str()),
+        ("NAMESPACE", "lost"),
+        ("LEASE_MS", lease.as_str()),
+        ("MAX_RUNNING", "4"),
+    ];
+    let completions = Completions::default();
+    let mut a = Replica::start(&env, completions.clone()).await;
+    let b = Replica::start(&env, completions.clone()).await;
+    // `/fail` is not durable: 4 running and 6 queued on A.
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        let monitor = assert_accepted(&client(&a).post("/fail?delay_ms=30000", "").await);
+        ids.push(monitor.rsplit('/').next().unwrap().parse::<JobId>().unwrap());
+    }
+    let store = RedisStore::builder(url.as_str())
+        .namespace("lost")
+        .build()
+        .await
+        .unwrap();
+    until_record(&store, ids[0], Duration::from_secs(20), |r| {
+        r.status == JobStatus::Running
+    })
+    .await;
+    a.kill().await;
+    let killed_ms = tower_accepted_now_ms();
+    for id in &ids {
+        let record = until_record(&store, *id, Duration::from_secs(20), |r| r.status.is_terminal()).await;
+        assert_eq!(record.status, JobStatus::Failed, "{record:?}");
+        assert_eq!(record.error.as_ref().map(|e| e.code.as_str()), Some("lost"));
+        let after = record.updated_at_ms.saturating_sub(killed_ms);
+        assert!(after <= 2 * LEASE_MS, "ended lost {after} ms after the kill");
+    }
+    // B, which swept them, answers for them.
+    let doc = client(&b).get(&format!("/jobs/{}", ids[0])).await.json();
+    assert_eq!(doc["error"]["code"], "lost", "{doc}");
+    assert_eq!(keys_without_ttl(&redis).await, Vec::<String>::new());
+}
+
+/// Milliseconds since the Unix epoch, as the records count them.
+fn tower_accepted_now_ms() -> u64 {
+    u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap()
+}
