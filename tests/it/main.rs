@@ -27,6 +27,7 @@ mod http_details;
 mod hyper;
 mod owners;
 mod progress;
+mod redis_durable;
 mod redis_faults;
 mod redis_store;
 mod replicas;
