@@ -24,7 +24,9 @@ use tower_accepted::{
     },
 };
 
-use common::redis::{assert_every_key_expires, connection, keys_with_ttl, namespace, redis_url, store};
+use common::redis::{
+    assert_every_key_expires, connection, keys_with_ttl, leases, namespace, redis_url, renew_every_claim, store,
+};
 use common::{HttpClient, Server, serve, until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -50,7 +52,12 @@ async fn redis_store_passes_the_expiry_suite() {
         .build()
         .await
         .unwrap();
+    // The suite keeps jobs pending and running for several leases: their
+    // claims are renewed meanwhile, as the layer renews the claims it holds
+    // (the store renews nothing by itself).
+    let renewer = renew_every_claim(store.clone());
     suite::expiry(&store, TTL, TOMBSTONE_TTL).await;
+    renewer.abort();
     assert_every_key_expires(&ns).await;
 }
 
@@ -498,7 +505,20 @@ async fn a_killed_replica_leaves_its_job_lost_not_running() {
 
     child.kill().await.unwrap(); // SIGKILL: no chance to clean up.
     let killed = Instant::now();
+    // The surviving replica's sweep, every half lease (the layer's work;
+    // here a store of the namespace runs it): once the dead replica's lease
+    // lapses, it ends the job `lost`, and the long poll below wakes.
+    let sweeper = {
+        let store = store(&ns).await;
+        tokio::spawn(async move {
+            loop {
+                let _ = store.sweep().await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        })
+    };
     let answer = b.get(&format!("{monitor}?wait=20")).await;
+    sweeper.abort();
     let doc = answer.json();
     assert_eq!(doc["status"], "failed", "{doc}");
     assert_eq!(doc["error"]["code"], "lost");
@@ -583,12 +603,13 @@ async fn a_waiter_is_woken_by_the_published_end_not_by_its_next_read() {
     assert_every_key_expires(&ns).await;
 }
 
-/// The lease renewal leaves an ended job alone: a job canceled on another
-/// replica while this one renews its lease keeps the time to live its end
-/// gave it. (Before, this replica's next renewal set the job's time to live
-/// back to TTL + lease, so a canceled job outlived its TTL.) The renewal is
-/// seen at work on a second, running job, whose lease it renews; right
-/// after, the canceled job's time to live must still be at most the TTL.
+/// A renewal leaves an ended job alone: a job canceled on another replica
+/// while this one holds its claim keeps the time to live its end gave it.
+/// (Once, a renewal set the job's time to live back to TTL + lease, so a
+/// canceled job outlived its TTL.) The renewal of both claims answers
+/// `false` for the canceled job and `true` for the running one, whose
+/// lease it pushes back (by Redis's clock); the canceled job's time to live
+/// must still be at most the TTL, and its lease gone from the set.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lease_renewal_leaves_an_ended_job_alone() {
     const TTL: Duration = Duration::from_secs(60);
@@ -612,27 +633,37 @@ async fn lease_renewal_leaves_an_ended_job_alone() {
         .unwrap();
     assert_eq!(other.cancel(canceled).await.unwrap(), Cancel::Canceled);
 
-    let mut conn = connection().await;
-    let key = |id: JobId, what: &str| format!("{{{ns}:{id}}}:{what}");
-    let lease_ttl = |conn: &mut redis::aio::MultiplexedConnection| {
-        let key = key(running, "lease");
-        let mut conn = conn.clone();
-        async move { redis::cmd("PTTL").arg(key).query_async::<i64>(&mut conn).await.unwrap() }
+    let lease_of = |members: &[(String, u64)], id: JobId| {
+        members
+            .iter()
+            .find(|(m, _)| *m == id.to_string())
+            .map(|(_, score)| *score)
     };
-    // A renewal after the cancel: the running job's lease grows back.
-    let mut last = lease_ttl(&mut conn).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let now = lease_ttl(&mut conn).await;
-        if now > last {
-            break;
-        }
-        last = now;
-        assert!(Instant::now() < deadline, "no lease renewal within 20 s");
-    }
+    let (before, _) = leases(&ns).await;
+    assert_eq!(lease_of(&before, canceled), None, "the cancel took the lease");
+    let last = lease_of(&before, running).expect("the running job's lease");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let held = store
+        .renew(vec![Claim::first(canceled), Claim::first(running)])
+        .await
+        .unwrap();
+    assert_eq!(held, [false, true]);
+    let (after, now) = leases(&ns).await;
+    let renewed = lease_of(&after, running).expect("the running job's lease");
+    assert!(renewed > last, "the lease grew back: {last} then {renewed}");
+    assert!(
+        renewed > now + LEASE.as_millis() as u64 - 1000,
+        "{renewed} vs now {now}"
+    );
+    assert_eq!(
+        lease_of(&after, canceled),
+        None,
+        "the renewal gave no lease to an ended job"
+    );
+
+    let mut conn = connection().await;
     let job_ttl: i64 = redis::cmd("PTTL")
-        .arg(key(canceled, "job"))
+        .arg(format!("{{{ns}:{canceled}}}:job"))
         .query_async(&mut conn)
         .await
         .unwrap();
@@ -642,15 +673,14 @@ async fn lease_renewal_leaves_an_ended_job_alone() {
     );
     assert_eq!(suite::found(&store, canceled).await.status, JobStatus::Canceled);
     assert_eq!(suite::found(&store, running).await.status, JobStatus::Running);
+    assert!(store.delete(running).await.unwrap());
+    assert_every_key_expires(&ns).await;
 }
 
-/// Issue 12: a lease renewal that ran between a job's entry in the
-/// replica's owned set and its create script read the job as gone and
-/// forgot it for good, so its lease lapsed and another replica declared it
-/// `lost`. Jobs now enter the owned set only once created. The race is one
-/// of timing: here many creates run at once under the shortest lease
-/// (300 ms, renewed every 100 ms), then every lease must still exist over
-/// a second (ten renewal periods, three leases).
+/// Many creates at once under the shortest lease (300 ms): each takes its
+/// lease in the set, by Redis's clock, and a renewal of all their claims
+/// every 100 ms (in one script) keeps every one of them ahead of Redis's
+/// clock over a second (ten renewals, three leases), every claim held.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_creates_all_keep_their_leases() {
     const LEASE: Duration = Duration::from_millis(300);
@@ -672,32 +702,32 @@ async fn concurrent_creates_all_keep_their_leases() {
     for create in creates {
         ids.push(create.await.unwrap().unwrap());
     }
-    let mut conn = connection().await;
+    let claims: Vec<Claim> = ids.iter().copied().map(Claim::first).collect();
     let until = Instant::now() + Duration::from_secs(1);
     while Instant::now() < until {
-        let mut pipe = redis::pipe();
-        for id in &ids {
-            pipe.cmd("EXISTS").arg(format!("{{{ns}:{id}}}:lease"));
-        }
-        let alive: Vec<bool> = pipe.query_async(&mut conn).await.unwrap();
-        let lapsed = alive.iter().filter(|alive| !**alive).count();
+        let held = store.renew(claims.clone()).await.unwrap();
+        assert!(held.iter().all(|h| *h), "a claim was not held: {held:?}");
+        let (members, now) = leases(&ns).await;
+        assert_eq!(members.len(), ids.len(), "a lease is missing");
+        let lapsed = members.iter().filter(|(_, expiry)| *expiry <= now).count();
         assert_eq!(lapsed, 0, "{lapsed} of {} leases lapsed", ids.len());
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    assert_eq!(store.sweep().await.unwrap(), tower_accepted::store::Swept::new(0, 0));
     for id in ids {
         assert!(store.delete(id).await.unwrap());
     }
+    assert!(leases(&ns).await.0.is_empty(), "a delete left its lease");
 }
 
 /// Issue 12: the lease is at least three times the command timeout, so
 /// that a renewal that times out is tried again before the lease lapses.
 /// An explicit timeout of 1 s raises a 300 ms lease to 3 s (seen on the
-/// lease key a create sets); without a timeout, the 300 ms lease stands
-/// (the timeout shrinks to a third of it instead).
+/// lease a create takes, against Redis's clock); without a timeout, the
+/// 300 ms lease stands (the timeout shrinks to a third of it instead).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lease_is_at_least_three_command_timeouts() {
     let ns = namespace();
-    let mut conn = connection().await;
     for (timeout, lowest, highest) in [(Some(Duration::from_secs(1)), 2_000, 3_000), (None, 1, 300)] {
         let mut builder = RedisStore::builder(redis_url())
             .namespace(ns.as_str())
@@ -708,24 +738,27 @@ async fn the_lease_is_at_least_three_command_timeouts() {
         let store = builder.build().await.unwrap();
         let id = JobId::new();
         store.create(JobRecord::pending(id)).await.unwrap();
-        let lease: i64 = redis::cmd("PTTL")
-            .arg(format!("{{{ns}:{id}}}:lease"))
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        let (members, now) = leases(&ns).await;
+        let expiry = members
+            .iter()
+            .find(|(m, _)| *m == id.to_string())
+            .map(|(_, expiry)| *expiry)
+            .expect("the create took a lease");
+        let lease = expiry.saturating_sub(now);
         assert!(
             (lowest..=highest).contains(&lease),
-            "timeout {timeout:?}: the lease key lives {lease} ms"
+            "timeout {timeout:?}: the lease lasts {lease} ms"
         );
+        assert_eq!(store.lease(), Some(Duration::from_millis(highest)));
         assert!(store.delete(id).await.unwrap());
     }
 }
 
-/// Issue 12: the lease renewal has a connection of its own. Here the
-/// store's shared connection is held for 2 s by a blocking command (as a
-/// 16 MiB result would hold it), six times the 300 ms lease of a running
-/// job; the job's lease must stay alive all along (renewed on the other
-/// connection).
+/// Issue 12: renewals have a connection of their own. Here the store's
+/// shared connection is held for 2 s by a blocking command (as a 16 MiB
+/// result would hold it), six times the 300 ms lease of a running job;
+/// renewals every 100 ms still answer at once, and the job's lease stays
+/// ahead of Redis's clock all along.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_shared_connection_does_not_hold_renewals_back() {
     let ns = namespace();
@@ -750,17 +783,20 @@ async fn a_busy_shared_connection_does_not_hold_renewals_back() {
     let blocking = tokio::spawn(async move {
         let _: redis::RedisResult<redis::Value> = redis::cmd("BLPOP").arg(list).arg(2).query_async(&mut blocked).await;
     });
-    let mut plain = connection().await;
     let until = Instant::now() + Duration::from_millis(1800);
     tokio::time::sleep(Duration::from_millis(100)).await;
     while Instant::now() < until {
-        let alive: bool = redis::cmd("EXISTS")
-            .arg(format!("{{{ns}:{id}}}:lease"))
-            .query_async(&mut plain)
-            .await
-            .unwrap();
-        assert!(alive, "the lease lapsed while the shared connection was busy");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let renewed = tokio::time::timeout(Duration::from_millis(100), store.renew(vec![Claim::first(id)])).await;
+        assert!(
+            matches!(&renewed, Ok(Ok(held)) if held == &[true]),
+            "a renewal waited for the busy shared connection: {renewed:?}"
+        );
+        let (members, now) = leases(&ns).await;
+        assert!(
+            members.iter().any(|(m, expiry)| *m == id.to_string() && *expiry > now),
+            "the lease lapsed while the shared connection was busy"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     blocking.await.unwrap();
     let _ = tokio::time::timeout(Duration::from_secs(5), store.delete(id)).await;
