@@ -26,6 +26,7 @@ mod http_details;
 mod hyper;
 mod owners;
 mod progress;
+mod redis_claims;
 mod redis_faults;
 mod redis_store;
 mod runner;
