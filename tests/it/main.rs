@@ -28,6 +28,7 @@ mod owners;
 mod progress;
 mod redis_claims;
 mod redis_faults;
+mod redis_keys;
 mod redis_store;
 mod runner;
 mod store_suite;
