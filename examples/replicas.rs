@@ -27,7 +27,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut servers = Vec::new();
     let mut bases = Vec::new();
     for addr in addrs.split(',') {
-        // Each replica has a store (connections, lease renewals) of its own,
+        // Each replica has a store (connections, listener) of its own,
         // as separate processes would; they share the Redis and namespace.
         let store = RedisStore::builder(redis.as_str())
             .namespace(namespace.as_str())
