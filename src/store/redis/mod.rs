@@ -54,7 +54,9 @@ const MAX_DURATION: Duration = Duration::from_millis(MAX_MS);
 ///   tombstone `ttl + tombstone_ttl` (default 24 h more) so that an expired
 ///   id answers `410 Gone`; a job that has not ended, and the sets that
 ///   name it, live `ttl + lease` past their last write (a claim, a
-///   renewal). Every duration is capped at 100 years, so `Duration::MAX`
+///   renewal): a queued job nobody claims within that time expires as
+///   unknown, so size `ttl` for the longest wait a queue may see. Every
+///   duration is capped at 100 years, so `Duration::MAX`
 ///   means "as good as forever", never an error. The scripts touch keys of
 ///   several hash tags: the store needs one Redis (or a replicated one),
 ///   not a Redis Cluster.
