@@ -100,7 +100,9 @@ const MAX_DURATION: Duration = Duration::from_millis(MAX_MS);
 ///   [`find_key`](JobStore::find_key) reads the key then its holder (two).
 /// - **Faults.** Every command has a timeout (at most a third of the lease);
 ///   a create whose reply was lost is run again under the same id (the
-///   script is idempotent), so no job is created that nobody runs; the
+///   script is idempotent), so no job is created that nobody runs; an end
+///   Redis could not take is tried again by the layer while its claim is
+///   renewed, so a Redis blip never leaves a job `running`; the
 ///   pub/sub connection is pinged, and replaced when it stops answering.
 ///   While Redis is unreachable,
 ///   operations fail with [`StoreError::Unavailable`] (the layer answers
