@@ -425,6 +425,36 @@ async fn a_keyed_durable_create_happens_once() {
     assert_every_key_expires(&ns).await;
 }
 
+/// A create run again under the same id (what the store does after a lost
+/// reply) queues the job once; a cancel of a claimed job takes its lease,
+/// so its runner's next renewal tells it to stop.
+#[tokio::test]
+async fn a_create_run_again_queues_once_and_a_cancel_ends_the_claim() {
+    let ns = namespace();
+    let store = short_lease(&ns).await;
+    let id = JobId::new();
+    let record = JobRecord::new(id, JobStatus::Pending, 1_000, 1_000);
+    for _ in 0..2 {
+        let created = store.create_durable(record.clone(), queued("q", "{}"), None).await;
+        assert_eq!(created.unwrap(), CreatedOnce::New);
+    }
+    let claimed = claim(&store, "q").await.claim;
+    assert!(store.claim_next("q").await.unwrap().is_none(), "queued once");
+    // Run again after the claim: the claim stands, nothing is queued.
+    let created = store.create_durable(record, queued("q", "{}"), None).await;
+    assert_eq!(created.unwrap(), CreatedOnce::New);
+    assert!(store.claim_next("q").await.unwrap().is_none());
+    assert_eq!(store.renew(vec![claimed]).await.unwrap(), [true]);
+
+    assert!(store.start(claimed).await.unwrap());
+    assert_eq!(store.cancel(id).await.unwrap(), Cancel::Canceled);
+    assert_eq!(store.renew(vec![claimed]).await.unwrap(), [false]);
+    assert!(!store.finish(claimed, ok()).await.unwrap());
+    assert!(leases(&ns).await.0.is_empty(), "the cancel took the lease");
+    assert_eq!(suite::found(&store, id).await.status, JobStatus::Canceled);
+    assert_every_key_expires(&ns).await;
+}
+
 /// Every key a store writes in its namespace, the lease set and the queues
 /// among them, has a time to live, whatever the jobs went through.
 #[tokio::test]
