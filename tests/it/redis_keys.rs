@@ -194,7 +194,7 @@ async fn a_busy_shared_connection_does_not_hold_renewals_back() {
     let until = Instant::now() + Duration::from_millis(1800);
     tokio::time::sleep(Duration::from_millis(100)).await;
     while Instant::now() < until {
-        let renewed = tokio::time::timeout(Duration::from_millis(100), store.renew(vec![Claim::first(id)])).await;
+        let renewed = tokio::time::timeout(Duration::from_millis(250), store.renew(vec![Claim::first(id)])).await;
         assert!(
             matches!(&renewed, Ok(Ok(held)) if held == &[true]),
             "a renewal waited for the busy shared connection: {renewed:?}"
