@@ -849,14 +849,13 @@ fn redis_store_soak_returns_to_baseline() {
             .store(store.clone());
         let service = services(layer, Duration::from_millis(500), &asleep);
 
-        // The store's own tasks: its listener, its lease renewal, the
-        // connections'.
+        // The store's own tasks: its listener, the connections'.
         let idle_tasks = Usage::now().tasks;
 
         let mut tally = Tally::default();
         wave(&service, &asleep, 0, wave_size, &mut tally).await;
-        // The store renews leases and forgets ended jobs every third of a
-        // lease: let it run that.
+        // The layer renews its claims every third of a lease and sweeps
+        // every half: let it run that.
         tokio::time::sleep(lease).await;
         settle(idle_tasks, Duration::from_secs(5)).await;
         let baseline = Usage::now();

@@ -75,3 +75,50 @@ pub async fn assert_every_key_expires(namespace: &str) {
     let forever: Vec<_> = keys.iter().filter(|(_, ttl)| *ttl == -1).collect();
     assert!(forever.is_empty(), "keys without a TTL: {forever:?}");
 }
+
+/// Renews, every third of the store's lease, every claim current in
+/// `namespace` (as a layer renews the claims it holds): for checks that
+/// keep jobs pending or running longer than a lease without a layer. Ends
+/// with the returned task (abort it).
+pub fn renew_every_claim(store: RedisStore) -> tokio::task::JoinHandle<()> {
+    use tower_accepted::store::{Claim, JobStore, Lookup};
+    tokio::spawn(async move {
+        let lease = store.lease().expect("a RedisStore has a lease");
+        let leases = format!("{{{}}}:leases", store.namespace());
+        let mut conn = connection().await;
+        loop {
+            let ids: Vec<String> = redis::cmd("ZRANGE")
+                .arg(&leases)
+                .arg(0)
+                .arg(-1)
+                .query_async(&mut conn)
+                .await
+                .unwrap_or_default();
+            let mut claims = Vec::new();
+            for id in ids.iter().filter_map(|id| id.parse::<JobId>().ok()) {
+                if let Ok(Lookup::Found(record)) = store.get(id).await {
+                    claims.push(Claim::new(id, record.attempt));
+                }
+            }
+            let _ = store.renew(claims).await;
+            tokio::time::sleep(lease / 3).await;
+        }
+    })
+}
+
+/// The members of the lease set of `namespace` with their expiry, and the
+/// server's time, both in ms by Redis's clock.
+pub async fn leases(namespace: &str) -> (Vec<(String, u64)>, u64) {
+    let mut conn = connection().await;
+    let (members, (secs, micros)): (Vec<(String, u64)>, (u64, u64)) = redis::pipe()
+        .cmd("ZRANGE")
+        .arg(format!("{{{namespace}}}:leases"))
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .cmd("TIME")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    (members, secs * 1000 + micros / 1000)
+}

@@ -133,8 +133,8 @@ async fn redis_down_means_503_never_a_hang_and_back_means_serving() {
 
 /// Issue 12: Redis frozen just as the handler returns, for far longer than
 /// the few tries `finish` used to get (about 750 ms). The job used to stay
-/// `running` for as long as the replica lived (its heartbeat kept renewing
-/// the lease, so nobody declared it lost); now `finish` is retried until
+/// `running` for as long as the replica lived (its renewals kept the
+/// lease, so nobody declared it lost); now `finish` is retried until
 /// Redis answers, and the job ends `succeeded` with its result within two
 /// leases of the thaw.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -173,9 +173,8 @@ async fn a_finish_during_a_freeze_lands_once_redis_is_back() {
     redis.thaw();
     let thawed = Instant::now();
 
-    // A lease for the heartbeat to renew the job's lease (which lapsed
-    // during the freeze, as far as Redis can tell): a read before that
-    // could rightly declare the job lost.
+    // A lease for the renewals to catch up after the thaw (reads declare
+    // nothing lost; only a sweep would).
     tokio::time::sleep(LEASE).await;
     let deadline = thawed + 2 * LEASE + Duration::from_secs(8);
     let doc = loop {
@@ -208,8 +207,9 @@ async fn a_finish_during_a_freeze_lands_once_redis_is_back() {
 /// timed out. The store used to answer that create with an error (the
 /// layer: `503`) and forget the id, leaving a created job nobody ran. Now
 /// the create is run again (the script is idempotent for its id) and
-/// succeeds; the job is this replica's, so its lease is renewed: two leases
-/// later it is still `pending`, not `lost`. A keyed create the same way
+/// succeeds; the job is this replica's, with its lease, which the replica
+/// renews: two leases later a sweep finds nothing lapsed, and it is still
+/// `pending`, not `lost`. A keyed create the same way
 /// answers `New`, and a second run with the same key finds that job. And a
 /// create that gives up (writes held longer than its tries) leaves no key
 /// of its job behind.
@@ -255,7 +255,19 @@ async fn a_create_whose_reply_timed_out_is_tried_again_and_kept() {
         "{again:?}"
     );
 
-    tokio::time::sleep(2 * LEASE).await;
+    // The creator holds both claims and renews them, as the layer does,
+    // for two leases: every renewal finds the lease the create took, and a
+    // sweep then finds nothing lapsed.
+    let claims = vec![
+        tower_accepted::store::Claim::first(plain),
+        tower_accepted::store::Claim::first(keyed),
+    ];
+    let until = std::time::Instant::now() + 2 * LEASE;
+    while std::time::Instant::now() < until {
+        assert_eq!(store.renew(claims.clone()).await.unwrap(), [true, true]);
+        tokio::time::sleep(LEASE / 3).await;
+    }
+    assert_eq!(store.sweep().await.unwrap(), tower_accepted::store::Swept::new(0, 0));
     for id in [plain, keyed] {
         match store.get(id).await.unwrap() {
             Lookup::Found(record) => assert_eq!(record.status, JobStatus::Pending, "{record:?}"),

@@ -1,6 +1,6 @@
 //! `RedisStore` against the real Redis server (`REDIS_URL`): the store suite,
-//! replicas sharing jobs over HTTP, lost jobs of a killed replica, namespaces,
-//! key expiry, idempotency-key lookups, start times and extreme settings.
+//! replicas sharing jobs over HTTP, lost jobs of a killed replica, key
+//! expiry, idempotency-key lookups, start times and extreme settings.
 #![cfg(feature = "redis")]
 
 use crate::common;
@@ -24,7 +24,9 @@ use tower_accepted::{
     },
 };
 
-use common::redis::{assert_every_key_expires, connection, keys_with_ttl, namespace, redis_url, store};
+use common::redis::{
+    assert_every_key_expires, connection, keys_with_ttl, namespace, redis_url, renew_every_claim, store,
+};
 use common::{HttpClient, Server, serve, until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -50,22 +52,13 @@ async fn redis_store_passes_the_expiry_suite() {
         .build()
         .await
         .unwrap();
+    // The suite keeps jobs pending and running for several leases: their
+    // claims are renewed meanwhile, as the layer renews the claims it holds
+    // (the store renews nothing by itself).
+    let renewer = renew_every_claim(store.clone());
     suite::expiry(&store, TTL, TOMBSTONE_TTL).await;
+    renewer.abort();
     assert_every_key_expires(&ns).await;
-}
-
-#[tokio::test]
-async fn namespaces_are_isolated() {
-    let (a, b) = (store(&namespace()).await, store(&namespace()).await);
-    let id = JobId::new();
-    a.create(JobRecord::pending(id)).await.unwrap();
-    assert!(matches!(a.get(id).await.unwrap(), Lookup::Found(_)));
-    assert_eq!(b.get(id).await.unwrap(), Lookup::Unknown);
-    assert!(!b.start(Claim::first(id)).await.unwrap());
-    assert_eq!(b.cancel(id).await.unwrap(), tower_accepted::store::Cancel::Unknown);
-    assert!(
-        matches!(a.get(id).await.unwrap(), Lookup::Found(r) if r.status == tower_accepted::store::JobStatus::Pending)
-    );
 }
 
 /// The record of a job that must be there.
@@ -498,7 +491,20 @@ async fn a_killed_replica_leaves_its_job_lost_not_running() {
 
     child.kill().await.unwrap(); // SIGKILL: no chance to clean up.
     let killed = Instant::now();
+    // The surviving replica's sweep, every half lease (the layer's work;
+    // here a store of the namespace runs it): once the dead replica's lease
+    // lapses, it ends the job `lost`, and the long poll below wakes.
+    let sweeper = {
+        let store = store(&ns).await;
+        tokio::spawn(async move {
+            loop {
+                let _ = store.sweep().await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        })
+    };
     let answer = b.get(&format!("{monitor}?wait=20")).await;
+    sweeper.abort();
     let doc = answer.json();
     assert_eq!(doc["status"], "failed", "{doc}");
     assert_eq!(doc["error"]["code"], "lost");
@@ -581,223 +587,4 @@ async fn a_waiter_is_woken_by_the_published_end_not_by_its_next_read() {
     );
     assert!(runner.delete(id).await.is_ok());
     assert_every_key_expires(&ns).await;
-}
-
-/// The lease renewal leaves an ended job alone: a job canceled on another
-/// replica while this one renews its lease keeps the time to live its end
-/// gave it. (Before, this replica's next renewal set the job's time to live
-/// back to TTL + lease, so a canceled job outlived its TTL.) The renewal is
-/// seen at work on a second, running job, whose lease it renews; right
-/// after, the canceled job's time to live must still be at most the TTL.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lease_renewal_leaves_an_ended_job_alone() {
-    const TTL: Duration = Duration::from_secs(60);
-    const LEASE: Duration = Duration::from_secs(3);
-    let ns = namespace();
-    let store = RedisStore::builder(redis_url())
-        .namespace(ns.as_str())
-        .ttl(TTL)
-        .lease(LEASE)
-        .build()
-        .await
-        .unwrap();
-    let canceled = suite::running(&store).await;
-    let running = suite::running(&store).await;
-    let other = RedisStore::builder(redis_url())
-        .namespace(ns.as_str())
-        .ttl(TTL)
-        .lease(LEASE)
-        .build()
-        .await
-        .unwrap();
-    assert_eq!(other.cancel(canceled).await.unwrap(), Cancel::Canceled);
-
-    let mut conn = connection().await;
-    let key = |id: JobId, what: &str| format!("{{{ns}:{id}}}:{what}");
-    let lease_ttl = |conn: &mut redis::aio::MultiplexedConnection| {
-        let key = key(running, "lease");
-        let mut conn = conn.clone();
-        async move { redis::cmd("PTTL").arg(key).query_async::<i64>(&mut conn).await.unwrap() }
-    };
-    // A renewal after the cancel: the running job's lease grows back.
-    let mut last = lease_ttl(&mut conn).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let now = lease_ttl(&mut conn).await;
-        if now > last {
-            break;
-        }
-        last = now;
-        assert!(Instant::now() < deadline, "no lease renewal within 20 s");
-    }
-    let job_ttl: i64 = redis::cmd("PTTL")
-        .arg(key(canceled, "job"))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert!(
-        (1..=TTL.as_millis() as i64).contains(&job_ttl),
-        "the canceled job's time to live is {job_ttl} ms, its TTL {TTL:?}"
-    );
-    assert_eq!(suite::found(&store, canceled).await.status, JobStatus::Canceled);
-    assert_eq!(suite::found(&store, running).await.status, JobStatus::Running);
-}
-
-/// Issue 12: a lease renewal that ran between a job's entry in the
-/// replica's owned set and its create script read the job as gone and
-/// forgot it for good, so its lease lapsed and another replica declared it
-/// `lost`. Jobs now enter the owned set only once created. The race is one
-/// of timing: here many creates run at once under the shortest lease
-/// (300 ms, renewed every 100 ms), then every lease must still exist over
-/// a second (ten renewal periods, three leases).
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_creates_all_keep_their_leases() {
-    const LEASE: Duration = Duration::from_millis(300);
-    let ns = namespace();
-    let store = RedisStore::builder(redis_url())
-        .namespace(ns.as_str())
-        .lease(LEASE)
-        .build()
-        .await
-        .unwrap();
-    let creates = (0..300).map(|_| {
-        let store = store.clone();
-        tokio::spawn(async move {
-            let id = JobId::new();
-            store.create(JobRecord::pending(id)).await.map(|()| id)
-        })
-    });
-    let mut ids = Vec::new();
-    for create in creates {
-        ids.push(create.await.unwrap().unwrap());
-    }
-    let mut conn = connection().await;
-    let until = Instant::now() + Duration::from_secs(1);
-    while Instant::now() < until {
-        let mut pipe = redis::pipe();
-        for id in &ids {
-            pipe.cmd("EXISTS").arg(format!("{{{ns}:{id}}}:lease"));
-        }
-        let alive: Vec<bool> = pipe.query_async(&mut conn).await.unwrap();
-        let lapsed = alive.iter().filter(|alive| !**alive).count();
-        assert_eq!(lapsed, 0, "{lapsed} of {} leases lapsed", ids.len());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    for id in ids {
-        assert!(store.delete(id).await.unwrap());
-    }
-}
-
-/// Issue 12: the lease is at least three times the command timeout, so
-/// that a renewal that times out is tried again before the lease lapses.
-/// An explicit timeout of 1 s raises a 300 ms lease to 3 s (seen on the
-/// lease key a create sets); without a timeout, the 300 ms lease stands
-/// (the timeout shrinks to a third of it instead).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_lease_is_at_least_three_command_timeouts() {
-    let ns = namespace();
-    let mut conn = connection().await;
-    for (timeout, lowest, highest) in [(Some(Duration::from_secs(1)), 2_000, 3_000), (None, 1, 300)] {
-        let mut builder = RedisStore::builder(redis_url())
-            .namespace(ns.as_str())
-            .lease(Duration::from_millis(300));
-        if let Some(timeout) = timeout {
-            builder = builder.command_timeout(timeout);
-        }
-        let store = builder.build().await.unwrap();
-        let id = JobId::new();
-        store.create(JobRecord::pending(id)).await.unwrap();
-        let lease: i64 = redis::cmd("PTTL")
-            .arg(format!("{{{ns}:{id}}}:lease"))
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        assert!(
-            (lowest..=highest).contains(&lease),
-            "timeout {timeout:?}: the lease key lives {lease} ms"
-        );
-        assert!(store.delete(id).await.unwrap());
-    }
-}
-
-/// Issue 12: the lease renewal has a connection of its own. Here the
-/// store's shared connection is held for 2 s by a blocking command (as a
-/// 16 MiB result would hold it), six times the 300 ms lease of a running
-/// job; the job's lease must stay alive all along (renewed on the other
-/// connection).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_busy_shared_connection_does_not_hold_renewals_back() {
-    let ns = namespace();
-    let shared = redis::aio::ConnectionManager::new(redis::Client::open(redis_url()).unwrap())
-        .await
-        .unwrap();
-    let store = RedisStore::builder(redis_url())
-        .namespace(ns.as_str())
-        .lease(Duration::from_millis(300))
-        .connection_manager(shared.clone())
-        .build()
-        .await
-        .unwrap();
-    let id = JobId::new();
-    store.create(JobRecord::pending(id)).await.unwrap();
-    assert!(store.start(Claim::first(id)).await.unwrap());
-
-    // `BLPOP` on a list nobody fills: the connection answers nothing else
-    // for 2 s.
-    let mut blocked = shared.clone();
-    let list = format!("{{{ns}}}:never");
-    let blocking = tokio::spawn(async move {
-        let _: redis::RedisResult<redis::Value> = redis::cmd("BLPOP").arg(list).arg(2).query_async(&mut blocked).await;
-    });
-    let mut plain = connection().await;
-    let until = Instant::now() + Duration::from_millis(1800);
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    while Instant::now() < until {
-        let alive: bool = redis::cmd("EXISTS")
-            .arg(format!("{{{ns}:{id}}}:lease"))
-            .query_async(&mut plain)
-            .await
-            .unwrap();
-        assert!(alive, "the lease lapsed while the shared connection was busy");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    blocking.await.unwrap();
-    let _ = tokio::time::timeout(Duration::from_secs(5), store.delete(id)).await;
-}
-
-/// Issue 12: an owner that keeps submitting must not grow its index without
-/// bound. Each create refreshes the index's time to live, and listing only
-/// clears the entries it shows, so before the create script trimmed the
-/// index by age, the jobs below were all still in it after they expired.
-#[tokio::test]
-async fn the_owner_index_is_trimmed_of_entries_older_than_their_jobs() {
-    const TTL: Duration = Duration::from_millis(300);
-    const TOMBSTONE_TTL: Duration = Duration::from_millis(300);
-    let ns = namespace();
-    let store = RedisStore::builder(redis_url())
-        .namespace(ns.as_str())
-        .ttl(TTL)
-        .tombstone_ttl(TOMBSTONE_TTL)
-        .lease(Duration::from_millis(300))
-        .build()
-        .await
-        .unwrap();
-    let index = format!("{{{ns}}}:owner:alice");
-    let mut conn = connection().await;
-    let submit = || async {
-        let record = JobRecord::pending(JobId::new()).with_owner(Some("alice".into()));
-        store.create(record).await.unwrap();
-    };
-    for _ in 0..5 {
-        submit().await;
-    }
-    let before: u64 = redis::cmd("ZCARD").arg(&index).query_async(&mut conn).await.unwrap();
-    assert_eq!(before, 5, "fresh entries are kept");
-
-    // Past `ttl + tombstone_ttl`, no job of those can be left.
-    tokio::time::sleep(TTL + TOMBSTONE_TTL + Duration::from_millis(200)).await;
-    submit().await;
-    let after: u64 = redis::cmd("ZCARD").arg(&index).query_async(&mut conn).await.unwrap();
-    assert_eq!(after, 1, "the create trimmed the five old entries");
 }

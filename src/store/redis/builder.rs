@@ -1,14 +1,13 @@
 //! [`RedisStoreBuilder`]: how a [`RedisStore`] connects and what it keeps.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Script};
 
-use super::tasks::{Liveness, Waiters, listen, renew_leases};
-use super::{Inner, MAX_DURATION, RedisStore, lock, scripts, unavailable};
+use super::tasks::{Liveness, Waiters, listen};
+use super::{Inner, MAX_DURATION, RedisStore, scripts, unavailable};
 use crate::store::StoreError;
 
 /// The command timeout when none is set.
@@ -19,9 +18,10 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Every duration is capped at 100 years: `Duration::MAX` is a valid
 /// setting that means "as good as forever".
 ///
-/// The lease is at least three times the command timeout: a renewal (every
-/// third of the lease) that times out is tried again before the lease
-/// lapses, and a create retried after a lost reply finds its lease alive.
+/// The lease is at least three times the command timeout: a renewal (the
+/// layer renews every third of the lease) that times out is tried again
+/// before the lease lapses, and a create retried after a lost reply finds
+/// its lease alive.
 /// An explicit [`command_timeout`](Self::command_timeout) raises a shorter
 /// lease to three times it; without one, the timeout is 2 s or a third of
 /// the lease, whichever is shorter.
@@ -56,8 +56,10 @@ pub struct RedisStoreBuilder {
     ttl: Duration,
     /// How long an expired id is remembered past `ttl`.
     tombstone_ttl: Duration,
-    /// How long a running job survives its replica's silence.
+    /// How long a claim lasts without renewal.
     lease: Duration,
+    /// How many jobs a queue holds at most.
+    max_queued: usize,
     /// The command, connection and subscription timeout, when set; else
     /// [`DEFAULT_TIMEOUT`], at most a third of the lease.
     timeout: Option<Duration>,
@@ -77,6 +79,7 @@ impl RedisStoreBuilder {
             ttl: Duration::from_secs(3600),
             tombstone_ttl: Duration::from_secs(24 * 3600),
             lease: Duration::from_secs(5),
+            max_queued: 100_000,
             timeout: None,
             liveness: None,
         }
@@ -90,8 +93,8 @@ impl RedisStoreBuilder {
     }
 
     /// Uses an existing connection manager for commands (the store still
-    /// opens connections of its own: one for pub/sub, one for renewing
-    /// leases).
+    /// opens connections of its own: one for pub/sub, one for renewals and
+    /// sweeps).
     pub fn connection_manager(mut self, conn: ConnectionManager) -> Self {
         self.conn = Some(conn);
         self
@@ -118,13 +121,24 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// How long a job survives its replica going silent before it is
-    /// reported `lost` (default 5 s; renewed every third of it; at least
-    /// 300 ms, at most 100 years). At least three times an explicit
+    /// How long a claim lasts without renewal: once it lapsed (by Redis's
+    /// clock), a sweep puts a durable job with attempts left back in its
+    /// queue and ends any other `lost` (default 5 s; the layer renews every
+    /// third of it and sweeps every half; at least 300 ms, at most 100
+    /// years). At least three times an explicit
     /// [`command_timeout`](Self::command_timeout): a shorter lease is
     /// raised to that.
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease.clamp(Duration::from_millis(300), MAX_DURATION);
+        self
+    }
+
+    /// How many durable jobs one queue holds at most (default 100 000; at
+    /// least 1): a queued create into a full queue fails with
+    /// [`StoreError::Full`] (the layer answers `503`), so that a backlog
+    /// nobody claims cannot grow Redis without bound.
+    pub fn max_queued(mut self, max_queued: usize) -> Self {
+        self.max_queued = max_queued.max(1);
         self
     }
 
@@ -150,7 +164,7 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// Connects, starts listening for ended jobs and renewing leases.
+    /// Connects and starts listening for ended jobs.
     /// Must be called within a tokio runtime.
     pub async fn build(self) -> Result<RedisStore, StoreError> {
         let (timeout, lease) = match self.timeout {
@@ -172,9 +186,10 @@ impl RedisStoreBuilder {
                 .await
                 .map_err(unavailable)?,
         };
-        // The renewal's own connection: on the shared one, a large result
-        // (or a blocking command of the application's) would hold renewals
-        // back, and leases would lapse under a busy but healthy replica.
+        // The connection of renewals and sweeps: on the shared one, a large
+        // result (or a blocking command of the application's) would hold
+        // renewals back, and leases would lapse under a busy but healthy
+        // replica.
         let renew_conn = ConnectionManager::new_with_config(client.clone(), config)
             .await
             .map_err(unavailable)?;
@@ -200,18 +215,19 @@ impl RedisStoreBuilder {
             ttl: self.ttl,
             tombstone_ttl: self.tombstone_ttl,
             lease,
+            max_queued: self.max_queued,
             create: Script::new(scripts::CREATE),
             end: Script::new(scripts::END),
             delete: Script::new(scripts::DELETE),
             start: Script::new(scripts::START),
             progress: Script::new(scripts::PROGRESS),
+            claim: Script::new(scripts::CLAIM),
             renew: Script::new(scripts::RENEW),
+            release: Script::new(scripts::RELEASE),
+            sweep: Script::new(scripts::SWEEP),
             waiters,
-            owned: Mutex::new(HashMap::new()),
             tasks: Mutex::new(vec![listener]),
         });
-        let heartbeat = tokio::spawn(renew_leases(Arc::downgrade(&inner)));
-        lock(&inner.tasks).push(heartbeat);
         // Wake-ups are only reliable once the listener is subscribed.
         match tokio::time::timeout(timeout, subscribed_rx).await {
             Ok(Ok(())) => Ok(RedisStore { inner }),

@@ -1,6 +1,7 @@
 //! Records and headers as Redis keeps them.
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
 
 use crate::store::{JobError, JobId, JobRecord, JobStatus};
 
@@ -8,6 +9,10 @@ use crate::store::{JobError, JobId, JobRecord, JobStatus};
 /// record reads these): status, created, updated, progress, message, result
 /// status, error code, error message, owner, started.
 pub(super) const FIELDS: [&str; 11] = ["st", "c", "u", "p", "m", "rs", "ec", "em", "o", "s", "at"];
+
+/// The fields of a durable job's request, in the order they are read:
+/// method, URI, headers ([`encode_headers`]), body.
+pub(super) const REQUEST_FIELDS: [&str; 4] = ["qm", "qu", "qh", "qb"];
 
 /// A field's text, when it is there and UTF-8.
 fn text(field: &Option<Vec<u8>>) -> Option<&str> {
@@ -55,6 +60,21 @@ pub(super) fn parse_record(id: JobId, fields: &[Option<Vec<u8>>]) -> Option<JobR
     })
 }
 
+/// A request from the fields of [`REQUEST_FIELDS`]; `None` when the method
+/// or the URI is missing or does not parse (the request was written by
+/// this codec, so only a foreign write gets there).
+pub(super) fn parse_request(fields: &[Option<Vec<u8>>]) -> Option<Request<Bytes>> {
+    let method = Method::from_bytes(fields.first()?.as_deref()?).ok()?;
+    let uri: Uri = text(fields.get(1)?)?.parse().ok()?;
+    let headers = decode_headers(fields.get(2).and_then(Option::as_deref).unwrap_or_default());
+    let body = Bytes::from(fields.get(3).cloned().flatten().unwrap_or_default());
+    let mut request = Request::new(body);
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.headers_mut() = headers;
+    Some(request)
+}
+
 /// Headers as `name:value` lines. Header values cannot hold control
 /// characters, so a newline always ends one; names cannot hold `:`.
 pub(super) fn encode_headers(headers: &HeaderMap) -> Vec<u8> {
@@ -97,6 +117,24 @@ mod tests {
         headers.append("set-cookie", HeaderValue::from_static("b=2: with colon"));
         headers.insert("x-bytes", HeaderValue::from_bytes(&[0xe2, 0x82, 0xac]).unwrap());
         assert_eq!(decode_headers(&encode_headers(&headers)), headers);
+    }
+
+    #[test]
+    fn requests_round_trip() {
+        let mut headers = HeaderMap::new();
+        headers.append("authorization", HeaderValue::from_static("Bearer t"));
+        let fields = vec![
+            Some(b"PUT".to_vec()),
+            Some(b"http://example.com/a?b=c".to_vec()),
+            Some(encode_headers(&headers)),
+            Some(b"body".to_vec()),
+        ];
+        let request = parse_request(&fields).unwrap();
+        assert_eq!(request.method(), Method::PUT);
+        assert_eq!(request.uri(), "http://example.com/a?b=c");
+        assert_eq!(request.headers(), &headers);
+        assert_eq!(request.body(), "body");
+        assert!(parse_request(&[None, None, None, None]).is_none());
     }
 
     #[test]

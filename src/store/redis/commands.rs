@@ -9,20 +9,40 @@ use redis::RedisError;
 use redis::aio::ConnectionManager;
 
 use super::codec::{FIELDS, encode_headers};
-use super::tasks::Owned;
 use super::{MAX_MS, RedisStore};
-use crate::store::{IdempotencyKey, JobId, JobRecord, JobStatus, ListCursor, Outcome, StoreError, unix_ms};
+use crate::store::{
+    Claim, DurableJob, IdempotencyKey, JobId, JobRecord, JobStatus, ListCursor, Outcome, StoreError, unix_ms,
+};
 
 impl RedisStore {
-    /// The key `what` (`job`, `lease` or `gone`) of job `id`: `{ns:id}:what`.
+    /// The key `what` (`job` or `gone`) of job `id`: `{ns:id}:what`.
     pub(super) fn key(&self, id: JobId, what: &str) -> String {
-        format!("{{{}:{}}}:{}", self.inner.namespace, id, what)
+        format!("{}{}}}:{}", self.job_prefix(), id, what)
+    }
+
+    /// What every job's keys begin with, `{ns:`: the scripts that deal
+    /// with many jobs build their keys from it.
+    pub(super) fn job_prefix(&self) -> String {
+        format!("{{{}:", self.inner.namespace)
     }
 
     /// The sorted set of an owner's jobs (members: list cursors, which sort
     /// by creation time then id).
     pub(super) fn owner_index(&self, owner: &str) -> String {
         format!("{{{}}}:owner:{}", self.inner.namespace, owner)
+    }
+
+    /// The sorted set of every lease, `{ns}:leases`: members are job ids,
+    /// scores the leases' expiry in ms by the server's clock.
+    pub(super) fn leases_key(&self) -> String {
+        format!("{{{}}}:leases", self.inner.namespace)
+    }
+
+    /// What every queue's key begins with, `{ns}:queue:`; a queue is the
+    /// sorted set of the ids waiting in it, scored with their creation
+    /// time.
+    pub(super) fn queue_prefix(&self) -> String {
+        format!("{{{}}}:queue:", self.inner.namespace)
     }
 
     /// The bound below which the create script trims an owner index, for a
@@ -41,40 +61,61 @@ impl RedisStore {
     }
 
     /// Runs the create script; `Some(holder)` when the idempotency key is
-    /// taken (`"<id> <fingerprint>"`).
+    /// taken (`"<id> <fingerprint>"`). A durable job is written with its
+    /// request, queue and attempts; a queued one waits in its queue
+    /// (attempt 0), any other is the caller's attempt 1 and takes its
+    /// lease. Fails with [`StoreError::Full`] when the queue is full.
     pub(super) async fn create_job(
         &self,
         record: &JobRecord,
         key: Option<&IdempotencyKey>,
+        durable: Option<&DurableJob>,
     ) -> Result<Option<String>, StoreError> {
         let id = record.id;
-        let mut fields: Vec<(&str, String)> = vec![
-            ("st", record.status.as_str().to_owned()),
-            ("c", record.created_at_ms.to_string()),
-            ("u", record.updated_at_ms.to_string()),
+        let queued = durable.is_some_and(|d| d.queued);
+        let mut fields: Vec<(&str, Vec<u8>)> = vec![
+            ("st", record.status.as_str().into()),
+            ("c", record.created_at_ms.to_string().into()),
+            ("u", record.updated_at_ms.to_string().into()),
+            ("at", if queued { "0" } else { "1" }.into()),
         ];
         if let Some(s) = record.started_at_ms {
-            fields.push(("s", s.to_string()));
+            fields.push(("s", s.to_string().into()));
         }
         if let Some(p) = record.progress {
-            fields.push(("p", p.to_string()));
+            fields.push(("p", p.to_string().into()));
         }
         if let Some(m) = &record.message {
-            fields.push(("m", m.clone()));
+            fields.push(("m", m.clone().into()));
         }
         if let Some(o) = &record.owner {
-            fields.push(("o", o.clone()));
+            fields.push(("o", o.clone().into()));
+        }
+        if let Some(durable) = durable {
+            let request = &durable.request;
+            fields.extend([
+                ("dq", durable.queue.clone().into()),
+                ("dx", durable.max_attempts.to_string().into()),
+                ("qm", request.method().as_str().into()),
+                ("qu", request.uri().to_string().into()),
+                ("qh", encode_headers(request.headers())),
+                ("qb", request.body().to_vec()),
+            ]);
         }
         let owner_index = record.owner.as_deref().map(|o| self.owner_index(o));
         let idempotency_key = key.map(|k| self.idempotency_key(k));
+        let queue = durable
+            .filter(|d| d.queued)
+            .map(|d| format!("{}{}", self.queue_prefix(), d.queue));
         let member = ListCursor::new(record.created_at_ms, id).to_string();
         let trim = self.owner_index_trim_bound(record.created_at_ms);
         let mut create = self.inner.create.key(self.key(id, "job"));
         create
-            .key(self.key(id, "lease"))
             .key(self.key(id, "gone"))
             .key(owner_index.as_deref().unwrap_or(""))
             .key(idempotency_key.as_deref().unwrap_or(""))
+            .key(self.leases_key())
+            .key(queue.as_deref().unwrap_or(""))
             .arg(self.running_ttl())
             .arg(Self::ms(self.inner.lease))
             .arg(member)
@@ -83,6 +124,9 @@ impl RedisStore {
             .arg(key.map_or("", IdempotencyKey::fingerprint))
             .arg(id.to_string())
             .arg(trim)
+            .arg(if queued { "1" } else { "" })
+            .arg(self.inner.max_queued)
+            .arg(if record.status.is_terminal() { "" } else { "1" })
             .arg(fields);
         // A create whose reply was lost (a timeout, a dropped connection)
         // may have run: answering an error would leave a job created that
@@ -101,21 +145,16 @@ impl RedisStore {
             answer = create.invoke_async(&mut self.conn()).await;
         }
         match answer {
-            Ok(answer) if answer == "new" => {
-                let owned = Owned {
-                    owner_index,
-                    idempotency_key,
-                };
-                lock(&self.inner.owned).insert(id, owned);
-                Ok(None)
-            }
+            Ok(answer) if answer == "new" => Ok(None),
+            Ok(answer) if answer == "full" => Err(StoreError::Full),
             Ok(holder) => Ok(Some(holder)),
             Err(e) => {
                 if outcome_unknown(&e) {
                     // Redis stayed out of reach: remove the job in case one
                     // of the tries created it. Best effort; if this fails
-                    // too, a job left behind is not owned, so its lease
-                    // lapses and its first reader ends it `lost`.
+                    // too, the job left behind has a lease nobody renews, so
+                    // the next sweep ends it `lost` (or a queued one waits
+                    // for a claim, as any other).
                     let _ = self.delete_job(id).await;
                 }
                 Err(store_error(e))
@@ -123,16 +162,18 @@ impl RedisStore {
         }
     }
 
-    /// Runs the delete script for `id`: its hash, tombstone and lease go,
-    /// and its waiters are woken. Answers 1 when the job was there.
+    /// Runs the delete script for `id`: its hash, tombstone, lease and
+    /// queue entry go, and its waiters are woken. Answers 1 when the job
+    /// was there.
     pub(super) async fn delete_job(&self, id: JobId) -> Result<i64, RedisError> {
         self.inner
             .delete
             .key(self.key(id, "job"))
             .key(self.key(id, "gone"))
-            .key(self.key(id, "lease"))
+            .key(self.leases_key())
             .arg(&self.inner.channel)
             .arg(id.to_string())
+            .arg(self.queue_prefix())
             .invoke_async(&mut self.conn())
             .await
     }
@@ -148,9 +189,10 @@ impl RedisStore {
         u64::try_from(duration.as_millis()).unwrap_or(u64::MAX).clamp(1, MAX_MS)
     }
 
-    /// The time to live of a job's hash while it runs: longer than a lease,
-    /// so that a reader finds a lost job and ends it (both capped at
-    /// [`MAX_MS`], where "longer" gives way).
+    /// The time to live of a job's hash while it runs or waits, and of the
+    /// lease set and queues: longer than a lease, so that a sweep finds a
+    /// lost job and ends it (both capped at [`MAX_MS`], where "longer"
+    /// gives way).
     pub(super) fn running_ttl(&self) -> u64 {
         Self::ms(self.inner.ttl.saturating_add(self.inner.lease))
     }
@@ -161,12 +203,14 @@ impl RedisStore {
         Self::ms(self.inner.ttl.saturating_add(self.inner.tombstone_ttl))
     }
 
-    /// Runs the end script in `mode` (`finish`, `cancel` or `lost`); answers
-    /// `ended`, `terminal`, `expired`, `unknown` or (for `lost`) `alive`.
+    /// Runs the end script: a `finish` by `claim` (fenced: only while the
+    /// claim holds the job) or a `cancel` (`claim` is `None`). Answers
+    /// `ended`, `terminal`, `expired`, `unknown` or (a finish whose claim
+    /// does not hold the job) `fenced`.
     pub(super) async fn end_job(
         &self,
         id: JobId,
-        mode: &str,
+        claim: Option<Claim>,
         status: JobStatus,
         outcome: Option<&Outcome>,
     ) -> Result<String, StoreError> {
@@ -182,13 +226,12 @@ impl RedisStore {
         };
         // The code as its word (`ErrorCode::as_str`), as it always was.
         let (ec, em) = error.map_or((String::new(), String::new()), |e| (e.code.to_string(), e.message));
-        let answer: String = self
-            .inner
+        self.inner
             .end
             .key(self.key(id, "job"))
             .key(self.key(id, "gone"))
-            .key(self.key(id, "lease"))
-            .arg(mode)
+            .key(self.leases_key())
+            .arg(if claim.is_some() { "finish" } else { "cancel" })
             .arg(unix_ms())
             .arg(Self::ms(self.inner.ttl))
             .arg(self.tombstone_ttl())
@@ -200,26 +243,21 @@ impl RedisStore {
             .arg(rb)
             .arg(ec)
             .arg(em)
+            .arg(claim.map_or(0, |c| c.attempt()))
+            .arg(self.queue_prefix())
             .invoke_async(&mut self.conn())
             .await
-            .map_err(store_error)?;
-        if answer == "ended" || answer == "terminal" || answer == "unknown" {
-            lock(&self.inner.owned).remove(&id);
-        }
-        Ok(answer)
+            .map_err(store_error)
     }
 
-    /// Reads a job: its record fields, whether its tombstone and its lease
-    /// exist.
-    pub(super) async fn read(&self, id: JobId) -> Result<(Vec<Option<Vec<u8>>>, bool, bool), StoreError> {
+    /// Reads a job: its record fields, and whether its tombstone exists.
+    pub(super) async fn read(&self, id: JobId) -> Result<(Vec<Option<Vec<u8>>>, bool), StoreError> {
         redis::pipe()
             .cmd("HMGET")
             .arg(self.key(id, "job"))
             .arg(&FIELDS[..])
             .cmd("EXISTS")
             .arg(self.key(id, "gone"))
-            .cmd("EXISTS")
-            .arg(self.key(id, "lease"))
             .query_async(&mut self.conn())
             .await
             .map_err(store_error)

@@ -2,12 +2,12 @@
 //! `redis`).
 
 mod builder;
+mod claims;
 mod codec;
 mod commands;
 mod scripts;
 mod tasks;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,11 +20,11 @@ use tokio::task::JoinHandle;
 pub use builder::RedisStoreBuilder;
 use codec::{FIELDS, decode_headers, parse_record};
 use commands::{lock, store_error, unavailable};
-use tasks::{Owned, Waiters};
+use tasks::Waiters;
 
 use super::{
-    Cancel, Claim, Claimed, CreatedOnce, DurableJob, ErrorCode, IdempotencyKey, JobError, JobId, JobRecord, JobStatus,
-    JobStore, KeyLookup, ListCursor, Lookup, Outcome, Page, StoreError, Swept, unix_ms,
+    Cancel, Claim, Claimed, CreatedOnce, DurableJob, IdempotencyKey, JobId, JobRecord, JobStatus, JobStore, KeyLookup,
+    ListCursor, Lookup, Outcome, Page, StoreError, Swept, unix_ms,
 };
 
 /// The longest time, in milliseconds, that the store hands to Redis (a time
@@ -43,33 +43,66 @@ const MAX_DURATION: Duration = Duration::from_millis(MAX_MS);
 
 /// Jobs kept in Redis, so that several replicas of an application behind a
 /// load balancer share them: a job submitted on one replica can be polled,
-/// waited for, fetched and canceled on any other.
+/// waited for, fetched, canceled and (a durable job) run on any other.
 ///
-/// - **Keys.** Each job has a hash `{ns:id}:job` (state, progress, stored
-///   response), a lease `{ns:id}:lease` while it runs, and a tombstone
-///   `{ns:id}:gone` once it ends; the hash tag keeps them in one slot of a
-///   Redis Cluster. Every key has a time to live: a finished job lives `ttl`
-///   (default one hour), its tombstone `ttl + tombstone_ttl` (default 24 h
-///   more) so that an expired id answers `410 Gone`. Every duration is
-///   capped at 100 years, so `Duration::MAX` means "as good as forever",
-///   never an error.
+/// - **Keys.** Each job has a hash `{ns:id}:job` (state, progress, attempt,
+///   stored response) and, once it ends, a tombstone `{ns:id}:gone`. The
+///   namespace has `{ns}:leases` (every lease), `{ns}:queue:<name>` (the
+///   durable jobs waiting in a queue, oldest first), `{ns}:owner:<owner>`
+///   (an owner's jobs) and `{ns}:key:<scope>` (idempotency keys). Every key
+///   has a time to live: a finished job lives `ttl` (default one hour), its
+///   tombstone `ttl + tombstone_ttl` (default 24 h more) so that an expired
+///   id answers `410 Gone`; a job that has not ended, and the sets that
+///   name it, live `ttl + lease` past their last write (a claim, a
+///   renewal): a queued job nobody claims within that time expires as
+///   unknown, so size `ttl` for the longest wait a queue may see. Every
+///   duration is capped at 100 years, so `Duration::MAX`
+///   means "as good as forever", never an error. The scripts touch keys of
+///   several hash tags: the store needs one Redis (or a replicated one),
+///   not a Redis Cluster.
+/// - **Claims and leases.** Whoever runs an attempt of a job holds a
+///   [`Claim`]: the job's id and the attempt's number. The claim's lease is
+///   a member of `{ns}:leases` scored with its expiry by Redis's clock
+///   (`TIME`, read inside the scripts), so that replicas whose clocks
+///   disagree still agree on when a lease lapsed. Creating a job to run at
+///   once takes attempt 1 and its lease;
+///   [`claim_next`](JobStore::claim_next) takes the next attempt of the
+///   oldest job of a queue and its lease. The layer renews the leases of
+///   the claims it holds ([`renew`](JobStore::renew), every third of
+///   [`lease`](JobStore::lease), one script for all, on a connection of its
+///   own so that a large result on the shared one never holds a renewal
+///   back).
+/// - **Fenced writes.** Start, progress and finish change a job only while
+///   their claim holds it: the job's attempt is the claim's and its lease
+///   is in the set. A runner whose lease lapsed (a pause, a partition) gets
+///   `false` and never overwrites the attempt that replaced it. Cancel and
+///   delete need no claim.
+/// - **Sweep.** [`sweep`](JobStore::sweep), which the layer runs every half
+///   lease on any replica, takes the leases that lapsed by Redis's clock: a
+///   durable job with attempts left goes back to its queue, any other ends
+///   `failed` with `error.code = "lost"`. Reads never change anything.
+/// - **Durable jobs.** [`create_durable`](JobStore::create_durable) keeps,
+///   with the record and in the same script, the queue, the number of
+///   attempts and the request to run again: method, URI, headers and body.
+///   The headers are kept as they were given, credentials
+///   (`Authorization`, cookies) included, since a replica that runs the
+///   request again needs them: the Redis holds secrets, and should be
+///   guarded as such. The request is removed when the job ends. A queue
+///   holds at most [`max_queued`](RedisStoreBuilder::max_queued) jobs
+///   (default 100 000); a queued create beyond fails with
+///   [`StoreError::Full`].
 /// - **Waking.** Ending a job publishes its id on the channel `ns:ended`;
 ///   each store listens on one connection and wakes its local waiters within
 ///   milliseconds (long polls, and the runner that must drop a job canceled
-///   elsewhere).
-/// - **Lost jobs.** The replica running a job renews its lease (default 5 s,
-///   renewed every third of it, on a connection of its own, only while the
-///   job is pending or running). When a replica dies, its leases lapse and
-///   the next reader ends the job `failed` with `error.code = "lost"`. While
-///   the replica lives, an end Redis could not take is tried again until it
-///   answers, so a Redis blip never leaves a job `running`.
+///   elsewhere); waiters also read the job again every lease.
 /// - **Cost.** One round trip per operation (a pipeline, a transaction or a
-///   script); no `KEYS` or `SCAN`. The exceptions: a read that finds a lost
-///   job ends it (two more), and [`find_key`](JobStore::find_key) reads the
-///   key then its holder (two).
+///   script); no `KEYS` or `SCAN`. The exception:
+///   [`find_key`](JobStore::find_key) reads the key then its holder (two).
 /// - **Faults.** Every command has a timeout (at most a third of the lease);
 ///   a create whose reply was lost is run again under the same id (the
-///   script is idempotent), so no job is created that nobody runs; the
+///   script is idempotent), so no job is created that nobody runs; an end
+///   Redis could not take is tried again by the layer while its claim is
+///   renewed, so a Redis blip never leaves a job `running`; the
 ///   pub/sub connection is pinged, and replaced when it stops answering.
 ///   While Redis is unreachable,
 ///   operations fail with [`StoreError::Unavailable`] (the layer answers
@@ -97,12 +130,11 @@ pub struct RedisStore {
     inner: Arc<Inner>,
 }
 
-/// The state of a store, shared by its clones and (weakly) by its lease
-/// renewal task.
+/// The state of a store, shared by its clones.
 struct Inner {
     /// The connection for commands, re-made in the background when lost.
     conn: ConnectionManager,
-    /// The lease renewal's own connection, so that nothing queued on
+    /// The connection of renewals and sweeps, so that nothing queued on
     /// `conn` (a 16 MiB result) delays a renewal.
     renew_conn: ConnectionManager,
     /// The prefix of every key.
@@ -114,9 +146,10 @@ struct Inner {
     /// How long an expired id is remembered past `ttl` (at most
     /// [`MAX_DURATION`]).
     tombstone_ttl: Duration,
-    /// How long a running job survives its replica's silence (at most
-    /// [`MAX_DURATION`]).
+    /// How long a claim lasts without renewal (at most [`MAX_DURATION`]).
     lease: Duration,
+    /// How many jobs a queue holds at most.
+    max_queued: usize,
     /// [`scripts::CREATE`].
     create: Script,
     /// [`scripts::END`].
@@ -127,14 +160,17 @@ struct Inner {
     start: Script,
     /// [`scripts::PROGRESS`].
     progress: Script,
+    /// [`scripts::CLAIM`].
+    claim: Script,
     /// [`scripts::RENEW`].
     renew: Script,
+    /// [`scripts::RELEASE`].
+    release: Script,
+    /// [`scripts::SWEEP`].
+    sweep: Script,
     /// This replica's waiters, woken by the listener.
     waiters: Arc<Waiters>,
-    /// Jobs this replica created and has not seen end: it renews their
-    /// leases.
-    owned: Mutex<HashMap<JobId, Owned>>,
-    /// The listener and the lease renewal, aborted with the last clone.
+    /// The listener, aborted with the last clone.
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -176,39 +212,11 @@ impl RedisStore {
 
 impl JobStore for RedisStore {
     async fn create(&self, record: JobRecord) -> Result<(), StoreError> {
-        self.create_job(&record, None).await.map(|_| ())
+        self.create_job(&record, None, None).await.map(|_| ())
     }
 
     async fn create_once(&self, record: JobRecord, key: IdempotencyKey) -> Result<CreatedOnce, StoreError> {
-        // A key whose job is gone (deleted meanwhile) is freed and tried
-        // again.
-        for _ in 0..8 {
-            let Some(holder) = self.create_job(&record, Some(&key)).await? else {
-                return Ok(CreatedOnce::New);
-            };
-            let (id, fingerprint) = holder.split_once(' ').unwrap_or((holder.as_str(), ""));
-            if fingerprint != key.fingerprint() {
-                return Ok(CreatedOnce::Mismatch);
-            }
-            let Ok(id) = id.parse::<JobId>() else {
-                return Ok(CreatedOnce::Mismatch);
-            };
-            if let Lookup::Found(existing) = self.get(id).await? {
-                return Ok(CreatedOnce::Existing(existing));
-            }
-            let stale = self.idempotency_key(&key);
-            let _: Result<(), RedisError> = redis::Script::new(
-                "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end return 0",
-            )
-            .key(stale)
-            .arg(&holder)
-            .invoke_async(&mut self.conn())
-            .await
-            .map(|_: i64| ());
-        }
-        Err(StoreError::Unavailable(
-            "the idempotency key kept changing hands".into(),
-        ))
+        self.create_keyed(&record, &key, None).await
     }
 
     /// Reads the key's holder (`"<id> <fingerprint>"`, as the create script
@@ -217,12 +225,10 @@ impl JobStore for RedisStore {
     /// holds the key (absent, or its holder deleted or expired), `Mismatch`
     /// when a kept job holds it for another fingerprint (or the key's text
     /// names no job, which [`create_once`](JobStore::create_once) refuses
-    /// too), `Existing` otherwise. Changes nothing but what `get` changes
-    /// (a holder whose lease lapsed is ended `lost`).
+    /// too), `Existing` otherwise. Changes nothing.
     ///
     /// Round trips: one when the key is free (a `GET`); two when it is held
-    /// (the `GET`, then `get`'s pipeline), plus two when `get` ends a lost
-    /// holder. The holder's id is only known once the key is read, and
+    /// (the `GET`, then `get`'s pipeline). The holder's id is only known once the key is read, and
     /// reading the job in the same script would touch a key of another
     /// Redis Cluster slot.
     async fn find_key(&self, key: &IdempotencyKey) -> Result<KeyLookup, StoreError> {
@@ -290,25 +296,15 @@ impl JobStore for RedisStore {
         Ok(Page::new(jobs, next))
     }
 
+    /// Reads only: a job whose lease lapsed stays as it is until a sweep
+    /// deals with it.
     async fn get(&self, id: JobId) -> Result<Lookup, StoreError> {
-        let (fields, gone, leased) = self.read(id).await?;
-        match parse_record(id, &fields) {
-            Some(record) if !record.status.is_terminal() && !leased => {
-                // The replica running it stopped renewing its lease.
-                let message = "the replica running the job stopped before it finished";
-                let lost = Outcome::Failed(JobError::new(ErrorCode::Lost, message));
-                self.end_job(id, "lost", JobStatus::Failed, Some(&lost)).await?;
-                let (fields, gone, _) = self.read(id).await?;
-                Ok(match parse_record(id, &fields) {
-                    Some(record) => Lookup::Found(record),
-                    None if gone => Lookup::Expired,
-                    None => Lookup::Unknown,
-                })
-            }
-            Some(record) => Ok(Lookup::Found(record)),
-            None if gone => Ok(Lookup::Expired),
-            None => Ok(Lookup::Unknown),
-        }
+        let (fields, gone) = self.read(id).await?;
+        Ok(match parse_record(id, &fields) {
+            Some(record) => Lookup::Found(record),
+            None if gone => Lookup::Expired,
+            None => Lookup::Unknown,
+        })
     }
 
     async fn start(&self, claim: Claim) -> Result<bool, StoreError> {
@@ -317,9 +313,10 @@ impl JobStore for RedisStore {
             .inner
             .start
             .key(self.key(id, "job"))
-            .key(self.key(id, "lease"))
+            .key(self.leases_key())
             .arg(unix_ms())
-            .arg(Self::ms(self.inner.lease))
+            .arg(id.to_string())
+            .arg(claim.attempt())
             .invoke_async(&mut self.conn())
             .await
             .map_err(store_error)?;
@@ -337,10 +334,13 @@ impl JobStore for RedisStore {
             .inner
             .progress
             .key(self.key(id, "job"))
+            .key(self.leases_key())
             .arg(unix_ms())
             .arg(progress.map(|p| p.to_string()).unwrap_or_default())
             .arg(if message.is_some() { "1" } else { "" })
             .arg(message.unwrap_or_default())
+            .arg(id.to_string())
+            .arg(claim.attempt())
             .invoke_async(&mut self.conn())
             .await
             .map_err(store_error)?;
@@ -348,13 +348,14 @@ impl JobStore for RedisStore {
     }
 
     async fn finish(&self, claim: Claim, outcome: Outcome) -> Result<bool, StoreError> {
-        let id = claim.id();
-        let answer = self.end_job(id, "finish", outcome.status(), Some(&outcome)).await?;
+        let answer = self
+            .end_job(claim.id(), Some(claim), outcome.status(), Some(&outcome))
+            .await?;
         Ok(answer == "ended")
     }
 
     async fn cancel(&self, id: JobId) -> Result<Cancel, StoreError> {
-        let answer = self.end_job(id, "cancel", JobStatus::Canceled, None).await?;
+        let answer = self.end_job(id, None, JobStatus::Canceled, None).await?;
         Ok(match answer.as_str() {
             "ended" => Cancel::Canceled,
             "terminal" => Cancel::AlreadyTerminal,
@@ -365,7 +366,6 @@ impl JobStore for RedisStore {
 
     async fn delete(&self, id: JobId) -> Result<bool, StoreError> {
         let removed = self.delete_job(id).await.map_err(store_error)?;
-        lock(&self.inner.owned).remove(&id);
         Ok(removed == 1)
     }
 
@@ -397,7 +397,8 @@ impl JobStore for RedisStore {
                 Lookup::Found(record) if !record.status.is_terminal() => {}
                 _ => return Ok(()),
             }
-            // A lease lapses without a message: look again after one.
+            // A message can be missed (a reconnection, a sweep on a Redis
+            // that failed over): look again after a lease.
             tokio::select! {
                 _ = &mut notified => {}
                 _ = tokio::time::sleep(self.inner.lease) => {}
@@ -407,26 +408,76 @@ impl JobStore for RedisStore {
 
     async fn create_durable(
         &self,
-        _record: JobRecord,
-        _durable: DurableJob,
-        _key: Option<IdempotencyKey>,
+        record: JobRecord,
+        durable: DurableJob,
+        key: Option<IdempotencyKey>,
     ) -> Result<CreatedOnce, StoreError> {
-        Err(StoreError::Unavailable("durable jobs on Redis: in progress".into()))
+        match key {
+            None => self
+                .create_job(&record, None, Some(&durable))
+                .await
+                .map(|_| CreatedOnce::New),
+            Some(key) => self.create_keyed(&record, &key, Some(&durable)).await,
+        }
     }
 
-    async fn claim_next(&self, _queue: &str) -> Result<Option<Claimed>, StoreError> {
-        Ok(None)
+    async fn claim_next(&self, queue: &str) -> Result<Option<Claimed>, StoreError> {
+        self.claim_job(queue).await
     }
 
     async fn renew(&self, claims: Vec<Claim>) -> Result<Vec<bool>, StoreError> {
-        Ok(vec![true; claims.len()])
+        self.renew_claims(&claims).await
     }
 
-    async fn release(&self, _claim: Claim) -> Result<bool, StoreError> {
-        Ok(false)
+    async fn release(&self, claim: Claim) -> Result<bool, StoreError> {
+        self.release_claim(claim).await
     }
 
     async fn sweep(&self) -> Result<Swept, StoreError> {
-        Ok(Swept::default())
+        self.sweep_leases().await
+    }
+
+    fn lease(&self) -> Option<std::time::Duration> {
+        Some(self.inner.lease)
+    }
+}
+
+impl RedisStore {
+    /// Creates a job unless `key` is taken (a durable one with `durable`):
+    /// the answer of [`create_once`](JobStore::create_once). A key whose
+    /// job is gone (deleted meanwhile) is freed and tried again.
+    async fn create_keyed(
+        &self,
+        record: &JobRecord,
+        key: &IdempotencyKey,
+        durable: Option<&DurableJob>,
+    ) -> Result<CreatedOnce, StoreError> {
+        for _ in 0..8 {
+            let Some(holder) = self.create_job(record, Some(key), durable).await? else {
+                return Ok(CreatedOnce::New);
+            };
+            let (id, fingerprint) = holder.split_once(' ').unwrap_or((holder.as_str(), ""));
+            if fingerprint != key.fingerprint() {
+                return Ok(CreatedOnce::Mismatch);
+            }
+            let Ok(id) = id.parse::<JobId>() else {
+                return Ok(CreatedOnce::Mismatch);
+            };
+            if let Lookup::Found(existing) = self.get(id).await? {
+                return Ok(CreatedOnce::Existing(existing));
+            }
+            let stale = self.idempotency_key(key);
+            let _: Result<(), RedisError> = redis::Script::new(
+                "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end return 0",
+            )
+            .key(stale)
+            .arg(&holder)
+            .invoke_async(&mut self.conn())
+            .await
+            .map(|_: i64| ());
+        }
+        Err(StoreError::Unavailable(
+            "the idempotency key kept changing hands".into(),
+        ))
     }
 }

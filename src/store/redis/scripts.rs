@@ -1,128 +1,240 @@
 //! The Lua scripts of [`RedisStore`](super::RedisStore): every change of
 //! state that must be atomic, in one round trip each.
+//!
+//! Two kinds of keys. A job's own keys share the hash tag `{ns:id}`: its
+//! hash `{ns:id}:job` and, once it ended, its tombstone `{ns:id}:gone`.
+//! The namespace's keys share `{ns}`: owner indexes `{ns}:owner:<owner>`,
+//! idempotency keys `{ns}:key:<scope>`, the lease set `{ns}:leases` and the
+//! queues `{ns}:queue:<name>`. Scripts that deal with many jobs (claim,
+//! renew, sweep) build job keys from the id (`ARGV` carries the prefix).
+//!
+//! Leases are kept by Redis's clock, never a replica's: a lease is a member
+//! of `{ns}:leases` (the job's id) scored with its expiry in ms, computed
+//! inside the script from `TIME`. Replicas' clocks may disagree; the one
+//! clock every replica shares is the server's.
+//!
+//! A claim (attempt `n` of job `id`) is held while the job's `at` field is
+//! `n` and its id is in the lease set: every write a runner makes (start,
+//! progress, finish, renew, release) checks both and changes nothing
+//! otherwise. The lease set matters as much as the attempt: a sweep that
+//! puts a job back in its queue removes its lease but leaves `at` for the
+//! next claim to raise, and the runner that lost it must already be
+//! fenced out.
+//!
+//! The hash's fields: `st` status, `c`/`u`/`s` created, updated, started
+//! (ms), `p` progress, `m` message, `rs`/`rh`/`rb` the stored response,
+//! `ec`/`em` the error, `o` owner, `ok`/`mb` its owner index and member,
+//! `ik` the idempotency key it holds, `at` the attempt (0 while queued and
+//! never claimed); a durable job adds `dq` its queue, `dx` its attempts,
+//! and its request `qm`/`qu`/`qh`/`qb` (method, URI, headers, body), which
+//! its end removes.
 
-/// Creates a job: its hash, lease and owner-index entry; with an
-/// idempotency key, only if the key is free (else returns its holder as
-/// `"<id> <fingerprint>"`). Writing the owner index also trims it of the
-/// entries too old for their job to exist: the index's time to live is
-/// refreshed by every create, so an owner that keeps submitting would
-/// otherwise grow it without bound (listing only clears the entries it
-/// shows). Members all score 0 and begin with their creation time in 16
-/// hex digits, so lexical order is age order and `ZREMRANGEBYLEX - (bound`
-/// removes exactly the entries created before the bound.
+/// Lua: `now_ms()`, the server's time in ms (`TIME`). Scripts may call
+/// `TIME` before writing since Redis 5 (effects replication).
+macro_rules! lua_now {
+    () => {
+        "local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+"
+    };
+}
+
+/// Lua: `keep(key, ms)`, a time to live of at least `ms` on a key several
+/// jobs share (a lease set, a queue, an owner index): a write for one job
+/// never shortens what another needs.
+macro_rules! lua_keep {
+    () => {
+        "local function keep(key, ms)
+  if redis.call('PTTL', key) < tonumber(ms) then redis.call('PEXPIRE', key, ms) end
+end
+"
+    };
+}
+
+/// Lua: `held(job, leases, id, token)`, whether attempt `token` of the job
+/// holds it: `at` is the token (a job written before attempts were kept ran
+/// once) and the lease is in the set.
+macro_rules! lua_held {
+    () => {
+        "local function held(job, leases, id, token)
+  return (redis.call('HGET', job, 'at') or '1') == token and redis.call('ZSCORE', leases, id) ~= false
+end
+"
+    };
+}
+
+/// Lua: `end_job(...)`, the end of a job that has not ended: its state,
+/// response and error; its lease and queue entry go; its request too (the
+/// credentials among its headers are not kept longer than needed); its
+/// time to live (and its idempotency key's), its tombstone, and the message
+/// that wakes waiters on every replica. Shared by the end and the sweep, so
+/// that a lost job ends exactly as any other.
+macro_rules! lua_end_job {
+    () => {
+        "local function end_job(job, gone, leases, qprefix, id, st, now, ttl, tomb, channel, rs, rh, rb, ec, em)
+  redis.call('HSET', job, 'st', st, 'u', now)
+  if rs ~= '' then redis.call('HSET', job, 'rs', rs, 'rh', rh, 'rb', rb) end
+  if ec ~= '' then redis.call('HSET', job, 'ec', ec, 'em', em) end
+  redis.call('HDEL', job, 'qm', 'qu', 'qh', 'qb')
+  redis.call('ZREM', leases, id)
+  local dq = redis.call('HGET', job, 'dq')
+  if dq then redis.call('ZREM', qprefix .. dq, id) end
+  redis.call('PEXPIRE', job, ttl)
+  local ik = redis.call('HGET', job, 'ik')
+  if ik then redis.call('PEXPIRE', ik, ttl) end
+  redis.call('SET', gone, '1', 'PX', tomb)
+  redis.call('PUBLISH', channel, id)
+end
+"
+    };
+}
+
+// After the macros: a module sees the macros defined before it.
+mod durable;
+
+pub(super) use durable::{CLAIM, RELEASE, RENEW, SWEEP};
+
+/// Creates a job: its hash, its lease (a job run at once, attempt 1) or its
+/// place in its queue (a queued durable job, attempt 0), and its
+/// owner-index entry; with an idempotency key, only if the key is free
+/// (else returns its holder as `"<id> <fingerprint>"`). A queued create
+/// into a queue of `max queued` jobs or more answers `full` and writes
+/// nothing.
+///
+/// Writing the owner index also trims it of the entries too old for their
+/// job to exist: the index's time to live is refreshed by every create, so
+/// an owner that keeps submitting would otherwise grow it without bound
+/// (listing only clears the entries it shows). Members all score 0 and
+/// begin with their creation time in 16 hex digits, so lexical order is age
+/// order and `ZREMRANGEBYLEX - (bound` removes exactly the entries created
+/// before the bound.
 ///
 /// Idempotent for one id: a create run again for an id whose hash exists
 /// (and, with a key, whose key this id holds for this fingerprint) answers
-/// `new` again and changes nothing but the lease of a pending job. That is
-/// how a create whose reply was lost (a command timeout while the script
-/// ran) is resolved: the store runs it again, rather than answering the
-/// client an error and leaving a created job nobody runs.
+/// `new` again and changes nothing but pushing back the lease it took (the
+/// tries took time). That is how a create whose reply was lost (a command
+/// timeout while the script ran) is resolved: the store runs it again,
+/// rather than answering the client an error and leaving a created job
+/// nobody runs. A queued job is not queued twice (its id is one member).
 ///
-/// KEYS: job, lease, gone, owner index, idempotency key.
+/// KEYS: job, gone, owner index, idempotency key, leases, queue.
 /// ARGV: running TTL ms, lease ms, owner-index member, has owner ('1'),
 /// has key ('1'), fingerprint, id, trim bound (`(` and a creation time in
-/// 16 hex digits), then the hash's field/value pairs.
-pub(super) const CREATE: &str = r"
+/// 16 hex digits), queued ('1'), max queued, leased ('1': the job has not
+/// ended), then the hash's field/value pairs.
+pub(super) const CREATE: &str = concat!(
+    lua_now!(),
+    lua_keep!(),
+    r"
 if redis.call('EXISTS', KEYS[1]) == 1
-  and (ARGV[5] ~= '1' or redis.call('GET', KEYS[5]) == ARGV[7] .. ' ' .. ARGV[6]) then
-  if redis.call('HGET', KEYS[1], 'st') == 'pending' then redis.call('SET', KEYS[2], '1', 'PX', ARGV[2]) end
+  and (ARGV[5] ~= '1' or redis.call('GET', KEYS[4]) == ARGV[7] .. ' ' .. ARGV[6]) then
+  if redis.call('HGET', KEYS[1], 'st') == 'pending' and redis.call('ZSCORE', KEYS[5], ARGV[7]) then
+    redis.call('ZADD', KEYS[5], 'XX', now_ms() + tonumber(ARGV[2]), ARGV[7])
+    keep(KEYS[5], ARGV[1])
+  end
   return 'new'
 end
 if ARGV[5] == '1' then
-  local held = redis.call('GET', KEYS[5])
+  local held = redis.call('GET', KEYS[4])
   if held then return held end
-  redis.call('SET', KEYS[5], ARGV[7] .. ' ' .. ARGV[6], 'PX', ARGV[1])
 end
-redis.call('DEL', KEYS[1], KEYS[3])
-redis.call('HSET', KEYS[1], unpack(ARGV, 9))
-if ARGV[5] == '1' then redis.call('HSET', KEYS[1], 'ik', KEYS[5]) end
+if ARGV[9] == '1' and redis.call('ZCARD', KEYS[6]) >= tonumber(ARGV[10]) then return 'full' end
+if ARGV[5] == '1' then redis.call('SET', KEYS[4], ARGV[7] .. ' ' .. ARGV[6], 'PX', ARGV[1]) end
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('HSET', KEYS[1], unpack(ARGV, 12))
+if ARGV[5] == '1' then redis.call('HSET', KEYS[1], 'ik', KEYS[4]) end
 if ARGV[4] == '1' then
-  redis.call('HSET', KEYS[1], 'ok', KEYS[4], 'mb', ARGV[3])
-  redis.call('ZREMRANGEBYLEX', KEYS[4], '-', ARGV[8])
-  redis.call('ZADD', KEYS[4], 0, ARGV[3])
-  redis.call('PEXPIRE', KEYS[4], ARGV[1])
+  redis.call('HSET', KEYS[1], 'ok', KEYS[3], 'mb', ARGV[3])
+  redis.call('ZREMRANGEBYLEX', KEYS[3], '-', ARGV[8])
+  redis.call('ZADD', KEYS[3], 0, ARGV[3])
+  keep(KEYS[3], ARGV[1])
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
-redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
+if ARGV[9] == '1' then
+  redis.call('ZADD', KEYS[6], redis.call('HGET', KEYS[1], 'c'), ARGV[7])
+  keep(KEYS[6], ARGV[1])
+elseif ARGV[11] == '1' then
+  redis.call('ZADD', KEYS[5], now_ms() + tonumber(ARGV[2]), ARGV[7])
+  keep(KEYS[5], ARGV[1])
+end
 return 'new'
-";
+"
+);
 
-/// Ends a job (finished, canceled or lost) atomically: its state, stored
-/// response and error, its time to live (and its idempotency key's), its
-/// tombstone, and the message that wakes waiters on every replica. `lost`
-/// only ends a job whose lease lapsed.
+/// Ends a job (finished or canceled) atomically, as `end_job` does. A
+/// finish only ends a job its claim holds (else `fenced`); a cancel needs
+/// no claim.
 ///
-/// KEYS: job, gone, lease. ARGV: mode, now, TTL ms, tombstone TTL ms,
-/// channel, id, status, result status, headers, body, error code, message.
-pub(super) const END: &str = r"
+/// KEYS: job, gone, leases. ARGV: mode (`finish` or `cancel`), now, TTL
+/// ms, tombstone TTL ms, channel, id, status, result status, headers, body,
+/// error code, message, attempt, queue key prefix.
+pub(super) const END: &str = concat!(
+    lua_held!(),
+    lua_end_job!(),
+    r"
 local st = redis.call('HGET', KEYS[1], 'st')
 if not st then
   if redis.call('EXISTS', KEYS[2]) == 1 then return 'expired' end
   return 'unknown'
 end
 if st == 'succeeded' or st == 'failed' or st == 'canceled' then return 'terminal' end
-if ARGV[1] == 'lost' and redis.call('EXISTS', KEYS[3]) == 1 then return 'alive' end
-redis.call('HSET', KEYS[1], 'st', ARGV[7], 'u', ARGV[2])
-if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'rs', ARGV[8], 'rh', ARGV[9], 'rb', ARGV[10]) end
-if ARGV[11] ~= '' then redis.call('HSET', KEYS[1], 'ec', ARGV[11], 'em', ARGV[12]) end
-redis.call('DEL', KEYS[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-local ik = redis.call('HGET', KEYS[1], 'ik')
-if ik then redis.call('PEXPIRE', ik, ARGV[3]) end
-redis.call('SET', KEYS[2], '1', 'PX', ARGV[4])
-redis.call('PUBLISH', ARGV[5], ARGV[6])
+if ARGV[1] == 'finish' and not held(KEYS[1], KEYS[3], ARGV[6], ARGV[13]) then return 'fenced' end
+end_job(KEYS[1], KEYS[2], KEYS[3], ARGV[14], ARGV[6], ARGV[7], ARGV[2], ARGV[3], ARGV[4], ARGV[5],
+  ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12])
 return 'ended'
-";
+"
+);
 
-/// Removes a job with its lease, tombstone, idempotency key and owner-index
-/// entry, and wakes its waiters. KEYS: job, gone, lease. ARGV: channel, id.
+/// Removes a job with its tombstone, lease, queue entry, idempotency key
+/// and owner-index entry, and wakes its waiters.
+///
+/// KEYS: job, gone, leases. ARGV: channel, id, queue key prefix.
 pub(super) const DELETE: &str = r"
 local ik = redis.call('HGET', KEYS[1], 'ik')
 local ok = redis.call('HGET', KEYS[1], 'ok')
 local mb = redis.call('HGET', KEYS[1], 'mb')
+local dq = redis.call('HGET', KEYS[1], 'dq')
 local removed = redis.call('DEL', KEYS[1])
-redis.call('DEL', KEYS[2], KEYS[3])
+redis.call('DEL', KEYS[2])
+redis.call('ZREM', KEYS[3], ARGV[2])
+if dq then redis.call('ZREM', ARGV[3] .. dq, ARGV[2]) end
 if ik then redis.call('DEL', ik) end
 if ok and mb then redis.call('ZREM', ok, mb) end
 redis.call('PUBLISH', ARGV[1], ARGV[2])
 return removed
 ";
 
-/// Moves a pending job to running, records when it started (`s`, the same
-/// time as `u`) and takes its lease.
+/// Moves a pending job its claim holds to running, and records when it
+/// started (`s`, the same time as `u`).
 ///
-/// KEYS: job, lease. ARGV: now, lease ms.
-pub(super) const START: &str = r"
-if redis.call('HGET', KEYS[1], 'st') ~= 'pending' then return 0 end
+/// KEYS: job, leases. ARGV: now, id, attempt.
+pub(super) const START: &str = concat!(
+    lua_held!(),
+    r"
+if redis.call('HGET', KEYS[1], 'st') ~= 'pending' or not held(KEYS[1], KEYS[2], ARGV[2], ARGV[3]) then
+  return 0
+end
 redis.call('HSET', KEYS[1], 'st', 'running', 'u', ARGV[1], 's', ARGV[1])
-redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
 return 1
-";
+"
+);
 
-/// Records progress and message on a job that has not ended.
-pub(super) const PROGRESS: &str = r"
+/// Records progress and message on a job that has not ended, for the
+/// claim that holds it.
+///
+/// KEYS: job, leases. ARGV: now, progress (`''`: none), has message
+/// ('1'), message, id, attempt.
+pub(super) const PROGRESS: &str = concat!(
+    lua_held!(),
+    r"
 local st = redis.call('HGET', KEYS[1], 'st')
 if not st or st == 'succeeded' or st == 'failed' or st == 'canceled' then return 0 end
+if not held(KEYS[1], KEYS[2], ARGV[5], ARGV[6]) then return 0 end
 redis.call('HSET', KEYS[1], 'u', ARGV[1])
 if ARGV[2] == '' then redis.call('HDEL', KEYS[1], 'p') else redis.call('HSET', KEYS[1], 'p', ARGV[2]) end
 if ARGV[3] == '' then redis.call('HDEL', KEYS[1], 'm') else redis.call('HSET', KEYS[1], 'm', ARGV[4]) end
 return 1
-";
-
-/// Renews one job's lease and times to live, only while the job is pending
-/// or running: a job that ended keeps the time to live its end gave it (a
-/// renewal racing a cancel or another replica's end would otherwise keep
-/// it, and its tombstone's companion keys, up to a lease longer). Returns
-/// the job's status word, or nil when the job is gone.
-///
-/// KEYS: job, lease, then the keys that live as long as the job (owner
-/// index, idempotency key). ARGV: running TTL ms, lease ms.
-pub(super) const RENEW: &str = r"
-local st = redis.call('HGET', KEYS[1], 'st')
-if st == 'pending' or st == 'running' then
-  redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
-  redis.call('PEXPIRE', KEYS[1], ARGV[1])
-  for i = 3, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
-end
-return st
-";
+"
+);

@@ -1,27 +1,19 @@
 //! The store's background work: waking local waiters when jobs end
-//! anywhere, and renewing the leases of the jobs this replica runs.
+//! anywhere. (Leases are the layer's to renew, with
+//! [`JobStore::renew`](crate::store::JobStore::renew): it knows which
+//! claims it holds.)
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use redis::Client;
 use redis::aio::{PubSubSink, PubSubStream};
-use redis::{Client, RedisError};
 use tokio::sync::Notify;
 
-use super::codec::parse_status;
-use super::{Inner, MAX_DURATION, RedisStore, lock};
-use crate::store::{JobId, JobStatus};
-
-/// The keys besides its own that a job this replica runs keeps alive.
-#[derive(Debug, Clone, Default)]
-pub(super) struct Owned {
-    /// The owner's index of jobs, for an owned job.
-    pub(super) owner_index: Option<String>,
-    /// The idempotency key the job holds, if any.
-    pub(super) idempotency_key: Option<String>,
-}
+use super::lock;
+use crate::store::JobId;
 
 /// Local waiters by job id, woken by the listener.
 #[derive(Default)]
@@ -155,77 +147,5 @@ async fn relay(mut messages: PubSubStream, sink: &mut PubSubSink, waiters: &Wait
                 }
             }
         }
-    }
-}
-
-/// Renews the leases of the jobs this replica runs, every third of a lease,
-/// in one pipeline; forgets jobs that ended. The period is kept between
-/// 1 ms (a zero sleep would spin) and [`MAX_DURATION`] (so that the next
-/// deadline never overflows an `Instant`), whatever the lease.
-///
-/// A renewal that fails (a timeout, Redis out of reach) is tried again
-/// after a third of the period rather than a whole one, so that a single
-/// failure leaves two thirds of the lease to spare; it never drops a job
-/// from `owned`: only an answer that the job ended or is gone does.
-/// A job enters `owned` only once its create succeeded, so "gone" is never
-/// a job whose create has not run yet.
-pub(super) async fn renew_leases(store: Weak<Inner>) {
-    let period = match store.upgrade() {
-        Some(inner) => (inner.lease / 3).clamp(Duration::from_millis(1), MAX_DURATION),
-        None => return,
-    };
-    let retry = (period / 3).max(Duration::from_millis(1));
-    let mut next = tokio::time::Instant::now() + period;
-    loop {
-        tokio::time::sleep_until(next).await;
-        next = tokio::time::Instant::now() + period;
-        let Some(inner) = store.upgrade() else { return };
-        let store = RedisStore { inner };
-        let owned: Vec<(JobId, Owned)> = lock(&store.inner.owned)
-            .iter()
-            .map(|(id, o)| (*id, o.clone()))
-            .collect();
-        if owned.is_empty() {
-            continue;
-        }
-        let ttl = store.running_ttl();
-        let lease = RedisStore::ms(store.inner.lease);
-        // One pipeline: the script is loaded first (a restarted Redis has
-        // lost it), then invoked by its digest for each job.
-        let mut pipe = redis::pipe();
-        pipe.load_script(&store.inner.renew).ignore();
-        for (id, extra) in &owned {
-            let mut renew = store.inner.renew.key(store.key(*id, "job"));
-            renew.key(store.key(*id, "lease"));
-            // The owner index and the idempotency key live as long as the job.
-            for key in [&extra.owner_index, &extra.idempotency_key].into_iter().flatten() {
-                renew.key(key);
-            }
-            renew.arg(ttl).arg(lease);
-            pipe.invoke_script(&renew);
-        }
-        let ids: Vec<JobId> = owned.iter().map(|(id, _)| *id).collect();
-        let Ok(states) = pipe
-            .query_async::<Vec<Option<String>>>(&mut store.inner.renew_conn.clone())
-            .await
-        else {
-            next = tokio::time::Instant::now() + retry;
-            continue;
-        };
-        let ended: Vec<JobId> = ids
-            .iter()
-            .zip(states)
-            .filter(|(_, st)| st.as_deref().and_then(parse_status).is_none_or(JobStatus::is_terminal))
-            .map(|(id, _)| *id)
-            .collect();
-        if ended.is_empty() {
-            continue;
-        }
-        let mut cleanup = redis::pipe();
-        for id in &ended {
-            lock(&store.inner.owned).remove(id);
-            cleanup.cmd("DEL").arg(store.key(*id, "lease")).ignore();
-        }
-        let _: Result<(), RedisError> = cleanup.query_async(&mut store.inner.renew_conn.clone()).await;
     }
 }

@@ -1,0 +1,155 @@
+//! The scripts of claims: taking a queued job, renewing leases, handing a
+//! job back, and sweeping the leases that lapsed. Each deals with many
+//! jobs or with a queue, so job keys are built from ids: `ARGV[1]` is the
+//! prefix `{ns:`, and a job's hash is `prefix .. id .. '}:job'`.
+
+/// Takes the oldest job of a queue: pops members (oldest first) and passes
+/// by those whose job is gone, not `pending` or not durable, at most 16 per
+/// call so that a queue of dead entries never holds Redis long. The job
+/// taken gets attempt `at + 1`, its lease (by the server's clock) and its
+/// times to live pushed back as a running job's.
+///
+/// Returns `{}` when the queue is empty, `{'again'}` after 16 passed-by
+/// entries (the caller calls again), else the id followed by the values of
+/// the fields in `ARGV[4..]` (the record's, then the request's).
+///
+/// KEYS: queue, leases. ARGV: job key prefix, lease ms, running TTL ms,
+/// then the fields to read.
+pub(in crate::store::redis) const CLAIM: &str = concat!(
+    lua_now!(),
+    lua_keep!(),
+    r"
+local now = now_ms()
+for _ = 1, 16 do
+  local popped = redis.call('ZPOPMIN', KEYS[1])
+  if #popped == 0 then return {} end
+  local id = popped[1]
+  local job = ARGV[1] .. id .. '}:job'
+  if redis.call('HGET', job, 'st') == 'pending' and redis.call('HEXISTS', job, 'qm') == 1 then
+    local at = tonumber(redis.call('HGET', job, 'at') or '0') + 1
+    redis.call('HSET', job, 'at', at, 'u', now)
+    redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), id)
+    keep(KEYS[2], ARGV[3])
+    redis.call('PEXPIRE', job, ARGV[3])
+    local ik = redis.call('HGET', job, 'ik')
+    if ik then redis.call('PEXPIRE', ik, ARGV[3]) end
+    local ok = redis.call('HGET', job, 'ok')
+    if ok then keep(ok, ARGV[3]) end
+    local values = redis.call('HMGET', job, unpack(ARGV, 4))
+    local out = {id}
+    for i = 1, #ARGV - 3 do out[i + 1] = values[i] end
+    return out
+  end
+end
+return {'again'}
+"
+);
+
+/// Renews the leases of many claims: for each claim that holds its job
+/// (pending or running), its lease moves to now + lease by the server's
+/// clock and the job's keys (hash, idempotency key, owner index) live a
+/// running job's time to live again; answers 1. Any other claim (its job
+/// ended, is gone, or another attempt or a sweep took it) changes nothing
+/// and answers 0: a renewal never touches another attempt's lease, nor the
+/// time to live an end gave.
+///
+/// KEYS: leases. ARGV: job key prefix, lease ms, running TTL ms, then id
+/// and attempt pairs.
+pub(in crate::store::redis) const RENEW: &str = concat!(
+    lua_now!(),
+    lua_keep!(),
+    lua_held!(),
+    r"
+local now = now_ms()
+local out = {}
+local any = false
+for i = 4, #ARGV, 2 do
+  local id, token = ARGV[i], ARGV[i + 1]
+  local job = ARGV[1] .. id .. '}:job'
+  local st = redis.call('HGET', job, 'st')
+  if (st == 'pending' or st == 'running') and held(job, KEYS[1], id, token) then
+    redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[2]), id)
+    redis.call('PEXPIRE', job, ARGV[3])
+    local ik = redis.call('HGET', job, 'ik')
+    if ik then redis.call('PEXPIRE', ik, ARGV[3]) end
+    local ok = redis.call('HGET', job, 'ok')
+    if ok then keep(ok, ARGV[3]) end
+    out[#out + 1] = 1
+    any = true
+  else
+    out[#out + 1] = 0
+  end
+end
+if any then keep(KEYS[1], ARGV[3]) end
+return out
+"
+);
+
+/// Hands a durable job its claim holds back to its queue: `pending` again,
+/// without a start time or a lease, in its queue at its creation time. Its
+/// attempt stays: the next claim counts on from it. Answers 0 and changes
+/// nothing when the job ended, is gone, is not durable or the claim does
+/// not hold it.
+///
+/// KEYS: job, leases. ARGV: id, attempt, queue key prefix, running TTL ms.
+pub(in crate::store::redis) const RELEASE: &str = concat!(
+    lua_now!(),
+    lua_keep!(),
+    lua_held!(),
+    r"
+local st = redis.call('HGET', KEYS[1], 'st')
+if st ~= 'pending' and st ~= 'running' then return 0 end
+if not held(KEYS[1], KEYS[2], ARGV[1], ARGV[2]) then return 0 end
+local dq = redis.call('HGET', KEYS[1], 'dq')
+if not dq or redis.call('HEXISTS', KEYS[1], 'qm') == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'st', 'pending', 'u', now_ms())
+redis.call('HDEL', KEYS[1], 's')
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZADD', ARGV[3] .. dq, redis.call('HGET', KEYS[1], 'c'), ARGV[1])
+keep(ARGV[3] .. dq, ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+"
+);
+
+/// Deals with up to `limit` leases that lapsed by the server's clock: each
+/// leaves the set; a job gone or ended is passed by; a durable job with
+/// attempts left goes back to its queue (`pending`, no start time); any
+/// other ends `failed` with `error.code = "lost"`, exactly as any end
+/// (`end_job`). Returns `{requeued, lost, leases looked at}`.
+///
+/// KEYS: leases. ARGV: job key prefix, queue key prefix, TTL ms, tombstone
+/// TTL ms, channel, running TTL ms, lost code, lost message, limit.
+pub(in crate::store::redis) const SWEEP: &str = concat!(
+    lua_now!(),
+    lua_keep!(),
+    lua_end_job!(),
+    r"
+local now = now_ms()
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[9]))
+local requeued, lost = 0, 0
+for _, id in ipairs(due) do
+  redis.call('ZREM', KEYS[1], id)
+  local job = ARGV[1] .. id .. '}:job'
+  local st = redis.call('HGET', job, 'st')
+  if st == 'pending' or st == 'running' then
+    local dq = redis.call('HGET', job, 'dq')
+    local at = tonumber(redis.call('HGET', job, 'at') or '1')
+    local dx = tonumber(redis.call('HGET', job, 'dx') or '1')
+    if dq and redis.call('HEXISTS', job, 'qm') == 1 and at < dx then
+      redis.call('HSET', job, 'st', 'pending', 'u', now)
+      redis.call('HDEL', job, 's')
+      redis.call('ZADD', ARGV[2] .. dq, redis.call('HGET', job, 'c'), id)
+      keep(ARGV[2] .. dq, ARGV[6])
+      redis.call('PEXPIRE', job, ARGV[6])
+      requeued = requeued + 1
+    else
+      end_job(job, ARGV[1] .. id .. '}:gone', KEYS[1], ARGV[2], id, 'failed', now, ARGV[3], ARGV[4], ARGV[5],
+        '', '', '', ARGV[7], ARGV[8])
+      lost = lost + 1
+    end
+  end
+end
+return {requeued, lost, #due}
+"
+);
