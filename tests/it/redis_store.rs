@@ -7,7 +7,6 @@ use crate::common;
 use tower_accepted::store::Claim;
 use tower_accepted::store::suite;
 
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -15,7 +14,6 @@ use std::time::{Duration, Instant};
 use axum::routing::post;
 use axum::{Extension, Router};
 use http::{Method, StatusCode};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tower_accepted::{
     AcceptedLayer, Job,
     store::{
@@ -428,96 +426,7 @@ async fn cancel_on_another_replica_stops_the_job_where_it_runs() {
     assert_every_key_expires(&ns).await;
 }
 
-/// The path of the `replicas` example, built by `cargo test` with the
-/// feature (or built here when only this test target was built).
-fn replicas_example() -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let target = exe.parent().and_then(|deps| deps.parent()).unwrap().to_path_buf();
-    let example = target.join("examples").join("replicas");
-    if !example.exists() {
-        let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "--example", "replicas", "--features", "redis"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .unwrap();
-        assert!(status.success(), "building the replicas example failed");
-    }
-    example
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_replica_leaves_its_job_lost_not_running() {
-    let ns = namespace();
-    let mut child = tokio::process::Command::new(replicas_example())
-        .env("REDIS_URL", redis_url())
-        .env("ADDRS", "127.0.0.1:0")
-        .env("NAMESPACE", &ns)
-        .env("LEASE_MS", "1000")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the replicas example starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            let line = lines
-                .next_line()
-                .await
-                .unwrap()
-                .expect("the example prints its address");
-            if let Some(base) = line.strip_prefix("replica listening on ") {
-                return base.to_owned();
-            }
-        }
-    })
-    .await
-    .expect("the example listens within 30 s");
-
-    // A 100-page report (30 s) on the child replica.
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-    let request = http::Request::post(format!("{base}/reports"))
-        .body(http_body_util::Full::new(bytes::Bytes::from(r#"{"pages": 100}"#)))
-        .unwrap();
-    let response = client.request(request).await.unwrap();
-    assert_eq!(response.status(), StatusCode::ACCEPTED);
-    let monitor = response.headers()["location"].to_str().unwrap().to_owned();
-
-    let (_b_server, b) = replica(&ns, Flags::default()).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while b.get(&monitor).await.json()["status"] != "running" {
-        assert!(Instant::now() < deadline, "the job never ran");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-
-    child.kill().await.unwrap(); // SIGKILL: no chance to clean up.
-    let killed = Instant::now();
-    // The surviving replica's sweep, every half lease (the layer's work;
-    // here a store of the namespace runs it): once the dead replica's lease
-    // lapses, it ends the job `lost`, and the long poll below wakes.
-    let sweeper = {
-        let store = store(&ns).await;
-        tokio::spawn(async move {
-            loop {
-                let _ = store.sweep().await;
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        })
-    };
-    let answer = b.get(&format!("{monitor}?wait=20")).await;
-    sweeper.abort();
-    let doc = answer.json();
-    assert_eq!(doc["status"], "failed", "{doc}");
-    assert_eq!(doc["error"]["code"], "lost");
-    assert!(
-        killed.elapsed() < Duration::from_secs(10),
-        "lost after {:?}",
-        killed.elapsed()
-    );
-    b.get(&format!("{monitor}/result"))
-        .await
-        .assert_problem(StatusCode::INTERNAL_SERVER_ERROR);
-    assert_every_key_expires(&ns).await;
-}
+// A killed replica's jobs: `replicas.rs` (the example run as processes).
 
 /// The wake-up of a waiter on another replica really comes by pub/sub. The
 /// generic suite's wake checks cannot tell: a `RedisStore` waiter also reads
