@@ -441,10 +441,12 @@ impl<St: JobStore> AcceptedLayer<St> {
         JobRoutes::new(Arc::clone(&self.shared))
     }
 
-    /// Shuts the runner down gracefully: new submissions get `503` at once;
-    /// jobs under way get up to `deadline` to finish; those still running
-    /// then are dropped and end `failed` with `shutdown`. Resolves when no
-    /// job is left, with the number ended that way. Job routes keep
+    /// Shuts the runner down gracefully: new submissions get `503` at once
+    /// and no queued durable job is claimed any more; jobs under way get up
+    /// to `deadline` to finish; those still running then are dropped, the
+    /// [durable](crate::durable) ones handed back to their queue for another
+    /// replica, the others ended `failed` with `shutdown`. Resolves when no
+    /// job is left, with the number ended `shutdown`. Job routes keep
     /// answering. It reaches every layer made from this one or its clones
     /// by builder calls (which share its runner, or, when they change its
     /// limits, have one of their own in the same family).

@@ -77,7 +77,8 @@
 //! | [`Accepted`] | the service the layer makes around yours | |
 //! | [`ResponseFuture`] | the future of an [`Accepted`] call | |
 //! | [`JobRoutes`], [`JobRoutesFuture`] | the job routes alone, for `nest_service` | |
-//! | [`Job`] | the handler's handle: progress, message, cancellation (an axum extractor with `axum`) | |
+//! | [`Job`] | the handler's handle: progress, message, cancellation, attempt (an axum extractor with `axum`) | |
+//! | [`durable`] | durable jobs: what runs again where, and what rests in the store ([`AcceptedLayer::durable`], [`AcceptedLayer::run_jobs_with`]) | |
 //! | [`Completion`] | how a finished job is announced: `303` to the result, `201 Created`, or inline | |
 //! | [`Problem`] | an RFC 9457 problem document (`IntoResponse` with `axum`) | |
 //! | [`RequestBody`], [`ResponseBody`] | the body types the layer hands on and answers with | |
@@ -89,6 +90,7 @@
 //! | [`store::Outcome`], [`store::JobError`], [`store::ErrorCode`], [`store::OtherCode`] | how a job ended | |
 //! | [`store::Lookup`], [`store::Cancel`], [`store::CreatedOnce`], [`store::KeyLookup`] | what a store's operations answer | |
 //! | [`store::IdempotencyKey`], [`store::ListCursor`], [`store::Page`] | keys, listing cursors and pages | |
+//! | [`store::Claim`], [`store::Claimed`], [`store::DurableJob`], [`store::Swept`], [`store::LOST_MESSAGE`] | execution: claims fenced by their attempt, durable jobs, sweeps | |
 //! | [`store::StoreError`], [`store::InvalidJobId`], [`store::InvalidJobStatus`] | errors of stores and of parsing | |
 //! | `store::suite` | the conformance kit a store's own tests run | `test-util` |
 //! | `client::FollowLayer`, `client::Follow`, `client::ResponseFuture` | a client middleware that follows a `202` to the final response | `client` |

@@ -2,24 +2,24 @@
 //! any replica with room, run again when the replica running them stops.
 //!
 //! A durable job (chosen with [`AcceptedLayer::durable`] or
-//! [`durable_if`](AcceptedLayer::durable_if)) is created with its request
+//! [`durable_if`](crate::AcceptedLayer::durable_if)) is created with its request
 //! (method, URI, headers but hop-by-hop ones and those
-//! [`stored_headers`](AcceptedLayer::stored_headers) leaves out, the body)
+//! [`stored_headers`](crate::AcceptedLayer::stored_headers) leaves out, the body)
 //! in one atomic write. The replica that accepted it runs it at once when
 //! it has a runner free; otherwise it waits in the store's queue, oldest
 //! first, and every replica that was given the application with
-//! [`run_jobs_with`](AcceptedLayer::run_jobs_with) claims from it as
+//! [`run_jobs_with`](crate::AcceptedLayer::run_jobs_with) claims from it as
 //! runners free up.
 //!
 //! **What is guaranteed.** A durable job runs *at least once* and its
 //! result is recorded *exactly once*: a runner holds a lease on the job and
 //! renews it; when the lease lapses (the replica was killed, frozen or cut
 //! off), any replica's sweep puts the job back in its queue and it runs
-//! again, as attempt 2, 3, … up to [`max_attempts`](AcceptedLayer::max_attempts),
+//! again, as attempt 2, 3, … up to [`max_attempts`](crate::AcceptedLayer::max_attempts),
 //! after which it ends `failed` with `error.code = "lost"`. Every write of
 //! an attempt carries its number, and the store refuses those of an
 //! attempt that was replaced, so a late runner never overwrites the result.
-//! A graceful [`shutdown`](AcceptedLayer::shutdown) hands its unfinished
+//! A graceful [`shutdown`](crate::AcceptedLayer::shutdown) hands its unfinished
 //! durable jobs back at the deadline rather than failing them. A handler
 //! may therefore run more than once: one with effects outside the job
 //! checks [`Job::attempt`](crate::Job::attempt) and what an earlier attempt
