@@ -14,18 +14,18 @@
 //! clock every replica shares is the server's.
 //!
 //! A claim (attempt `n` of job `id`) is held while the job's `at` field is
-//! `n` and its id is in the lease set: every write a runner makes (start,
-//! progress, finish, renew, release) checks both and changes nothing
-//! otherwise. The lease set matters as much as the attempt: a sweep that
-//! puts a job back in its queue removes its lease but leaves `at` for the
-//! next claim to raise, and the runner that lost it must already be
-//! fenced out.
+//! `n` and it does not wait in its queue (no `w` field): every write a
+//! runner makes (start, progress, finish, renew, release) checks both and
+//! changes nothing otherwise. The waiting mark matters as much as the
+//! attempt: a sweep or a release that puts a job back in its queue leaves
+//! `at` for the next claim to raise, and the runner that lost it must
+//! already be fenced out.
 //!
 //! The hash's fields: `st` status, `c`/`u`/`s` created, updated, started
 //! (ms), `p` progress, `m` message, `rs`/`rh`/`rb` the stored response,
 //! `ec`/`em` the error, `o` owner, `ok`/`mb` its owner index and member,
 //! `ik` the idempotency key it holds, `at` the attempt (0 while queued and
-//! never claimed); a durable job adds `dq` its queue, `dx` its attempts,
+//! never claimed), `w` while it waits in its queue; a durable job adds `dq` its queue, `dx` its attempts,
 //! and its request `qm`/`qu`/`qh`/`qb` (method, URI, headers, body), which
 //! its end removes.
 
@@ -53,36 +53,49 @@ end
     };
 }
 
-/// Lua: `held(job, leases, id, token)`, whether attempt `token` of the job
-/// holds it: `at` is the token (a job written before attempts were kept ran
-/// once) and the lease is in the set.
+/// Lua: `held_by(at, w, token)`, whether attempt `token` holds a job
+/// whose `at` and `w` fields are these: `at` is the token (a job written
+/// before attempts were kept ran once) and the job is not waiting in its
+/// queue (`w`, set when it is queued or put back, cleared by the claim that
+/// takes it). One `HMGET` with the fields a script needs anyway, rather than
+/// a read of its own.
 macro_rules! lua_held {
     () => {
-        "local function held(job, leases, id, token)
-  return (redis.call('HGET', job, 'at') or '1') == token and redis.call('ZSCORE', leases, id) ~= false
+        "local function held_by(at, w, token)
+  return (at or '1') == token and w ~= '1'
 end
 "
     };
 }
 
-/// Lua: `end_job(...)`, the end of a job that has not ended: its state,
-/// response and error; its lease and queue entry go; its request too (the
+/// Lua: `end_job(...)`, the end of a job that has not ended (whose queue
+/// `dq` and idempotency key `ik` the caller read already): its state,
+/// response and error, in one write; its lease and queue entry go; its
+/// request too (the
 /// credentials among its headers are not kept longer than needed); its
 /// time to live (and its idempotency key's), its tombstone, and the message
 /// that wakes waiters on every replica. Shared by the end and the sweep, so
 /// that a lost job ends exactly as any other.
 macro_rules! lua_end_job {
     () => {
-        "local function end_job(job, gone, leases, qprefix, id, st, now, ttl, tomb, channel, rs, rh, rb, ec, em)
-  redis.call('HSET', job, 'st', st, 'u', now)
-  if rs ~= '' then redis.call('HSET', job, 'rs', rs, 'rh', rh, 'rb', rb) end
-  if ec ~= '' then redis.call('HSET', job, 'ec', ec, 'em', em) end
-  redis.call('HDEL', job, 'qm', 'qu', 'qh', 'qb')
+        "local function end_job(job, gone, leases, qprefix, id, st, now, ttl, tomb, channel, rs, rh, rb, ec, em, dq, ik)
+  local fields = {'st', st, 'u', now}
+  if rs ~= '' then
+    fields[#fields + 1] = 'rs'; fields[#fields + 1] = rs
+    fields[#fields + 1] = 'rh'; fields[#fields + 1] = rh
+    fields[#fields + 1] = 'rb'; fields[#fields + 1] = rb
+  end
+  if ec ~= '' then
+    fields[#fields + 1] = 'ec'; fields[#fields + 1] = ec
+    fields[#fields + 1] = 'em'; fields[#fields + 1] = em
+  end
+  redis.call('HSET', job, unpack(fields))
+  if dq then
+    redis.call('HDEL', job, 'qm', 'qu', 'qh', 'qb', 'w')
+    redis.call('ZREM', qprefix .. dq, id)
+  end
   redis.call('ZREM', leases, id)
-  local dq = redis.call('HGET', job, 'dq')
-  if dq then redis.call('ZREM', qprefix .. dq, id) end
   redis.call('PEXPIRE', job, ttl)
-  local ik = redis.call('HGET', job, 'ik')
   if ik then redis.call('PEXPIRE', ik, ttl) end
   redis.call('SET', gone, '1', 'PX', tomb)
   redis.call('PUBLISH', channel, id)
@@ -155,9 +168,13 @@ redis.call('PEXPIRE', KEYS[1], ARGV[1])
 if ARGV[9] == '1' then
   redis.call('ZADD', KEYS[6], redis.call('HGET', KEYS[1], 'c'), ARGV[7])
   keep(KEYS[6], ARGV[1])
+  redis.call('HSET', KEYS[1], 'w', '1')
 elseif ARGV[11] == '1' then
   redis.call('ZADD', KEYS[5], now_ms() + tonumber(ARGV[2]), ARGV[7])
-  keep(KEYS[5], ARGV[1])
+  -- A member needs the set for one lease at most, and every replica's
+  -- running TTL is longer than its lease: a plain PEXPIRE never cuts a
+  -- lease short (and saves the PTTL of `keep`).
+  redis.call('PEXPIRE', KEYS[5], ARGV[1])
 end
 return 'new'
 "
@@ -174,15 +191,16 @@ pub(super) const END: &str = concat!(
     lua_held!(),
     lua_end_job!(),
     r"
-local st = redis.call('HGET', KEYS[1], 'st')
+local f = redis.call('HMGET', KEYS[1], 'st', 'at', 'w', 'dq', 'ik')
+local st = f[1]
 if not st then
   if redis.call('EXISTS', KEYS[2]) == 1 then return 'expired' end
   return 'unknown'
 end
 if st == 'succeeded' or st == 'failed' or st == 'canceled' then return 'terminal' end
-if ARGV[1] == 'finish' and not held(KEYS[1], KEYS[3], ARGV[6], ARGV[13]) then return 'fenced' end
+if ARGV[1] == 'finish' and not held_by(f[2], f[3], ARGV[13]) then return 'fenced' end
 end_job(KEYS[1], KEYS[2], KEYS[3], ARGV[14], ARGV[6], ARGV[7], ARGV[2], ARGV[3], ARGV[4], ARGV[5],
-  ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12])
+  ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12], f[4], f[5])
 return 'ended'
 "
 );
@@ -213,9 +231,8 @@ return removed
 pub(super) const START: &str = concat!(
     lua_held!(),
     r"
-if redis.call('HGET', KEYS[1], 'st') ~= 'pending' or not held(KEYS[1], KEYS[2], ARGV[2], ARGV[3]) then
-  return 0
-end
+local f = redis.call('HMGET', KEYS[1], 'st', 'at', 'w')
+if f[1] ~= 'pending' or not held_by(f[2], f[3], ARGV[3]) then return 0 end
 redis.call('HSET', KEYS[1], 'st', 'running', 'u', ARGV[1], 's', ARGV[1])
 return 1
 "
@@ -229,9 +246,10 @@ return 1
 pub(super) const PROGRESS: &str = concat!(
     lua_held!(),
     r"
-local st = redis.call('HGET', KEYS[1], 'st')
+local f = redis.call('HMGET', KEYS[1], 'st', 'at', 'w')
+local st = f[1]
 if not st or st == 'succeeded' or st == 'failed' or st == 'canceled' then return 0 end
-if not held(KEYS[1], KEYS[2], ARGV[5], ARGV[6]) then return 0 end
+if not held_by(f[2], f[3], ARGV[6]) then return 0 end
 redis.call('HSET', KEYS[1], 'u', ARGV[1])
 if ARGV[2] == '' then redis.call('HDEL', KEYS[1], 'p') else redis.call('HSET', KEYS[1], 'p', ARGV[2]) end
 if ARGV[3] == '' then redis.call('HDEL', KEYS[1], 'm') else redis.call('HSET', KEYS[1], 'm', ARGV[4]) end

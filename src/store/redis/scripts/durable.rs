@@ -4,7 +4,7 @@
 //! prefix `{ns:`, and a job's hash is `prefix .. id .. '}:job'`.
 
 /// Takes the oldest job of a queue: pops members (oldest first) and passes
-/// by those whose job is gone, not `pending` or not durable, at most 16 per
+/// by those whose job is gone, not `pending` or not waiting, at most 16 per
 /// call so that a queue of dead entries never holds Redis long. The job
 /// taken gets attempt `at + 1`, its lease (by the server's clock) and its
 /// times to live pushed back as a running job's.
@@ -25,9 +25,11 @@ for _ = 1, 16 do
   if #popped == 0 then return {} end
   local id = popped[1]
   local job = ARGV[1] .. id .. '}:job'
-  if redis.call('HGET', job, 'st') == 'pending' and redis.call('HEXISTS', job, 'qm') == 1 then
-    local at = tonumber(redis.call('HGET', job, 'at') or '0') + 1
+  local f = redis.call('HMGET', job, 'st', 'at', 'w')
+  if f[1] == 'pending' and f[3] == '1' then
+    local at = tonumber(f[2] or '0') + 1
     redis.call('HSET', job, 'at', at, 'u', now)
+    redis.call('HDEL', job, 'w')
     redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), id)
     keep(KEYS[2], ARGV[3])
     redis.call('PEXPIRE', job, ARGV[3])
@@ -47,7 +49,7 @@ return {'again'}
 
 /// Renews the leases of many claims: for each claim that holds its job
 /// (pending or running), its lease moves to now + lease by the server's
-/// clock and the job's keys (hash, idempotency key, owner index) live a
+/// clock (put back if it went missing: a held job always has one) and the job's keys (hash, idempotency key, owner index) live a
 /// running job's time to live again; answers 1. Any other claim (its job
 /// ended, is gone, or another attempt or a sweep took it) changes nothing
 /// and answers 0: a renewal never touches another attempt's lease, nor the
@@ -66,14 +68,13 @@ local any = false
 for i = 4, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
   local job = ARGV[1] .. id .. '}:job'
-  local st = redis.call('HGET', job, 'st')
-  if (st == 'pending' or st == 'running') and held(job, KEYS[1], id, token) then
-    redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[2]), id)
+  local f = redis.call('HMGET', job, 'st', 'at', 'w', 'ik', 'ok')
+  local st = f[1]
+  if (st == 'pending' or st == 'running') and held_by(f[2], f[3], token) then
+    redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), id)
     redis.call('PEXPIRE', job, ARGV[3])
-    local ik = redis.call('HGET', job, 'ik')
-    if ik then redis.call('PEXPIRE', ik, ARGV[3]) end
-    local ok = redis.call('HGET', job, 'ok')
-    if ok then keep(ok, ARGV[3]) end
+    if f[4] then redis.call('PEXPIRE', f[4], ARGV[3]) end
+    if f[5] then keep(f[5], ARGV[3]) end
     out[#out + 1] = 1
     any = true
   else
@@ -97,12 +98,12 @@ pub(in crate::store::redis) const RELEASE: &str = concat!(
     lua_keep!(),
     lua_held!(),
     r"
-local st = redis.call('HGET', KEYS[1], 'st')
+local f = redis.call('HMGET', KEYS[1], 'st', 'at', 'w', 'dq')
+local st, dq = f[1], f[4]
 if st ~= 'pending' and st ~= 'running' then return 0 end
-if not held(KEYS[1], KEYS[2], ARGV[1], ARGV[2]) then return 0 end
-local dq = redis.call('HGET', KEYS[1], 'dq')
+if not held_by(f[2], f[3], ARGV[2]) then return 0 end
 if not dq or redis.call('HEXISTS', KEYS[1], 'qm') == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'st', 'pending', 'u', now_ms())
+redis.call('HSET', KEYS[1], 'st', 'pending', 'u', now_ms(), 'w', '1')
 redis.call('HDEL', KEYS[1], 's')
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZADD', ARGV[3] .. dq, redis.call('HGET', KEYS[1], 'c'), ARGV[1])
@@ -131,13 +132,14 @@ local requeued, lost = 0, 0
 for _, id in ipairs(due) do
   redis.call('ZREM', KEYS[1], id)
   local job = ARGV[1] .. id .. '}:job'
-  local st = redis.call('HGET', job, 'st')
-  if st == 'pending' or st == 'running' then
-    local dq = redis.call('HGET', job, 'dq')
-    local at = tonumber(redis.call('HGET', job, 'at') or '1')
-    local dx = tonumber(redis.call('HGET', job, 'dx') or '1')
+  local f = redis.call('HMGET', job, 'st', 'dq', 'at', 'dx', 'ik', 'w')
+  local st, dq = f[1], f[2]
+  -- A job waiting in its queue holds no lease: one left behind is stale.
+  if (st == 'pending' or st == 'running') and f[6] ~= '1' then
+    local at = tonumber(f[3] or '1')
+    local dx = tonumber(f[4] or '1')
     if dq and redis.call('HEXISTS', job, 'qm') == 1 and at < dx then
-      redis.call('HSET', job, 'st', 'pending', 'u', now)
+      redis.call('HSET', job, 'st', 'pending', 'u', now, 'w', '1')
       redis.call('HDEL', job, 's')
       redis.call('ZADD', ARGV[2] .. dq, redis.call('HGET', job, 'c'), id)
       keep(ARGV[2] .. dq, ARGV[6])
@@ -145,7 +147,7 @@ for _, id in ipairs(due) do
       requeued = requeued + 1
     else
       end_job(job, ARGV[1] .. id .. '}:gone', KEYS[1], ARGV[2], id, 'failed', now, ARGV[3], ARGV[4], ARGV[5],
-        '', '', '', ARGV[7], ARGV[8])
+        '', '', '', ARGV[7], ARGV[8], dq, f[5])
       lost = lost + 1
     end
   end
