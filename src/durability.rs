@@ -27,7 +27,9 @@ pub(crate) struct Durability {
     pub(crate) upkeep: AtomicBool,
     /// The application that claimed jobs are sent through.
     pub(crate) app: OnceLock<JobApp>,
-    /// Wakes the claim loop: a job was queued here, or swept back.
+    /// Wakes the claim loop: a job was queued here, or swept back. Given
+    /// with `notify_one`, so that a nudge that comes while the loop is busy
+    /// claiming is kept for its next wait rather than lost.
     pub(crate) nudge: Arc<Notify>,
     /// Until when the claim loop holds back after a claimed job reached no
     /// layer here (a route this replica does not serve).

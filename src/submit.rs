@@ -167,7 +167,7 @@ where
 
             if queued {
                 drop(admission);
-                shared.durability.nudge.notify_waiters();
+                shared.durability.nudge.notify_one();
                 let mut record = JobRecord::pending(id).with_attempt(0);
                 record.created_at_ms = created_at_ms;
                 record.updated_at_ms = created_at_ms;

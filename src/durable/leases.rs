@@ -71,7 +71,7 @@ async fn sweeps<St: JobStore>(state: Weak<LayerState<St>>, lease: Duration) {
         if let Ok(swept) = shared.store.sweep().await
             && swept.requeued > 0
         {
-            shared.durability.nudge.notify_waiters();
+            shared.durability.nudge.notify_one();
         }
     }
 }
