@@ -35,7 +35,7 @@ pub async fn connection() -> redis::aio::MultiplexedConnection {
 }
 
 /// Every key of `namespace` with its time to live in ms (`-1`: none, `-2`:
-/// expired since it was listed): a job's keys (`{ns:id}:…`) and the
+/// expired since it was listed): a job's keys (`{ns}:job:<id>`, `{ns}:gone:<id>`) and the
 /// namespace's own (`{ns}:owner:…` owner indexes, `{ns}:key:…` idempotency
 /// keys).
 pub async fn keys_with_ttl(namespace: &str) -> Vec<(String, i64)> {

@@ -12,21 +12,25 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-/// The path of the `replicas` example, built by `cargo test` with the
-/// feature (or built here when only the test target was built).
+/// The path of the `replicas` example, built (again, when its sources
+/// changed) once per test run: `cargo test --test it` alone does not build
+/// examples, and a binary left from an earlier build would speak an older
+/// protocol to the store.
 pub fn replicas_example() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let target = exe.parent().and_then(|deps| deps.parent()).unwrap().to_path_buf();
-    let example = target.join("examples").join("replicas");
-    if !example.exists() {
-        let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "--example", "replicas", "--features", "redis"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .unwrap();
-        assert!(status.success(), "building the replicas example failed");
-    }
-    example
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().unwrap();
+            let target = exe.parent().and_then(|deps| deps.parent()).unwrap().to_path_buf();
+            let status = std::process::Command::new(env!("CARGO"))
+                .args(["build", "--example", "replicas", "--features", "redis"])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .unwrap();
+            assert!(status.success(), "building the replicas example failed");
+            target.join("examples").join("replicas")
+        })
+        .clone()
 }
 
 /// Handler completions, by job id: the attempts that finished, in order,

@@ -111,7 +111,7 @@ async fn a_queued_job_is_claimed_as_attempt_1_with_its_request() {
     // The request (its credentials) is not kept once the job ended.
     let mut conn = connection().await;
     let kept: Vec<Option<Vec<u8>>> = redis::cmd("HMGET")
-        .arg(format!("{{{ns}:{id}}}:job"))
+        .arg(format!("{{{ns}}}:job:{id}"))
         .arg(&["qm", "qu", "qh", "qb"])
         .query_async(&mut conn)
         .await
@@ -180,7 +180,7 @@ async fn canceled_and_deleted_queued_jobs_are_never_claimed() {
     let behind = enqueue(&store, "r", now + 100).await;
     for id in &stale {
         let _: () = redis::cmd("HSET")
-            .arg(format!("{{{ns}:{id}}}:job"))
+            .arg(format!("{{{ns}}}:job:{id}"))
             .arg("st")
             .arg("canceled")
             .query_async(&mut conn)

@@ -71,7 +71,7 @@ async fn lease_renewal_leaves_an_ended_job_alone() {
 
     let mut conn = connection().await;
     let job_ttl: i64 = redis::cmd("PTTL")
-        .arg(format!("{{{ns}:{canceled}}}:job"))
+        .arg(format!("{{{ns}}}:job:{canceled}"))
         .query_async(&mut conn)
         .await
         .unwrap();

@@ -140,7 +140,7 @@ async fn find_key_answers_free_existing_mismatch_and_free_once_the_holder_is_gon
     // whatever the fingerprint, as no kept job holds it.
     let mut conn = connection().await;
     let _: i64 = redis::cmd("DEL")
-        .arg(format!("{{{ns}:{again}}}:job"))
+        .arg(format!("{{{ns}}}:job:{again}"))
         .query_async(&mut conn)
         .await
         .unwrap();
@@ -272,10 +272,10 @@ async fn duration_max_settings_run_a_whole_job_life() {
     // lives as long as the cap, not forever.
     let keys = keys_with_ttl(&ns).await;
     for suffix in [
-        format!("{id}}}:job"),
-        format!("{id}}}:gone"),
-        format!("{other}}}:job"),
-        format!("{other}}}:gone"),
+        format!(":job:{id}"),
+        format!(":gone:{id}"),
+        format!(":job:{other}"),
+        format!(":gone:{other}"),
         "}:owner:alice".to_owned(),
         "}:key:".to_owned(),
     ] {

@@ -72,6 +72,7 @@ impl RedisStore {
             .arg(Self::ms(self.inner.lease))
             .arg(self.running_ttl());
         for claim in claims {
+            renew.key(self.key(claim.id(), "job"));
             renew.arg(claim.id().to_string()).arg(claim.attempt());
         }
         let held: Vec<i64> = renew

@@ -15,15 +15,17 @@ use crate::store::{
 };
 
 impl RedisStore {
-    /// The key `what` (`job` or `gone`) of job `id`: `{ns:id}:what`.
+    /// The key `what` (`job` or `gone`) of job `id`: `{ns}:what:id`.
     pub(super) fn key(&self, id: JobId, what: &str) -> String {
-        format!("{}{}}}:{}", self.job_prefix(), id, what)
+        format!("{}{}:{}", self.job_prefix(), what, id)
     }
 
-    /// What every job's keys begin with, `{ns:`: the scripts that deal
-    /// with many jobs build their keys from it.
+    /// What every key of the namespace begins with, `{ns}:`: the scripts
+    /// that deal with many jobs build job keys from it (`{ns}:job:<id>`,
+    /// `{ns}:gone:<id>`). One hash tag for the whole namespace puts every
+    /// key a script touches in one slot of a Redis Cluster.
     pub(super) fn job_prefix(&self) -> String {
-        format!("{{{}:", self.inner.namespace)
+        format!("{{{}}}:", self.inner.namespace)
     }
 
     /// The sorted set of an owner's jobs (members: list cursors, which sort

@@ -45,8 +45,9 @@ const MAX_DURATION: Duration = Duration::from_millis(MAX_MS);
 /// load balancer share them: a job submitted on one replica can be polled,
 /// waited for, fetched, canceled and (a durable job) run on any other.
 ///
-/// - **Keys.** Each job has a hash `{ns:id}:job` (state, progress, attempt,
-///   stored response) and, once it ends, a tombstone `{ns:id}:gone`. The
+/// - **Keys.** Each job has a hash `{ns}:job:<id>` (state, progress,
+///   attempt, stored response) and, once it ends, a tombstone
+///   `{ns}:gone:<id>`. The
 ///   namespace has `{ns}:leases` (every lease), `{ns}:queue:<name>` (the
 ///   durable jobs waiting in a queue, oldest first), `{ns}:owner:<owner>`
 ///   (an owner's jobs) and `{ns}:key:<scope>` (idempotency keys). Every key
@@ -57,9 +58,14 @@ const MAX_DURATION: Duration = Duration::from_millis(MAX_MS);
 ///   renewal): a queued job nobody claims within that time expires as
 ///   unknown, so size `ttl` for the longest wait a queue may see. Every
 ///   duration is capped at 100 years, so `Duration::MAX`
-///   means "as good as forever", never an error. The scripts touch keys of
-///   several hash tags: the store needs one Redis (or a replicated one),
-///   not a Redis Cluster.
+///   means "as good as forever", never an error.
+/// - **Redis Cluster.** Every key of a namespace carries the hash tag
+///   `{ns}`, so every key a script touches sits in the namespace's one
+///   slot, and the store runs on a Redis Cluster as on one Redis
+///   ([`cluster_builder`](Self::cluster_builder)). The price: a namespace
+///   lives on one master; spread the load of several applications (or of
+///   one application's independent routes) over masters by giving each
+///   its own namespace.
 /// - **Claims and leases.** Whoever runs an attempt of a job holds a
 ///   [`Claim`]: the job's id and the attempt's number. The claim's lease is
 ///   a member of `{ns}:leases` scored with its expiry by Redis's clock

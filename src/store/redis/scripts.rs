@@ -1,12 +1,13 @@
 //! The Lua scripts of [`RedisStore`](super::RedisStore): every change of
 //! state that must be atomic, in one round trip each.
 //!
-//! Two kinds of keys. A job's own keys share the hash tag `{ns:id}`: its
-//! hash `{ns:id}:job` and, once it ended, its tombstone `{ns:id}:gone`.
-//! The namespace's keys share `{ns}`: owner indexes `{ns}:owner:<owner>`,
-//! idempotency keys `{ns}:key:<scope>`, the lease set `{ns}:leases` and the
-//! queues `{ns}:queue:<name>`. Scripts that deal with many jobs (claim,
-//! renew, sweep) build job keys from the id (`ARGV` carries the prefix).
+//! Every key shares the namespace's hash tag `{ns}`, so that all the keys
+//! a script touches sit in one slot of a Redis Cluster: a job's hash
+//! `{ns}:job:<id>` and, once it ended, its tombstone `{ns}:gone:<id>`;
+//! owner indexes `{ns}:owner:<owner>`, idempotency keys `{ns}:key:<scope>`,
+//! the lease set `{ns}:leases` and the queues `{ns}:queue:<name>`. Scripts
+//! that deal with jobs they find (claim, sweep) build their keys from the
+//! id (`ARGV` carries the prefix); every other declares its keys.
 //!
 //! Leases are kept by Redis's clock, never a replica's: a lease is a member
 //! of `{ns}:leases` (the job's id) scored with its expiry in ms, computed

@@ -1,7 +1,8 @@
 //! The scripts of claims: taking a queued job, renewing leases, handing a
 //! job back, and sweeping the leases that lapsed. Each deals with many
 //! jobs or with a queue, so job keys are built from ids: `ARGV[1]` is the
-//! prefix `{ns:`, and a job's hash is `prefix .. id .. '}:job'`.
+//! prefix `{ns}:`, a job's hash is `prefix .. 'job:' .. id` and its
+//! tombstone `prefix .. 'gone:' .. id`, in the one slot of the namespace.
 
 /// Takes the oldest job of a queue: pops members (oldest first) and passes
 /// by those whose job is gone, not `pending` or not waiting, at most 16 per
@@ -24,7 +25,7 @@ for _ = 1, 16 do
   local popped = redis.call('ZPOPMIN', KEYS[1])
   if #popped == 0 then return {} end
   local id = popped[1]
-  local job = ARGV[1] .. id .. '}:job'
+  local job = ARGV[1] .. 'job:' .. id
   local f = redis.call('HMGET', job, 'st', 'at', 'w')
   if f[1] == 'pending' and f[3] == '1' then
     local at = tonumber(f[2] or '0') + 1
@@ -55,8 +56,9 @@ return {'again'}
 /// and answers 0: a renewal never touches another attempt's lease, nor the
 /// time to live an end gave.
 ///
-/// KEYS: leases. ARGV: job key prefix, lease ms, running TTL ms, then id
-/// and attempt pairs.
+/// KEYS: leases, then the hash of each claim's job (declared: their ids
+/// are known). ARGV: job key prefix, lease ms, running TTL ms, then id and
+/// attempt pairs, in the order of the hashes.
 pub(in crate::store::redis) const RENEW: &str = concat!(
     lua_now!(),
     lua_keep!(),
@@ -67,7 +69,7 @@ local out = {}
 local any = false
 for i = 4, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
-  local job = ARGV[1] .. id .. '}:job'
+  local job = KEYS[i / 2]
   local f = redis.call('HMGET', job, 'st', 'at', 'w', 'ik', 'ok')
   local st = f[1]
   if (st == 'pending' or st == 'running') and held_by(f[2], f[3], token) then
@@ -131,7 +133,7 @@ local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumb
 local requeued, lost = 0, 0
 for _, id in ipairs(due) do
   redis.call('ZREM', KEYS[1], id)
-  local job = ARGV[1] .. id .. '}:job'
+  local job = ARGV[1] .. 'job:' .. id
   local f = redis.call('HMGET', job, 'st', 'dq', 'at', 'dx', 'ik', 'w')
   local st, dq = f[1], f[2]
   -- A job waiting in its queue holds no lease: one left behind is stale.
@@ -146,7 +148,7 @@ for _, id in ipairs(due) do
       redis.call('PEXPIRE', job, ARGV[6])
       requeued = requeued + 1
     else
-      end_job(job, ARGV[1] .. id .. '}:gone', KEYS[1], ARGV[2], id, 'failed', now, ARGV[3], ARGV[4], ARGV[5],
+      end_job(job, ARGV[1] .. 'gone:' .. id, KEYS[1], ARGV[2], id, 'failed', now, ARGV[3], ARGV[4], ARGV[5],
         '', '', '', ARGV[7], ARGV[8], dq, f[5])
       lost = lost + 1
     end
