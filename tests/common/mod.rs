@@ -2,7 +2,8 @@
 //! (`server`), a small HTTP client and the checks of a `202` (`http`),
 //! waits with a deadline of seconds (`wait`), raw TCP exchanges (`tcp`), a
 //! response body that breaks (`body`), silenced planned panics (`panics`),
-//! a `redis-server` of a test's own (`private_redis`), replica processes
+//! a `redis-server` of a test's own (`private_redis`), a three-master
+//! Redis Cluster of a test's own (`private_cluster`), replica processes
 //! of the `replicas` example (`replica`), a `MemoryStore`
 //! with hooks (`store`), a shutdown begun in a task (`shutdown`) and calls of a router in process, for the tests on
 //! the paused clock (`oneshot`).
@@ -12,6 +13,8 @@ pub mod body;
 pub mod http;
 pub mod oneshot;
 pub mod panics;
+#[cfg(feature = "redis")]
+pub mod private_cluster;
 #[cfg(feature = "redis")]
 pub mod private_redis;
 #[cfg(feature = "redis")]

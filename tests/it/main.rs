@@ -28,6 +28,7 @@ mod hyper;
 mod owners;
 mod progress;
 mod redis_claims;
+mod redis_cluster;
 mod redis_durable;
 mod redis_faults;
 mod redis_keys;
