@@ -7,8 +7,7 @@
 //! - `ADDR`: where it listens (default `127.0.0.1:3010`);
 //! - `REDIS_URL` (default `redis://127.0.0.1:6379`);
 //! - `REDIS_CLUSTER_URLS`: comma-separated node URLs of a Redis Cluster,
-//!   used instead of `REDIS_URL` when set (not supported yet: the replica
-//!   says so and stops);
+//!   used instead of `REDIS_URL` when set;
 //! - `NAMESPACE` (default `demo`): replicas of one application share one;
 //! - `LEASE_MS` (default 5000): how soon the jobs of a replica that stopped
 //!   answering run elsewhere (durable) or end `lost` (the others);
@@ -45,12 +44,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let namespace = env("NAMESPACE", "demo");
     let lease: u64 = env("LEASE_MS", "5000").parse()?;
     let max_running: usize = env("MAX_RUNNING", "8").parse()?;
-    if std::env::var("REDIS_CLUSTER_URLS").is_ok_and(|urls| !urls.is_empty()) {
-        return Err("REDIS_CLUSTER_URLS: Redis Cluster is not supported yet; set REDIS_URL".into());
-    }
+    let cluster = env("REDIS_CLUSTER_URLS", "");
     let completion = app::completion_from_env()?;
 
-    let store = RedisStore::builder(redis.as_str())
+    let (store, redis) = if cluster.is_empty() {
+        (RedisStore::builder(redis.as_str()), redis)
+    } else {
+        let nodes: Vec<&str> = cluster.split(',').map(str::trim).collect();
+        (RedisStore::cluster_builder(nodes), format!("cluster {cluster}"))
+    };
+    let store = store
         .namespace(namespace.as_str())
         .lease(Duration::from_millis(lease))
         .build()
@@ -72,7 +75,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     let base = format!("http://{}", listener.local_addr()?);
-    println!("replica listening on {base} (Redis {redis}, namespace {namespace:?}, lease {lease} ms)");
+    println!("replica listening on {base} ({redis}, namespace {namespace:?}, lease {lease} ms)");
     println!("  curl -i -X POST {base}/reports -d '{{\"pages\": 10}}'");
     println!("  curl -i '{base}/jobs/<id>?wait=30'   # on this replica or any other");
 

@@ -88,6 +88,34 @@ impl PrivateCluster {
 
     /// The keys matching `pattern` on every node that have no time to live
     /// (`PTTL` says -1), sorted.
+    /// Stops the master on `port` (`SIGSTOP`): its connections stay open,
+    /// its commands get no answer, as with a node that hangs.
+    pub fn freeze(&self, port: u16) {
+        self.signal(port, "-STOP");
+    }
+
+    /// Lets a frozen master go on (`SIGCONT`).
+    pub fn thaw(&self, port: u16) {
+        self.signal(port, "-CONT");
+    }
+
+    fn signal(&self, port: u16, signal: &str) {
+        let Some(child) = self
+            .ports
+            .iter()
+            .position(|p| *p == port)
+            .and_then(|i| self.children.get(i))
+        else {
+            panic!("no node on port {port}");
+        };
+        let pid = child.id().expect("the node runs");
+        let status = std::process::Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .expect("kill(1) runs");
+        assert!(status.success(), "kill {signal} {pid}: {status}");
+    }
+
     pub async fn keys_without_ttl(&self, pattern: &str) -> Vec<String> {
         let mut found = Vec::new();
         for port in self.ports {
@@ -307,6 +335,13 @@ async fn slots(port: u16) -> redis::RedisResult<Vec<SlotRange>> {
 impl Drop for PrivateCluster {
     fn drop(&mut self) {
         for child in &mut self.children {
+            // A test that failed while a node was frozen must not leave it
+            // stopped: thawed first, then killed.
+            if let Some(pid) = child.id() {
+                let _ = std::process::Command::new("kill")
+                    .args(["-CONT", &pid.to_string()])
+                    .status();
+            }
             let _ = child.start_kill();
         }
         for dir in &self.dirs {

@@ -81,29 +81,35 @@ pub async fn assert_every_key_expires(namespace: &str) {
 /// keep jobs pending or running longer than a lease without a layer. Ends
 /// with the returned task (abort it).
 pub fn renew_every_claim(store: RedisStore) -> tokio::task::JoinHandle<()> {
-    use tower_accepted::store::{Claim, JobStore, Lookup};
     tokio::spawn(async move {
-        let lease = store.lease().expect("a RedisStore has a lease");
-        let leases = format!("{{{}}}:leases", store.namespace());
-        let mut conn = connection().await;
-        loop {
-            let ids: Vec<String> = redis::cmd("ZRANGE")
-                .arg(&leases)
-                .arg(0)
-                .arg(-1)
-                .query_async(&mut conn)
-                .await
-                .unwrap_or_default();
-            let mut claims = Vec::new();
-            for id in ids.iter().filter_map(|id| id.parse::<JobId>().ok()) {
-                if let Ok(Lookup::Found(record)) = store.get(id).await {
-                    claims.push(Claim::new(id, record.attempt));
-                }
-            }
-            let _ = store.renew(claims).await;
-            tokio::time::sleep(lease / 3).await;
-        }
+        let conn = connection().await;
+        renew_every_claim_on(store, conn).await;
     })
+}
+
+/// As [`renew_every_claim`], reading the lease set through `conn` (a
+/// cluster's connection, say).
+pub async fn renew_every_claim_on(store: RedisStore, mut conn: impl redis::aio::ConnectionLike + Send) {
+    use tower_accepted::store::{Claim, JobStore, Lookup};
+    let lease = store.lease().expect("a RedisStore has a lease");
+    let leases = format!("{{{}}}:leases", store.namespace());
+    loop {
+        let ids: Vec<String> = redis::cmd("ZRANGE")
+            .arg(&leases)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_default();
+        let mut claims = Vec::new();
+        for id in ids.iter().filter_map(|id| id.parse::<JobId>().ok()) {
+            if let Ok(Lookup::Found(record)) = store.get(id).await {
+                claims.push(Claim::new(id, record.attempt));
+            }
+        }
+        let _ = store.renew(claims).await;
+        tokio::time::sleep(lease / 3).await;
+    }
 }
 
 /// The members of the lease set of `namespace` with their expiry, and the

@@ -1,6 +1,7 @@
 //! Replicas as processes (issue 12, "Accepted means done"): three
 //! `replicas` examples on a private `redis-server` with an append-only
-//! file, one killed and restarted, one stopped gracefully and restarted,
+//! file (and again on a private three-master Redis Cluster), one killed
+//! and restarted, one stopped gracefully and restarted,
 //! Redis frozen for 5 s; every durable job ends `succeeded`, its result
 //! recorded once by the attempt the job names; and a killed replica's
 //! jobs that are not durable end `lost` within two leases.
@@ -15,6 +16,7 @@ use http::StatusCode;
 use tower_accepted::store::{JobId, JobStatus, JobStore, Lookup, RedisStore};
 
 use common::http::{HttpClient, assert_accepted};
+use common::private_cluster::PrivateCluster;
 use common::private_redis::PrivateRedis;
 use common::replica::{Completions, Replica};
 
@@ -67,13 +69,75 @@ async fn until_record(
     }
 }
 
+/// Where the replicas keep their jobs: a private Redis, or a private
+/// three-master cluster.
+enum Backend {
+    Single(PrivateRedis),
+    Cluster(PrivateCluster),
+}
+
+impl Backend {
+    /// The replicas' environment that points them at it.
+    fn env(&self) -> (&'static str, String) {
+        match self {
+            Self::Single(redis) => ("REDIS_URL", redis.url()),
+            Self::Cluster(cluster) => ("REDIS_CLUSTER_URLS", cluster.urls().join(",")),
+        }
+    }
+
+    /// A store of the test's own on it, in `ns`.
+    async fn store(&self, ns: &str) -> RedisStore {
+        let builder = match self {
+            Self::Single(redis) => RedisStore::builder(redis.url()),
+            Self::Cluster(cluster) => RedisStore::cluster_builder(cluster.urls()),
+        };
+        builder.namespace(ns).build().await.unwrap()
+    }
+
+    /// Freezes for `pause` the server that holds `ns` (on a cluster, the
+    /// master of its slot).
+    async fn freeze_for(&self, ns: &str, pause: Duration) {
+        match self {
+            Self::Single(redis) => {
+                redis.freeze();
+                tokio::time::sleep(pause).await;
+                redis.thaw();
+            }
+            Self::Cluster(cluster) => {
+                let home = cluster.node_of(&format!("{{{ns}}}")).await;
+                cluster.freeze(home);
+                tokio::time::sleep(pause).await;
+                cluster.thaw(home);
+            }
+        }
+    }
+
+    async fn keys_without_ttl(&self) -> Vec<String> {
+        match self {
+            Self::Single(redis) => keys_without_ttl(redis).await,
+            Self::Cluster(cluster) => cluster.keys_without_ttl("*").await,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_run_every_durable_job_once_recorded_through_kills_restarts_and_a_frozen_redis() {
-    let redis = PrivateRedis::start().await;
-    let url = redis.url();
+    chaos(Backend::Single(PrivateRedis::start().await)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_on_a_three_master_redis_cluster() {
+    chaos(Backend::Cluster(PrivateCluster::start().await)).await;
+}
+
+/// Three replicas on `backend`, 300 durable jobs, a replica killed and
+/// restarted, another stopped gracefully and restarted, the store frozen
+/// for 5 s: every job succeeds, its result made by the attempt it names.
+async fn chaos(backend: Backend) {
+    let (target, url) = backend.env();
     let lease = LEASE_MS.to_string();
     let env = [
-        ("REDIS_URL", url.as_str()),
+        (target, url.as_str()),
         ("NAMESPACE", "chaos"),
         ("LEASE_MS", lease.as_str()),
         ("MAX_RUNNING", "8"),
@@ -104,15 +168,9 @@ async fn three_replicas_run_every_durable_job_once_recorded_through_kills_restar
     tokio::time::sleep(Duration::from_millis(500)).await;
     b.terminate(Duration::from_secs(30)).await;
     b.restart().await;
-    redis.freeze();
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    redis.thaw();
+    backend.freeze_for("chaos", Duration::from_secs(5)).await;
 
-    let store = RedisStore::builder(url.as_str())
-        .namespace("chaos")
-        .build()
-        .await
-        .unwrap();
+    let store = backend.store("chaos").await;
     let poller = client(&c);
     let mut ran_again = 0;
     for (n, monitor) in &jobs {
@@ -148,7 +206,7 @@ async fn three_replicas_run_every_durable_job_once_recorded_through_kills_restar
     println!("300 durable jobs succeeded; {ran_again} ran again; {finished} handler runs finished");
     assert!(ran_again > 0, "the kill cut short running jobs, which ran again");
     assert_eq!(
-        keys_without_ttl(&redis).await,
+        backend.keys_without_ttl().await,
         Vec::<String>::new(),
         "every key has a time to live"
     );

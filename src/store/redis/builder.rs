@@ -3,17 +3,20 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use redis::{Client, Script};
 
+use super::connection::Target;
+
 use super::tasks::{Liveness, Waiters, listen};
-use super::{Inner, MAX_DURATION, RedisStore, scripts, unavailable};
+use super::{Inner, MAX_DURATION, RedisStore, scripts};
 use crate::store::StoreError;
 
 /// The command timeout when none is set.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Configures a [`RedisStore`]; made by [`RedisStore::builder`].
+/// Configures a [`RedisStore`]; made by [`RedisStore::builder`] (one
+/// Redis) or [`RedisStore::cluster_builder`] (a Redis Cluster).
 ///
 /// Every duration is capped at 100 years: `Duration::MAX` is a valid
 /// setting that means "as good as forever".
@@ -44,12 +47,9 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 /// ```
 #[derive(Debug)]
 pub struct RedisStoreBuilder {
-    /// The Redis URL, used unless a client is given.
-    url: String,
-    /// A client to use instead of the URL.
-    client: Option<Client>,
-    /// A connection manager to use for commands.
-    conn: Option<ConnectionManager>,
+    /// One Redis (its URL, or a client or connection given), or a
+    /// cluster's nodes.
+    target: Target,
     /// The prefix of every key and channel.
     namespace: String,
     /// How long an ended job is kept.
@@ -70,11 +70,9 @@ pub struct RedisStoreBuilder {
 
 impl RedisStoreBuilder {
     /// The default settings, on the Redis at `url`.
-    pub(super) fn new(url: String) -> Self {
+    pub(super) fn new(target: Target) -> Self {
         Self {
-            url,
-            client: None,
-            conn: None,
+            target,
             namespace: "tower-accepted".into(),
             ttl: Duration::from_secs(3600),
             tombstone_ttl: Duration::from_secs(24 * 3600),
@@ -86,17 +84,22 @@ impl RedisStoreBuilder {
     }
 
     /// Uses an existing client (for its connection settings) instead of the
-    /// URL.
+    /// URL. Not for a cluster (a store made by
+    /// [`RedisStore::cluster_builder`]), which keeps its nodes.
     pub fn client(mut self, client: Client) -> Self {
-        self.client = Some(client);
+        if let Target::Single { client: slot, .. } = &mut self.target {
+            *slot = Some(client);
+        }
         self
     }
 
     /// Uses an existing connection manager for commands (the store still
     /// opens connections of its own: one for pub/sub, one for renewals and
-    /// sweeps).
+    /// sweeps). Not for a cluster, which keeps its nodes.
     pub fn connection_manager(mut self, conn: ConnectionManager) -> Self {
-        self.conn = Some(conn);
+        if let Target::Single { conn: slot, .. } = &mut self.target {
+            *slot = Some(conn);
+        }
         self
     }
 
@@ -171,28 +174,7 @@ impl RedisStoreBuilder {
             Some(timeout) => (timeout, self.lease.max(timeout.saturating_mul(3)).min(MAX_DURATION)),
             None => (DEFAULT_TIMEOUT.min(self.lease / 3), self.lease),
         };
-        let client = match self.client {
-            Some(client) => client,
-            None => Client::open(self.url.as_str()).map_err(unavailable)?,
-        };
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = match self.conn {
-            Some(conn) => conn,
-            None => ConnectionManager::new_with_config(client.clone(), config.clone())
-                .await
-                .map_err(unavailable)?,
-        };
-        // The connection of renewals and sweeps: on the shared one, a large
-        // result (or a blocking command of the application's) would hold
-        // renewals back, and leases would lapse under a busy but healthy
-        // replica.
-        let renew_conn = ConnectionManager::new_with_config(client.clone(), config)
-            .await
-            .map_err(unavailable)?;
+        let connections = self.target.connect(timeout).await?;
         let channel = format!("{}:ended", self.namespace);
         let waiters = Arc::new(Waiters::default());
         let (subscribed_tx, subscribed_rx) = tokio::sync::oneshot::channel();
@@ -201,15 +183,15 @@ impl RedisStoreBuilder {
             bound: timeout,
         });
         let listener = tokio::spawn(listen(
-            client,
+            connections.pubsub,
             channel.clone(),
             Arc::clone(&waiters),
             subscribed_tx,
             liveness,
         ));
         let inner = Arc::new(Inner {
-            conn,
-            renew_conn,
+            conn: connections.commands,
+            renew_conn: connections.renewals,
             namespace: self.namespace,
             channel,
             ttl: self.ttl,

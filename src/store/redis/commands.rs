@@ -6,9 +6,9 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use redis::RedisError;
-use redis::aio::ConnectionManager;
 
 use super::codec::{FIELDS, encode_headers};
+use super::connection::Connection;
 use super::{MAX_MS, RedisStore};
 use crate::store::{
     Claim, DurableJob, IdempotencyKey, JobId, JobRecord, JobStatus, ListCursor, Outcome, StoreError, unix_ms,
@@ -32,6 +32,13 @@ impl RedisStore {
     /// by creation time then id).
     pub(super) fn owner_index(&self, owner: &str) -> String {
         format!("{{{}}}:owner:{}", self.inner.namespace, owner)
+    }
+
+    /// The name that stands for a key a script is not given (no owner
+    /// index, no idempotency key, no queue): `{ns}:absent`, in the
+    /// namespace's slot, never written.
+    pub(super) fn absent_key(&self) -> String {
+        format!("{}absent", self.job_prefix())
     }
 
     /// The sorted set of every lease, `{ns}:leases`: members are job ids,
@@ -111,13 +118,17 @@ impl RedisStore {
             .map(|d| format!("{}{}", self.queue_prefix(), d.queue));
         let member = ListCursor::new(record.created_at_ms, id).to_string();
         let trim = self.owner_index_trim_bound(record.created_at_ms);
+        // A key the job does not have is named by a placeholder of the
+        // namespace, never written: an empty name would hash to slot 0, in
+        // another Cluster slot than the rest.
+        let absent = self.absent_key();
         let mut create = self.inner.create.key(self.key(id, "job"));
         create
             .key(self.key(id, "gone"))
-            .key(owner_index.as_deref().unwrap_or(""))
-            .key(idempotency_key.as_deref().unwrap_or(""))
+            .key(owner_index.as_deref().unwrap_or(&absent))
+            .key(idempotency_key.as_deref().unwrap_or(&absent))
             .key(self.leases_key())
-            .key(queue.as_deref().unwrap_or(""))
+            .key(queue.as_deref().unwrap_or(&absent))
             .arg(self.running_ttl())
             .arg(Self::ms(self.inner.lease))
             .arg(member)
@@ -181,7 +192,7 @@ impl RedisStore {
     }
 
     /// A handle on the shared connection (cheap: the manager is a handle).
-    pub(super) fn conn(&self) -> ConnectionManager {
+    pub(super) fn conn(&self) -> Connection {
         self.inner.conn.clone()
     }
 

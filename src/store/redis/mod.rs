@@ -5,6 +5,7 @@ mod builder;
 mod claims;
 mod codec;
 mod commands;
+mod connection;
 mod scripts;
 mod tasks;
 
@@ -13,13 +14,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Response, StatusCode};
-use redis::aio::ConnectionManager;
 use redis::{RedisError, Script};
 use tokio::task::JoinHandle;
 
 pub use builder::RedisStoreBuilder;
 use codec::{FIELDS, decode_headers, parse_record};
 use commands::{lock, store_error, unavailable};
+use connection::{Connection, Target};
 use tasks::Waiters;
 
 use super::{
@@ -139,10 +140,10 @@ pub struct RedisStore {
 /// The state of a store, shared by its clones.
 struct Inner {
     /// The connection for commands, re-made in the background when lost.
-    conn: ConnectionManager,
+    conn: Connection,
     /// The connection of renewals and sweeps, so that nothing queued on
     /// `conn` (a 16 MiB result) delays a renewal.
-    renew_conn: ConnectionManager,
+    renew_conn: Connection,
     /// The prefix of every key.
     namespace: String,
     /// Where ended (and deleted) jobs are announced: `ns:ended`.
@@ -202,7 +203,39 @@ impl RedisStore {
     /// A builder for a store on the Redis at `url`, such as
     /// `redis://127.0.0.1:6379`.
     pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
-        RedisStoreBuilder::new(url.into())
+        RedisStoreBuilder::new(Target::Single {
+            url: url.into(),
+            client: None,
+            conn: None,
+        })
+    }
+
+    /// A builder for a store on the Redis Cluster whose nodes (some or all
+    /// of them, as `redis://host:port` URLs) are `nodes`. Every key of a
+    /// namespace sits in one slot (see [Redis Cluster](Self#redis-cluster)),
+    /// so the store works as on one Redis.
+    ///
+    /// ```no_run
+    /// use tower_accepted::store::RedisStore;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tower_accepted::store::StoreError> {
+    /// let store = RedisStore::cluster_builder(["redis://10.0.0.1:6379", "redis://10.0.0.2:6379"])
+    ///     .namespace("reports")
+    ///     .build()
+    ///     .await?;
+    /// # let _ = store;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn cluster_builder<I, U>(nodes: I) -> RedisStoreBuilder
+    where
+        I: IntoIterator<Item = U>,
+        U: Into<String>,
+    {
+        RedisStoreBuilder::new(Target::Cluster {
+            nodes: nodes.into_iter().map(Into::into).collect(),
+        })
     }
 
     /// A store with the default settings on the Redis at `url`.

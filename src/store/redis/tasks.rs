@@ -80,7 +80,7 @@ pub(super) struct Liveness {
 }
 
 /// Listens for ended jobs on the store's channel and wakes local waiters;
-/// reconnects with backoff, and wakes everyone after a reconnection, since
+/// reconnects with backoff (to the next node, on a cluster), and wakes everyone after a reconnection, since
 /// messages sent meanwhile were missed.
 ///
 /// A connection that dies silently (a frozen Redis, a network partition:
@@ -90,7 +90,7 @@ pub(super) struct Liveness {
 /// takes longer than `liveness.bound`; connecting and subscribing are
 /// bounded alike, since they too can hang on such a connection.
 pub(super) async fn listen(
-    client: Client,
+    clients: Vec<Client>,
     channel: String,
     waiters: Arc<Waiters>,
     subscribed: tokio::sync::oneshot::Sender<()>,
@@ -98,7 +98,13 @@ pub(super) async fn listen(
 ) {
     let mut subscribed = Some(subscribed);
     let mut delay = Duration::from_millis(50);
+    // A cluster's nodes in turn: a message published on any reaches all.
+    let mut next = 0;
     loop {
+        let Some(client) = clients.get(next % clients.len().max(1)) else {
+            return;
+        };
+        next = next.wrapping_add(1);
         let connect = async {
             let mut pubsub = client.get_async_pubsub().await.ok()?;
             pubsub.subscribe(&channel).await.ok()?;
