@@ -1,10 +1,11 @@
-//! [`RedisStore`]'s claims: taking queued jobs, renewing and handing back
-//! leases, and sweeping the leases that lapsed.
+//! [`RedisStore`]'s claims: the fenced start and progress of a claimed
+//! job, taking queued jobs, renewing and handing back leases, and sweeping
+//! the leases that lapsed.
 
 use super::RedisStore;
 use super::codec::{FIELDS, REQUEST_FIELDS, parse_record, parse_request};
 use super::commands::store_error;
-use crate::store::{Claim, Claimed, ErrorCode, JobId, LOST_MESSAGE, StoreError, Swept};
+use crate::store::{Claim, Claimed, ErrorCode, JobId, LOST_MESSAGE, StoreError, Swept, unix_ms};
 
 /// How many times `claim_next` runs the claim script when each run passed
 /// by 16 entries whose job ended: a queue this full of dead entries is
@@ -58,6 +59,49 @@ impl RedisStore {
             return Ok(Some(Claimed::new(claim, record, request)));
         }
         Ok(None)
+    }
+
+    /// Starts the job `claim` holds (see [`START`](super::scripts::START)).
+    pub(super) async fn start_claimed(&self, claim: Claim) -> Result<bool, StoreError> {
+        let id = claim.id();
+        let started: i64 = self
+            .inner
+            .start
+            .key(self.key(id, "job"))
+            .key(self.leases_key())
+            .arg(unix_ms())
+            .arg(id.to_string())
+            .arg(claim.attempt())
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(store_error)?;
+        Ok(started == 1)
+    }
+
+    /// Records progress for the claim that holds the job (see
+    /// [`PROGRESS`](super::scripts::PROGRESS)).
+    pub(super) async fn write_progress(
+        &self,
+        claim: Claim,
+        progress: Option<f32>,
+        message: Option<String>,
+    ) -> Result<bool, StoreError> {
+        let id = claim.id();
+        let written: i64 = self
+            .inner
+            .progress
+            .key(self.key(id, "job"))
+            .key(self.leases_key())
+            .arg(unix_ms())
+            .arg(progress.map(|p| p.to_string()).unwrap_or_default())
+            .arg(if message.is_some() { "1" } else { "" })
+            .arg(message.unwrap_or_default())
+            .arg(id.to_string())
+            .arg(claim.attempt())
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(store_error)?;
+        Ok(written == 1)
     }
 
     /// Renews the leases of `claims` in one script on the renewal

@@ -25,7 +25,7 @@ use tasks::Waiters;
 
 use super::{
     Cancel, Claim, Claimed, CreatedOnce, DurableJob, IdempotencyKey, JobId, JobRecord, JobStatus, JobStore, KeyLookup,
-    ListCursor, Lookup, Outcome, Page, StoreError, Swept, unix_ms,
+    ListCursor, Lookup, Outcome, Page, StoreError, Swept,
 };
 
 /// The longest time, in milliseconds, that the store hands to Redis (a time
@@ -347,19 +347,7 @@ impl JobStore for RedisStore {
     }
 
     async fn start(&self, claim: Claim) -> Result<bool, StoreError> {
-        let id = claim.id();
-        let started: i64 = self
-            .inner
-            .start
-            .key(self.key(id, "job"))
-            .key(self.leases_key())
-            .arg(unix_ms())
-            .arg(id.to_string())
-            .arg(claim.attempt())
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(store_error)?;
-        Ok(started == 1)
+        self.start_claimed(claim).await
     }
 
     async fn set_progress(
@@ -368,22 +356,7 @@ impl JobStore for RedisStore {
         progress: Option<f32>,
         message: Option<String>,
     ) -> Result<bool, StoreError> {
-        let id = claim.id();
-        let written: i64 = self
-            .inner
-            .progress
-            .key(self.key(id, "job"))
-            .key(self.leases_key())
-            .arg(unix_ms())
-            .arg(progress.map(|p| p.to_string()).unwrap_or_default())
-            .arg(if message.is_some() { "1" } else { "" })
-            .arg(message.unwrap_or_default())
-            .arg(id.to_string())
-            .arg(claim.attempt())
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(store_error)?;
-        Ok(written == 1)
+        self.write_progress(claim, progress, message).await
     }
 
     async fn finish(&self, claim: Claim, outcome: Outcome) -> Result<bool, StoreError> {
