@@ -45,11 +45,18 @@ where
     let body = match read_limited(body, usize::MAX).await {
         Ok(body) => body,
         Err(_) => {
+            // Tried once: if the store does not take it, the lease lapses
+            // and the job runs again (or ends `lost` out of attempts).
             let error = JobError::new(ErrorCode::Error, "the job's stored request could not be read");
             let _ = shared.store.finish(claim, Outcome::Failed(error)).await;
             return accepted();
         }
     };
+    if shared.store.lease().is_some() {
+        // Renewed from now on, this very handle (a lost claim cancels what
+        // the handler watches); the runner's task lets it go.
+        shared.durability.leases.hold(&job);
+    }
     let mut request = Request::from_parts(parts, RequestBody::buffered(body));
     request.extensions_mut().insert(job.clone());
     runner::spawn(
@@ -64,6 +71,15 @@ where
         },
     );
     accepted()
+}
+
+/// What a layer of another queue answers a claimed job's request with,
+/// without calling its service: the claim loop, finding the job not taken,
+/// hands it back to its queue.
+pub(crate) fn not_taken() -> Response<Bytes> {
+    let mut response = Response::new(Bytes::new());
+    *response.status_mut() = StatusCode::MISDIRECTED_REQUEST;
+    response
 }
 
 /// What the claim loop gets back: the job was taken.

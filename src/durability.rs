@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::Request;
@@ -19,14 +19,17 @@ use crate::job::Job;
 use crate::store::{Claim, JobId};
 
 /// A layer's durable side: the claims it holds, whether their upkeep runs,
-/// and the claim loop's application.
+/// and whether it claims queued jobs.
 #[derive(Default)]
 pub(crate) struct Durability {
     pub(crate) leases: Leases,
     /// Whether renewal and sweeping have started.
     pub(crate) upkeep: AtomicBool,
-    /// The application that claimed jobs are sent through.
-    pub(crate) app: OnceLock<JobApp>,
+    /// Whether a claim loop runs for this layer. The loop owns the
+    /// application it sends claimed jobs through, not the state: the
+    /// application holds the layer's services, which hold the state, and
+    /// the state holding it back would keep all of them alive for good.
+    pub(crate) claiming: AtomicBool,
     /// Wakes the claim loop: a job was queued here, or swept back. Given
     /// with `notify_one`, so that a nudge that comes while the loop is busy
     /// claiming is kept for its next wait rather than lost.
@@ -40,7 +43,7 @@ impl Durability {
     /// Whether this replica claims queued jobs (it was given the
     /// application to run them through).
     pub(crate) fn claims_jobs(&self) -> bool {
-        self.app.get().is_some()
+        self.claiming.load(std::sync::atomic::Ordering::Acquire)
     }
 }
 

@@ -464,7 +464,8 @@ impl<St: JobStore> AcceptedLayer<St> {
     /// # }
     /// ```
     pub async fn shutdown(&self, deadline: Duration) -> usize {
-        self.shared.family.shutdown(deadline).await
+        let ended = self.shared.family.shutdown(deadline).await;
+        ended + crate::durable::fail_queued_after_shutdown(&self.shared).await
     }
 }
 

@@ -90,7 +90,7 @@
 //! | [`store::Outcome`], [`store::JobError`], [`store::ErrorCode`], [`store::OtherCode`] | how a job ended | |
 //! | [`store::Lookup`], [`store::Cancel`], [`store::CreatedOnce`], [`store::KeyLookup`] | what a store's operations answer | |
 //! | [`store::IdempotencyKey`], [`store::ListCursor`], [`store::Page`] | keys, listing cursors and pages | |
-//! | [`store::Claim`], [`store::Claimed`], [`store::DurableJob`], [`store::Swept`], [`store::LOST_MESSAGE`] | execution: claims fenced by their attempt, durable jobs, sweeps | |
+//! | [`store::Claim`], [`store::Claimed`], [`store::DurableJob`], [`store::Swept`], [`store::LOST_MESSAGE`], [`store::OUT_OF_ATTEMPTS`] | execution: claims fenced by their attempt, durable jobs, sweeps | |
 //! | [`store::StoreError`], [`store::InvalidJobId`], [`store::InvalidJobStatus`] | errors of stores and of parsing | |
 //! | `store::suite` | the conformance kit a store's own tests run | `test-util` |
 //! | `client::FollowLayer`, `client::Follow`, `client::ResponseFuture` | a client middleware that follows a `202` to the final response | `client` |

@@ -143,14 +143,19 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         crate::durable::ensure_upkeep(&self.shared);
-        // A job claimed from the queue, sent here by the claim loop.
-        if let Some(mark) = request.extensions().get::<JobMark>()
-            && let Some(handoff) = mark.take_for(crate::durable::layer_id(&self.shared))
-        {
+        // A job claimed from a queue, sent here by a claim loop: run by a
+        // layer of its queue, and never accepted anew by another (its claim
+        // loop hands it back to the queue when no layer took it).
+        if let Some(mark) = request.extensions().get::<JobMark>() {
             let shared = Arc::clone(&self.shared);
-            let (parts, body) = request.into_parts();
-            let service = self.inner.clone();
-            return ResponseFuture::layer(Box::pin(run_claimed(shared, service, parts, body, handoff)));
+            return match mark.take_for(&self.shared.config.queue) {
+                Some(handoff) => {
+                    let (parts, body) = request.into_parts();
+                    let service = self.inner.clone();
+                    ResponseFuture::layer(Box::pin(run_claimed(shared, service, parts, body, handoff)))
+                }
+                None => ResponseFuture::layer(Box::pin(async { crate::claimed::not_taken() })),
+            };
         }
         let config = &self.shared.config;
         if let Some(route) = config

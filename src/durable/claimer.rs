@@ -13,8 +13,7 @@ use tokio::time::Instant;
 use super::{Handoff, JobMark};
 use crate::config::LayerState;
 use crate::durability::JobApp;
-use crate::job::Job;
-use crate::store::JobStore;
+use crate::store::{ErrorCode, JobError, JobStore, Outcome};
 
 /// The first pause of an idle claim loop; it doubles while the queue stays
 /// empty, up to [`MAX_IDLE`]. Jobs queued here, or swept back, wake it at
@@ -25,24 +24,23 @@ const MAX_IDLE: Duration = Duration::from_millis(500);
 /// How long the loop holds back after a claimed job reached no layer here.
 const MISSED_PAUSE: Duration = Duration::from_secs(1);
 
-/// The identity of a layer's shared state, which a [`JobMark`] names.
-pub(crate) fn layer_id<St>(shared: &Arc<LayerState<St>>) -> usize {
-    Arc::as_ptr(shared) as *const () as usize
-}
-
 /// Starts the claim loop of the layer whose state is `shared`, sending
 /// claimed jobs through `app`. Once per layer: a second call changes
 /// nothing.
 pub(crate) fn start_claiming<St: JobStore>(shared: &Arc<LayerState<St>>, app: JobApp) {
-    if shared.durability.app.set(app).is_err() {
+    if shared
+        .durability
+        .claiming
+        .swap(true, std::sync::atomic::Ordering::AcqRel)
+    {
         return;
     }
     super::ensure_upkeep(shared);
-    tokio::spawn(claim_loop(Arc::downgrade(shared)));
+    tokio::spawn(claim_loop(Arc::downgrade(shared), app));
 }
 
-/// Claims while the layer lives and accepts work.
-async fn claim_loop<St: JobStore>(state: Weak<LayerState<St>>) {
+/// Claims while the layer accepts work; ends with its shutdown.
+async fn claim_loop<St: JobStore>(state: Weak<LayerState<St>>, app: JobApp) {
     let mut idle = MIN_IDLE;
     loop {
         let Some(shared) = state.upgrade() else { return };
@@ -77,20 +75,19 @@ async fn claim_loop<St: JobStore>(state: Weak<LayerState<St>>) {
         match claimed {
             Ok(Some(claimed)) => {
                 idle = MIN_IDLE;
-                let claim = claimed.claim;
-                // Renewed from now on; the runner's task lets it go.
-                let job = Job::of_claim(claim, true, Instant::now());
-                shared.durability.leases.hold(&job);
+                // The layer that takes the job holds its claim (and renews
+                // it) from then on; until then, for the moment the request
+                // takes to reach it, the lease the claim took suffices.
                 let handoff = Handoff {
-                    claim,
+                    claim: claimed.claim,
                     claimed_at: Instant::now(),
                     admission,
                     permit,
                 };
-                let mark = JobMark::new(layer_id(&shared), handoff);
+                let mark = JobMark::new(Arc::clone(&shared.config.queue), handoff);
                 let mut request = claimed.request.map(Full::new);
                 request.extensions_mut().insert(mark.clone());
-                tokio::spawn(dispatch(Arc::clone(&shared), request, mark, job));
+                tokio::spawn(dispatch(Arc::clone(&shared), Arc::clone(&app), request, mark));
             }
             Ok(None) | Err(_) => {
                 drop((permit, admission));
@@ -106,23 +103,45 @@ async fn claim_loop<St: JobStore>(state: Weak<LayerState<St>>) {
 }
 
 /// Sends a claimed job's request through the application. If no layer of
-/// this queue took it (the route is not served here), the job goes back to
-/// its queue and the loop holds back for a moment.
-async fn dispatch<St: JobStore>(shared: Arc<LayerState<St>>, request: Request<Full<Bytes>>, mark: JobMark, job: Job) {
-    let Some(app) = shared.durability.app.get().cloned() else {
-        return;
-    };
+/// this queue took it (the route is not served here, or a middleware in
+/// front of the layer answered), the job goes back to its queue, its
+/// attempt spent (so that a job no replica can run ends after
+/// `max_attempts`), and the loop holds back for a moment.
+async fn dispatch<St: JobStore>(
+    shared: Arc<LayerState<St>>,
+    app: JobApp,
+    request: Request<Full<Bytes>>,
+    mark: JobMark,
+) {
     app(request).await;
     if let Some(handoff) = mark.take() {
         let claim = handoff.claim;
         drop(handoff);
-        let _held = crate::durability::LetGo::new(&shared.durability.leases, claim);
         *shared
             .durability
             .missed_until
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now() + MISSED_PAUSE);
         let _ = shared.store.release(claim).await;
-        drop(job);
     }
+}
+
+/// After a shutdown, ends the jobs waiting in the layer's queue `failed`
+/// with `shutdown` when the store is of one process (no lease): nobody
+/// else will ever run them. Returns how many it ended.
+pub(crate) async fn fail_queued_after_shutdown<St: JobStore>(shared: &LayerState<St>) -> usize {
+    if shared.store.lease().is_some() || !shared.durability.claims_jobs() {
+        return 0;
+    }
+    let mut ended = 0;
+    while let Ok(Some(claimed)) = shared.store.claim_next(&shared.config.queue).await {
+        let error = JobError::new(ErrorCode::Shutdown, "the server shut down before the job could run");
+        if matches!(
+            shared.store.finish(claimed.claim, Outcome::Failed(error)).await,
+            Ok(true)
+        ) {
+            ended += 1;
+        }
+    }
+    ended
 }

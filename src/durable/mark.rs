@@ -23,28 +23,31 @@ pub(crate) struct Handoff {
     pub(crate) permit: OwnedSemaphorePermit,
 }
 
-/// The mark on a claimed job's request: which layer may take it, and the
-/// hand-off, taken once.
+/// The mark on a claimed job's request: which layers may take it (those of
+/// its queue), and the hand-off, taken once.
 #[derive(Clone)]
 pub(crate) struct JobMark(Arc<Mark>);
 
 struct Mark {
-    /// The identity of the layer's shared state.
-    layer: usize,
+    /// The job's queue: a layer of this queue runs it.
+    queue: Arc<str>,
     handoff: Mutex<Option<Handoff>>,
 }
 
 impl JobMark {
-    pub(crate) fn new(layer: usize, handoff: Handoff) -> Self {
+    pub(crate) fn new(queue: Arc<str>, handoff: Handoff) -> Self {
         Self(Arc::new(Mark {
-            layer,
+            queue,
             handoff: Mutex::new(Some(handoff)),
         }))
     }
 
-    /// The hand-off, for the layer `layer` only, once.
-    pub(crate) fn take_for(&self, layer: usize) -> Option<Handoff> {
-        if self.0.layer != layer {
+    /// The hand-off, for a layer of `queue` only, once. Any layer of the
+    /// job's queue runs it as well as the one that claimed it: they all
+    /// serve the job's route (the application routed it there) and write
+    /// the same store.
+    pub(crate) fn take_for(&self, queue: &str) -> Option<Handoff> {
+        if *self.0.queue != *queue {
             return None;
         }
         self.take()

@@ -20,7 +20,11 @@
 //! an attempt carries its number, and the store refuses those of an
 //! attempt that was replaced, so a late runner never overwrites the result.
 //! A graceful [`shutdown`](crate::AcceptedLayer::shutdown) hands its unfinished
-//! durable jobs back at the deadline rather than failing them. A handler
+//! durable jobs back at the deadline rather than failing them (on a store
+//! of one process, a `MemoryStore`, nobody could take them: they end
+//! `shutdown`). Every claim spends an attempt, a claim handed back or one
+//! whose request reached no layer of its queue included, so a job that no
+//! replica can run ends `lost` rather than circle for good. A handler
 //! may therefore run more than once: one with effects outside the job
 //! checks [`Job::attempt`](crate::Job::attempt) and what an earlier attempt
 //! did. Jobs that are not durable run at most once; a replica that stops
@@ -31,7 +35,9 @@
 //! credentials included (`Authorization`, `Cookie`, API keys), until the
 //! job expires. Leave out what must not be kept with `stored_headers`;
 //! the stored request runs through the application's middleware again on
-//! every attempt, so credentials that expire meanwhile fail it there.
+//! every attempt, so credentials that expire meanwhile stop it there (a
+//! middleware in front of the layer answers `401`): the job goes back to
+//! its queue and, its attempts spent, ends `lost`.
 //!
 //! [`AcceptedLayer`]: crate::AcceptedLayer
 //! [`AcceptedLayer::durable`]: crate::AcceptedLayer::durable
@@ -49,7 +55,7 @@ mod leases;
 mod mark;
 mod settings;
 
-pub(crate) use claimer::{layer_id, start_claiming};
+pub(crate) use claimer::{fail_queued_after_shutdown, start_claiming};
 pub(crate) use leases::ensure_upkeep;
 pub(crate) use mark::{Handoff, JobMark};
 

@@ -96,11 +96,16 @@ impl<St: JobStore> AcceptedLayer<St> {
     /// and runs each by sending its stored request through `app`, the
     /// application the layer is part of (an axum `Router` with the layer
     /// applied, say): the app's router takes the request to its route, and
-    /// the layer there runs it as the claimed job. Call it on the layer
-    /// value the app was built with, after the app, on a tokio runtime;
-    /// the loop stops when the layer shuts down or is dropped. Without it,
-    /// this replica runs only the durable jobs it accepted itself, never
-    /// queueing them in the store.
+    /// the layer of the job's queue there runs it as the claimed job (a
+    /// layer of another queue answers `421` without calling its service,
+    /// and the job goes back to its queue, its attempt spent; so does a job
+    /// that a middleware in front of the layer answers, or that reaches no
+    /// route). Call it on the layer value the app was built with, after the
+    /// app, on a tokio runtime; the loop owns `app` and stops when the
+    /// layer shuts down (a [`MemoryStore`](crate::store::MemoryStore),
+    /// which no other process shares, then ends its queued jobs `failed`
+    /// with `shutdown`). Without it, this replica runs only the durable
+    /// jobs it accepted itself, never queueing them in the store.
     ///
     /// ```
     /// use axum::{Router, routing::post};

@@ -39,8 +39,9 @@ pub(crate) fn record_outcome<'a, St: JobStore>(
         let shutdown = matches!(&outcome, Outcome::Failed(e) if e.code == ErrorCode::Shutdown);
         // A durable job cut short by a shutdown is handed back to its queue,
         // for another replica to run, rather than failed. If the store does
-        // not answer in time, its lease lapses and a sweep hands it back.
-        if shutdown && job.is_durable() {
+        // not answer in time, its lease lapses and a sweep hands it back. A
+        // store of one process (no lease) has nobody to hand it to.
+        if shutdown && job.is_durable() && shared.store.lease().is_some() {
             job.cancel();
             match tokio::time::timeout(RELEASE_BOUND, shared.store.release(claim)).await {
                 Ok(Ok(false)) => {}

@@ -163,6 +163,11 @@ impl Swept {
 /// store writes for `lost`.
 pub const LOST_MESSAGE: &str = "the replica running the job stopped before it finished";
 
+/// The message of a durable job claimed once more than its attempts allow
+/// (its earlier claims were handed back, or never reached a layer that runs
+/// it): it ends `failed` with `error.code = "lost"` instead of running.
+pub const OUT_OF_ATTEMPTS: &str = "the job was claimed as often as its attempts allow without finishing";
+
 /// A lease never renewed more often than this, nor less often than its
 /// third: what a layer does with [`JobStore::lease`](super::JobStore::lease).
 pub(crate) fn renewal_period(lease: Duration) -> Duration {

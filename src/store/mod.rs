@@ -45,7 +45,7 @@ mod redis;
 pub mod suite;
 
 pub(crate) use claim::renewal_period;
-pub use claim::{Claim, Claimed, DurableJob, LOST_MESSAGE, Swept};
+pub use claim::{Claim, Claimed, DurableJob, LOST_MESSAGE, OUT_OF_ATTEMPTS, Swept};
 pub use id::{InvalidJobId, JobId};
 pub use job_error::{ErrorCode, JobError, OtherCode};
 pub use memory::{MemoryStore, MemoryStoreBuilder};
@@ -349,7 +349,11 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// Takes the oldest job waiting in `queue` (by creation time), if any:
     /// its attempt goes up by one and the caller holds its lease. Jobs that
-    /// ended while they waited (canceled, deleted) are never handed out.
+    /// ended while they waited (canceled, deleted) are never handed out; a
+    /// job whose next attempt would be more than its
+    /// [`max_attempts`](DurableJob::max_attempts) ends `failed` with
+    /// `error.code = "lost"` ([`OUT_OF_ATTEMPTS`]) instead, and the next one
+    /// is looked at.
     fn claim_next(&self, queue: &str) -> impl Future<Output = Result<Option<Claimed>, StoreError>> + Send;
 
     /// Renews the leases of `claims`, the jobs this runner holds (running

@@ -2,8 +2,9 @@
 //! handler whole through the application, a job that finds no runner free
 //! waits in the store's queue and is claimed as runners free up, with
 //! `Router::layer` (a layer per route) and with a layer on one route only;
-//! a claim never runs a job of another queue; a graceful shutdown hands
-//! durable work back instead of failing it.
+//! a layer of another queue never runs nor accepts a claimed job, which
+//! runs out of attempts; a graceful shutdown on a MemoryStore (nobody else
+//! to hand work to) ends its durable jobs `shutdown`.
 
 use crate::common;
 
@@ -21,7 +22,6 @@ use tower_accepted::{AcceptedLayer, Job};
 
 use common::http::{HttpClient, submit};
 use common::server::serve;
-use common::wait::until;
 
 /// The echo of a request as the handler saw it: method, path and query,
 /// one header, attempt and body.
@@ -143,7 +143,10 @@ async fn a_claimed_job_runs_through_the_layer_of_its_own_route_only() {
 }
 
 #[tokio::test]
-async fn a_graceful_shutdown_hands_queued_and_running_durable_jobs_back() {
+async fn a_graceful_shutdown_on_a_memory_store_fails_its_durable_jobs_rather_than_strand_them() {
+    // A MemoryStore is this process's alone: nobody else can run what a
+    // shutdown would hand back, so its durable jobs end `shutdown` as the
+    // others do, the queued ones included, rather than wait for good.
     let store = MemoryStore::new();
     let layer = AcceptedLayer::new().store(store.clone()).durable(true).max_running(1);
     let app = Router::new()
@@ -157,44 +160,75 @@ async fn a_graceful_shutdown_hands_queued_and_running_durable_jobs_back() {
     let queued = submit(&client, "/forever", "").await;
 
     let ended = layer.shutdown(Duration::from_millis(200)).await;
-    assert_eq!(ended, 0, "nothing was failed as `shutdown`");
+    assert_eq!(ended, 2, "both ended `shutdown`");
     for monitor in [&running, &queued] {
         let id = monitor.rsplit('/').next().unwrap().parse().unwrap();
         let Lookup::Found(record) = store.get(id).await.unwrap() else {
             panic!("{monitor} is kept")
         };
+        assert_eq!(record.status, JobStatus::Failed, "{monitor}: {record:?}");
         assert_eq!(
-            record.status,
-            JobStatus::Pending,
-            "{monitor} is back in its queue: {record:?}"
+            record.error.map(|e| e.code.as_str().to_owned()).as_deref(),
+            Some("shutdown")
         );
-        assert_eq!(record.error, None);
-    }
-    // Another runner (a new replica, here a new layer on the same store)
-    // takes both, the interrupted one as its second attempt.
-    let next = AcceptedLayer::new().store(store.clone()).durable(true);
-    let app = Router::new().route("/forever", post(echo)).layer(next.clone());
-    next.run_jobs_with(app.clone());
-    let attempts = [2, 1];
-    for (monitor, attempt) in [&running, &queued].into_iter().zip(attempts) {
-        let id = monitor.rsplit('/').next().unwrap().parse().unwrap();
-        until(
-            &format!("{monitor} to succeed"),
-            || matches!(futures_now(store.get(id)), Some(Ok(Lookup::Found(r))) if r.status == JobStatus::Succeeded),
-        )
-        .await;
-        let response = store.response(id).await.unwrap().unwrap();
-        let text = String::from_utf8_lossy(response.body()).into_owned();
-        assert!(text.contains(&format!("attempt={attempt}")), "{monitor}: {text}");
     }
 }
 
-/// Polls a future once: the MemoryStore answers without waiting.
-fn futures_now<F: std::future::Future>(future: F) -> Option<F::Output> {
-    let mut future = std::pin::pin!(future);
-    let waker = std::task::Waker::noop();
-    match future.as_mut().poll(&mut std::task::Context::from_waker(waker)) {
-        std::task::Poll::Ready(output) => Some(output),
-        std::task::Poll::Pending => None,
-    }
+#[tokio::test]
+async fn a_claimed_job_no_layer_of_its_queue_takes_is_never_accepted_anew_and_runs_out_of_attempts() {
+    let store = MemoryStore::new();
+    let gate = Arc::new(Semaphore::new(0));
+    let held = Arc::clone(&gate);
+    let layer = AcceptedLayer::new()
+        .store(store.clone())
+        .durable(true)
+        .max_running(1)
+        .max_attempts(2);
+    let app = Router::new()
+        .route(
+            "/hold",
+            post(move || {
+                let held = Arc::clone(&held);
+                async move {
+                    let _ = held.acquire().await;
+                    "held"
+                }
+            }),
+        )
+        .route("/x", post(|| async { "x" }))
+        .layer(layer.clone());
+    // Claimed jobs go through an application where `/x` has a layer of
+    // another queue: it answers `421`, calls nothing, accepts nothing.
+    let ran_elsewhere = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&ran_elsewhere);
+    let other = AcceptedLayer::new()
+        .store(store.clone())
+        .durable(true)
+        .durable_queue("other");
+    let elsewhere = Router::new()
+        .route(
+            "/x",
+            post(move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+                async { "elsewhere" }
+            }),
+        )
+        .route("/hold", post(|| async { "hold" }))
+        .layer(other);
+    layer.run_jobs_with(elsewhere);
+    let server = serve(app).await;
+    let client = HttpClient::new(&server);
+
+    let hold = submit(&client, "/hold", "").await;
+    common::wait::poll_until(&client, &hold, "running", |doc| doc["status"] == "running").await;
+    let queued = submit(&client, "/x", "").await;
+    let jobs = store.len();
+    gate.add_permits(1);
+    let done = client.until_done(&queued).await;
+    let doc = done.json();
+    assert_eq!(doc["status"], "failed", "{doc}");
+    assert_eq!(doc["error"]["code"], "lost", "{doc}");
+    assert_eq!(doc["error"]["message"], tower_accepted::store::OUT_OF_ATTEMPTS, "{doc}");
+    assert_eq!(store.len(), jobs, "no job was accepted anew");
+    assert_eq!(ran_elsewhere.load(Ordering::SeqCst), 0, "no handler ran");
 }

@@ -1,7 +1,8 @@
 //! Durable jobs on Redis, in process (issue 12): an idle replica runs the
-//! jobs a busy one queued (spreading); queued jobs survive a Redis restart
-//! from its append-only file; a Redis paused for 3 s never holds back a
-//! handler that reports progress.
+//! jobs a busy one queued (spreading); a graceful shutdown hands running
+//! and queued durable jobs back for another replica; queued jobs survive a
+//! Redis restart from its append-only file; a Redis paused for 3 s never
+//! holds back a handler that reports progress.
 
 #![cfg(feature = "redis")]
 
@@ -166,4 +167,67 @@ async fn a_redis_paused_for_3_s_never_holds_back_a_handler_that_reports_progress
     assert_eq!(done.status_word(), "succeeded", "{done:?}");
     let doc = done.json();
     assert_eq!(doc["progress"], 1.0, "the last report is recorded: {doc}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_shutdown_hands_running_and_queued_durable_jobs_to_another_replica() {
+    use tower_accepted::store::{JobStatus, JobStore, Lookup};
+
+    let ns = namespace();
+    let store = |ns: String| async move {
+        RedisStore::builder(redis_url())
+            .namespace(ns)
+            .lease(Duration::from_millis(1500))
+            .build()
+            .await
+            .unwrap()
+    };
+    let first = AcceptedLayer::new()
+        .store(store(ns.clone()).await)
+        .durable(true)
+        .max_running(1);
+    let app = Router::new()
+        .route("/job", post(std::future::pending::<&'static str>))
+        .layer(first.clone());
+    first.run_jobs_with(app.clone());
+    let server = serve(app).await;
+    let client = HttpClient::new(&server);
+    let running = submit(&client, "/job", "").await;
+    common::wait::poll_until(&client, &running, "running", |doc| doc["status"] == "running").await;
+    let queued = submit(&client, "/job", "").await;
+
+    let ended = first.shutdown(Duration::from_millis(200)).await;
+    assert_eq!(ended, 0, "nothing was failed as `shutdown`");
+    let reader = store(ns.clone()).await;
+    for monitor in [&running, &queued] {
+        let id = monitor.rsplit('/').next().unwrap().parse().unwrap();
+        let Lookup::Found(record) = reader.get(id).await.unwrap() else {
+            panic!("{monitor} is kept")
+        };
+        assert_eq!(
+            record.status,
+            JobStatus::Pending,
+            "{monitor} waits in its queue again: {record:?}"
+        );
+        assert_eq!(record.error, None);
+    }
+    // Another replica takes both at once (no lease had to lapse), the
+    // interrupted one as its second attempt.
+    let next = AcceptedLayer::new().store(store(ns.clone()).await).durable(true);
+    let app = Router::new()
+        .route(
+            "/job",
+            post(|Extension(job): Extension<Job>| async move { format!("attempt {}", job.attempt()) }),
+        )
+        .layer(next.clone());
+    next.run_jobs_with(app.clone());
+    let other = serve(app).await;
+    let other = HttpClient::new(&other);
+    for (monitor, attempt) in [(&running, 2), (&queued, 1)] {
+        let done = other.until_done(monitor).await;
+        assert_eq!(done.status_word(), "succeeded", "{monitor}: {done:?}");
+        let result = other.get(&format!("{monitor}/result")).await;
+        assert_eq!(String::from_utf8_lossy(&result.body), format!("attempt {attempt}"));
+    }
+    common::redis::assert_every_key_expires(&ns).await;
 }

@@ -63,11 +63,12 @@ struct Extra {
     durable: Option<Durable>,
 }
 
-/// A durable job's request and queue (its attempts never run out here:
+/// A durable job's request, queue and attempts (spent by claims: its
 /// leases lapse only with the process, which takes the store with it).
 pub(super) struct Durable {
     pub(super) request: Request<Bytes>,
     pub(super) queue: String,
+    pub(super) max_attempts: u32,
     /// Whether it waits in its queue: no attempt holds it meanwhile, not
     /// even the one that was released.
     pub(super) waiting: bool,

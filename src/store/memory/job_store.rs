@@ -9,8 +9,8 @@ use http::Response;
 use super::entry::{Durable, Entry, Wakeups};
 use super::{MemoryStore, lock, wait};
 use crate::store::{
-    Cancel, Claim, Claimed, CreatedOnce, DurableJob, IdempotencyKey, JobId, JobRecord, JobStatus, JobStore, KeyLookup,
-    ListCursor, Lookup, Outcome, Page, StoreError, Swept,
+    Cancel, Claim, Claimed, CreatedOnce, DurableJob, ErrorCode, IdempotencyKey, JobError, JobId, JobRecord, JobStatus,
+    JobStore, KeyLookup, ListCursor, Lookup, OUT_OF_ATTEMPTS, Outcome, Page, StoreError, Swept,
 };
 
 impl JobStore for MemoryStore {
@@ -198,6 +198,7 @@ impl JobStore for MemoryStore {
                 entry.set_durable(Durable {
                     request: durable.request,
                     queue: durable.queue,
+                    max_attempts: durable.max_attempts,
                     waiting: queued,
                 });
             }
@@ -216,12 +217,21 @@ impl JobStore for MemoryStore {
             if entry.status != JobStatus::Pending {
                 continue;
             }
+            let next = entry.attempt.saturating_add(1);
             let Some(durable) = entry.durable_mut().filter(|d| d.waiting) else {
                 continue;
             };
             durable.waiting = false;
+            if next > durable.max_attempts {
+                // Out of attempts (claimed and handed back as often as it
+                // may): it ends here instead of running.
+                drop(shard);
+                let error = JobError::new(ErrorCode::Lost, OUT_OF_ATTEMPTS);
+                self.end_job_of_any_attempt(id, |entry| entry.finish(Outcome::Failed(error)));
+                continue;
+            }
             let request = durable.request.clone();
-            entry.attempt = entry.attempt.saturating_add(1);
+            entry.attempt = next;
             entry.touch();
             let claim = Claim::new(id, entry.attempt);
             return Ok(Some(Claimed::new(claim, entry.record(id), request)));

@@ -243,6 +243,7 @@ impl Inner {
 
     /// Removes a job that leaves the store from the side indexes.
     fn unindex(&self, id: JobId, entry: &Entry) {
+        self.unqueue(id, entry);
         if let Some(owner) = entry.owner() {
             self.owners.remove(owner, entry.created_at_ms, id);
         }
@@ -291,12 +292,20 @@ impl Inner {
         let Some(entry) = shard.jobs.get_mut(&id) else {
             return Wakeups::default();
         };
+        self.unqueue(id, entry);
         let at = self.now().saturating_add(self.ttl);
         entry.expires_at = at;
         entry.bytes = entry.weight();
         self.unfinished.fetch_sub(1, Ordering::AcqRel);
         self.finished.push(at, id, entry.bytes);
         entry.take_waiters()
+    }
+
+    /// Takes a job that waited in its queue out of it.
+    fn unqueue(&self, id: JobId, entry: &Entry) {
+        if let Some(durable) = entry.durable().filter(|d| d.waiting) {
+            self.queues.remove(&durable.queue, entry.created_at_ms, id);
+        }
     }
 
     /// What a missing id is: expired recently, or unknown.

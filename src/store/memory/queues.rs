@@ -7,10 +7,9 @@ use super::lock;
 use crate::store::JobId;
 
 /// Durable jobs waiting to be claimed, by queue name, ordered by creation
-/// time then id. A job that ends while it waits keeps its place until a
-/// claim pops it and passes it by, so a queue holds at most the jobs
-/// created into it since its last claims: bounded by the store's capacity
-/// of unfinished jobs while claims keep up.
+/// time then id. A job that ends or leaves while it waits leaves its queue
+/// too, so the queues hold only unfinished jobs: bounded by the store's
+/// capacity.
 #[derive(Default)]
 pub(super) struct Queues {
     map: Mutex<HashMap<String, BTreeSet<(u64, JobId)>>>,
@@ -39,5 +38,17 @@ impl Queues {
             map.remove(queue);
         }
         Some(id)
+    }
+
+    /// Takes `id` (created at `created_at_ms`) out of `queue`: it ended or
+    /// left while it waited.
+    pub(super) fn remove(&self, queue: &str, created_at_ms: u64, id: JobId) {
+        let mut map = lock(&self.map);
+        if let Some(waiting) = map.get_mut(queue) {
+            waiting.remove(&(created_at_ms, id));
+            if waiting.is_empty() {
+                map.remove(queue);
+            }
+        }
     }
 }

@@ -104,7 +104,8 @@ impl RedisStoreBuilder {
     }
 
     /// The prefix of every key and channel, so that several applications can
-    /// share one Redis (default `tower-accepted`).
+    /// share one Redis (default `tower-accepted`); not empty (it is every
+    /// key's hash tag: [`build`](Self::build) refuses an empty one).
     pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
         self.namespace = namespace.into();
         self
@@ -170,6 +171,12 @@ impl RedisStoreBuilder {
     /// Connects and starts listening for ended jobs.
     /// Must be called within a tokio runtime.
     pub async fn build(self) -> Result<RedisStore, StoreError> {
+        if self.namespace.is_empty() {
+            // `{}` is no hash tag: keys would spread over a cluster's slots.
+            return Err(StoreError::Unavailable(
+                "the namespace must not be empty: it is the hash tag of every key".into(),
+            ));
+        }
         let (timeout, lease) = match self.timeout {
             Some(timeout) => (timeout, self.lease.max(timeout.saturating_mul(3)).min(MAX_DURATION)),
             None => (DEFAULT_TIMEOUT.min(self.lease / 3), self.lease),

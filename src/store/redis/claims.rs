@@ -5,7 +5,7 @@
 use super::RedisStore;
 use super::codec::{FIELDS, REQUEST_FIELDS, parse_record, parse_request};
 use super::commands::store_error;
-use crate::store::{Claim, Claimed, ErrorCode, JobId, LOST_MESSAGE, StoreError, Swept, unix_ms};
+use crate::store::{Claim, Claimed, ErrorCode, JobId, LOST_MESSAGE, OUT_OF_ATTEMPTS, StoreError, Swept, unix_ms};
 
 /// How many times `claim_next` runs the claim script when each run passed
 /// by 16 entries whose job ended: a queue this full of dead entries is
@@ -33,6 +33,12 @@ impl RedisStore {
                 .arg(self.job_prefix())
                 .arg(Self::ms(self.inner.lease))
                 .arg(self.running_ttl())
+                .arg(self.queue_prefix())
+                .arg(Self::ms(self.inner.ttl))
+                .arg(self.tombstone_ttl())
+                .arg(&self.inner.channel)
+                .arg(ErrorCode::Lost.as_str())
+                .arg(OUT_OF_ATTEMPTS)
                 .arg(&fields)
                 .invoke_async(&mut self.conn())
                 .await

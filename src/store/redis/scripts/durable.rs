@@ -6,19 +6,23 @@
 
 /// Takes the oldest job of a queue: pops members (oldest first) and passes
 /// by those whose job is gone, not `pending` or not waiting, at most 16 per
-/// call so that a queue of dead entries never holds Redis long. The job
-/// taken gets attempt `at + 1`, its lease (by the server's clock) and its
-/// times to live pushed back as a running job's.
+/// call so that a queue of dead entries never holds Redis long. A job whose
+/// next attempt would be past its attempts (`dx`) ends `failed` with
+/// `lost`, as any end (`end_job`), and is passed by too. The job taken gets
+/// attempt `at + 1`, its lease (by the server's clock) and its times to
+/// live pushed back as a running job's.
 ///
 /// Returns `{}` when the queue is empty, `{'again'}` after 16 passed-by
 /// entries (the caller calls again), else the id followed by the values of
-/// the fields in `ARGV[4..]` (the record's, then the request's).
+/// the fields in `ARGV[10..]` (the record's, then the request's).
 ///
 /// KEYS: queue, leases. ARGV: job key prefix, lease ms, running TTL ms,
-/// then the fields to read.
+/// queue key prefix, TTL ms, tombstone TTL ms, channel, lost code, out of
+/// attempts message, then the fields to read.
 pub(in crate::store::redis) const CLAIM: &str = concat!(
     lua_now!(),
     lua_keep!(),
+    lua_end_job!(),
     r"
 local now = now_ms()
 for _ = 1, 16 do
@@ -26,22 +30,25 @@ for _ = 1, 16 do
   if #popped == 0 then return {} end
   local id = popped[1]
   local job = ARGV[1] .. 'job:' .. id
-  local f = redis.call('HMGET', job, 'st', 'at', 'w')
+  local f = redis.call('HMGET', job, 'st', 'at', 'w', 'dx', 'dq', 'ik', 'ok')
   if f[1] == 'pending' and f[3] == '1' then
     local at = tonumber(f[2] or '0') + 1
-    redis.call('HSET', job, 'at', at, 'u', now)
-    redis.call('HDEL', job, 'w')
-    redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), id)
-    keep(KEYS[2], ARGV[3])
-    redis.call('PEXPIRE', job, ARGV[3])
-    local ik = redis.call('HGET', job, 'ik')
-    if ik then redis.call('PEXPIRE', ik, ARGV[3]) end
-    local ok = redis.call('HGET', job, 'ok')
-    if ok then keep(ok, ARGV[3]) end
-    local values = redis.call('HMGET', job, unpack(ARGV, 4))
-    local out = {id}
-    for i = 1, #ARGV - 3 do out[i + 1] = values[i] end
-    return out
+    if at > tonumber(f[4] or '1') then
+      end_job(job, ARGV[1] .. 'gone:' .. id, KEYS[2], ARGV[4], id, 'failed', now, ARGV[5], ARGV[6], ARGV[7],
+        '', '', '', ARGV[8], ARGV[9], f[5], f[6])
+    else
+      redis.call('HSET', job, 'at', at, 'u', now)
+      redis.call('HDEL', job, 'w')
+      redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), id)
+      keep(KEYS[2], ARGV[3])
+      redis.call('PEXPIRE', job, ARGV[3])
+      if f[6] then redis.call('PEXPIRE', f[6], ARGV[3]) end
+      if f[7] then keep(f[7], ARGV[3]) end
+      local values = redis.call('HMGET', job, unpack(ARGV, 10))
+      local out = {id}
+      for i = 1, #ARGV - 9 do out[i + 1] = values[i] end
+      return out
+    end
   end
 end
 return {'again'}
@@ -100,7 +107,7 @@ pub(in crate::store::redis) const RELEASE: &str = concat!(
     lua_keep!(),
     lua_held!(),
     r"
-local f = redis.call('HMGET', KEYS[1], 'st', 'at', 'w', 'dq')
+local f = redis.call('HMGET', KEYS[1], 'st', 'at', 'w', 'dq', 'ik', 'ok')
 local st, dq = f[1], f[4]
 if st ~= 'pending' and st ~= 'running' then return 0 end
 if not held_by(f[2], f[3], ARGV[2]) then return 0 end
@@ -111,6 +118,10 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZADD', ARGV[3] .. dq, redis.call('HGET', KEYS[1], 'c'), ARGV[1])
 keep(ARGV[3] .. dq, ARGV[4])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
+-- The idempotency key and owner index live as long as the job waits: a
+-- keyed retry meanwhile finds it rather than making another.
+if f[5] then redis.call('PEXPIRE', f[5], ARGV[4]) end
+if f[6] then keep(f[6], ARGV[4]) end
 return 1
 "
 );
@@ -134,7 +145,7 @@ local requeued, lost = 0, 0
 for _, id in ipairs(due) do
   redis.call('ZREM', KEYS[1], id)
   local job = ARGV[1] .. 'job:' .. id
-  local f = redis.call('HMGET', job, 'st', 'dq', 'at', 'dx', 'ik', 'w')
+  local f = redis.call('HMGET', job, 'st', 'dq', 'at', 'dx', 'ik', 'w', 'ok')
   local st, dq = f[1], f[2]
   -- A job waiting in its queue holds no lease: one left behind is stale.
   if (st == 'pending' or st == 'running') and f[6] ~= '1' then
@@ -146,6 +157,8 @@ for _, id in ipairs(due) do
       redis.call('ZADD', ARGV[2] .. dq, redis.call('HGET', job, 'c'), id)
       keep(ARGV[2] .. dq, ARGV[6])
       redis.call('PEXPIRE', job, ARGV[6])
+      if f[5] then redis.call('PEXPIRE', f[5], ARGV[6]) end
+      if f[7] then keep(f[7], ARGV[6]) end
       requeued = requeued + 1
     else
       end_job(job, ARGV[1] .. 'gone:' .. id, KEYS[1], ARGV[2], id, 'failed', now, ARGV[3], ARGV[4], ARGV[5],
