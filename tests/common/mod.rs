@@ -1,7 +1,8 @@
 //! Shared test helpers, one file per concern: servers on 127.0.0.1
 //! (`server`), a small HTTP client and the checks of a `202` (`http`),
 //! waits with a deadline of seconds (`wait`), raw TCP exchanges (`tcp`), a
-//! response body that breaks (`body`), silenced planned panics (`panics`),
+//! response body that breaks (`body`), a route held until a test opens its
+//! gate (`gate`), silenced planned panics (`panics`),
 //! a `redis-server` of a test's own (`private_redis`), a three-master
 //! Redis Cluster of a test's own (`private_cluster`), replica processes
 //! of the `replicas` example (`replica`), a `MemoryStore`
@@ -10,6 +11,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod body;
+pub mod gate;
 pub mod http;
 pub mod oneshot;
 pub mod panics;

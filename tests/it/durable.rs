@@ -46,16 +46,7 @@ async fn a_durable_job_without_a_free_runner_waits_in_the_store_and_runs_with_it
     let held = Arc::clone(&gate);
     let layer = AcceptedLayer::new().durable(true).max_running(1);
     let app = Router::new()
-        .route(
-            "/hold",
-            post(move || {
-                let held = Arc::clone(&held);
-                async move {
-                    let _ = held.acquire().await;
-                    "held"
-                }
-            }),
-        )
+        .route("/hold", common::gate::held(&held, "held"))
         .route("/echo", post(echo))
         .layer(layer.clone());
     layer.run_jobs_with(app.clone());
@@ -185,16 +176,7 @@ async fn a_claimed_job_no_layer_of_its_queue_takes_is_never_accepted_anew_and_ru
         .max_running(1)
         .max_attempts(2);
     let app = Router::new()
-        .route(
-            "/hold",
-            post(move || {
-                let held = Arc::clone(&held);
-                async move {
-                    let _ = held.acquire().await;
-                    "held"
-                }
-            }),
-        )
+        .route("/hold", common::gate::held(&held, "held"))
         .route("/x", post(|| async { "x" }))
         .layer(layer.clone());
     // Claimed jobs go through an application where `/x` has a layer of

@@ -158,16 +158,7 @@ async fn durable_jobs_spread_between_replicas_on_a_cluster_and_every_key_expires
                     name
                 }),
             )
-            .route(
-                "/held",
-                post(move || {
-                    let held = std::sync::Arc::clone(&held);
-                    async move {
-                        let _ = held.acquire().await;
-                        name
-                    }
-                }),
-            )
+            .route("/held", common::gate::held(&held, name))
             .layer(layer.clone());
         layer.run_jobs_with(app.clone());
         let server = common::serve(app).await;

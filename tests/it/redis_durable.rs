@@ -47,16 +47,7 @@ async fn replica(
                 name
             }),
         )
-        .route(
-            "/held",
-            post(move || {
-                let gate = Arc::clone(&gate);
-                async move {
-                    let _ = gate.acquire().await;
-                    name
-                }
-            }),
-        )
+        .route("/held", common::gate::held(&gate, name))
         .layer(layer.clone());
     layer.run_jobs_with(app.clone());
     let server = serve(app).await;
