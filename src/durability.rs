@@ -37,6 +37,9 @@ pub(crate) struct Durability {
     /// Until when the claim loop holds back after a claimed job reached no
     /// layer here (a route this replica does not serve).
     pub(crate) missed_until: Mutex<Option<Instant>>,
+    /// When a renewal or a sweep of this layer last failed: sweeps hold
+    /// back for a lease after it (see `durable::leases`).
+    pub(crate) store_failed_at: Mutex<Option<Instant>>,
 }
 
 impl Durability {

@@ -56,24 +56,48 @@ async fn renewals<St: JobStore>(state: Weak<LayerState<St>>, lease: Duration) {
                 }
                 next = asked + period;
             }
-            Err(_) => next = tokio::time::Instant::now() + retry,
+            Err(_) => {
+                failed_now(&shared);
+                next = tokio::time::Instant::now() + retry;
+            }
         }
     }
 }
 
 /// Sweeps the store every half lease, and wakes the claim loop when jobs
 /// went back to their queues.
+///
+/// Not within a lease of a failed renewal or sweep: a store that was out of
+/// reach (frozen, partitioned, failing over) for longer than a lease comes
+/// back with every lease lapsed, its holders alive and about to renew. A
+/// sweep at once would take every running job from its runner (a durable
+/// one spends an attempt, any other ends `lost`); holding back one lease
+/// lets the live holders renew first, while the claims of a replica that
+/// really died still lapse a lease later.
 async fn sweeps<St: JobStore>(state: Weak<LayerState<St>>, lease: Duration) {
     let period = (lease / 2).max(Duration::from_millis(1));
     loop {
         tokio::time::sleep(period).await;
         let Some(shared) = state.upgrade() else { return };
-        if let Ok(swept) = shared.store.sweep().await
-            && swept.requeued > 0
-        {
-            shared.durability.nudge.notify_one();
+        let failed_at = *lock(&shared.durability.store_failed_at);
+        if failed_at.is_some_and(|at| at.elapsed() < lease) {
+            continue;
+        }
+        match shared.store.sweep().await {
+            Ok(swept) if swept.requeued > 0 => shared.durability.nudge.notify_one(),
+            Ok(_) => {}
+            Err(_) => failed_now(&shared),
         }
     }
+}
+
+/// Notes that the store just failed this layer.
+fn failed_now<St>(shared: &LayerState<St>) {
+    *lock(&shared.durability.store_failed_at) = Some(tokio::time::Instant::now());
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]
