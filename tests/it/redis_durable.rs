@@ -222,3 +222,44 @@ async fn a_graceful_shutdown_hands_running_and_queued_durable_jobs_to_another_re
     }
     common::redis::assert_every_key_expires(&ns).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_frozen_longer_than_a_lease_takes_no_job_from_its_live_runner() {
+    // Frozen 3 s with a 1 s lease: every lease has lapsed when Redis comes
+    // back. The replica that runs the job is alive and renews it; its own
+    // sweep holds back for a lease after the failures it saw, so the job
+    // keeps its first attempt rather than run again.
+    let redis = PrivateRedis::start().await;
+    let store = RedisStore::builder(redis.url())
+        .namespace("frozen")
+        .lease(Duration::from_millis(1000))
+        .build()
+        .await
+        .unwrap();
+    let layer = AcceptedLayer::new().store(store).durable(true);
+    let app = Router::new()
+        .route(
+            "/job",
+            post(|Extension(job): Extension<Job>| async move {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                format!("attempt {}", job.attempt())
+            }),
+        )
+        .layer(layer.clone());
+    layer.run_jobs_with(app.clone());
+    let server = serve(app).await;
+    let client = HttpClient::new(&server);
+    let monitor = submit(&client, "/job", "").await;
+    common::wait::poll_until(&client, &monitor, "running", |doc| doc["status"] == "running").await;
+    redis.freeze();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    redis.thaw();
+    let done = client.until_done(&monitor).await;
+    assert_eq!(done.status_word(), "succeeded", "{done:?}");
+    let result = client.get(&format!("{monitor}/result")).await;
+    assert_eq!(
+        String::from_utf8_lossy(&result.body),
+        "attempt 1",
+        "the job kept its runner"
+    );
+}
