@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::{Handoff, JobMark};
 use crate::config::LayerState;
-use crate::durability::JobApp;
+use crate::durability::{JobApp, lock};
 use crate::store::{ErrorCode, JobError, JobStore, Outcome};
 
 /// The first pause of an idle claim loop; it doubles while the queue stays
@@ -48,11 +48,7 @@ async fn claim_loop<St: JobStore>(state: Weak<LayerState<St>>, app: JobApp) {
         if !admissions.accepting() {
             return;
         }
-        let missed = *shared
-            .durability
-            .missed_until
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let missed = *lock(&shared.durability.missed_until);
         drop(shared);
         if let Some(until) = missed.filter(|until| *until > Instant::now()) {
             tokio::time::sleep_until(until).await;
@@ -117,11 +113,7 @@ async fn dispatch<St: JobStore>(
     if let Some(handoff) = mark.take() {
         let claim = handoff.claim;
         drop(handoff);
-        *shared
-            .durability
-            .missed_until
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now() + MISSED_PAUSE);
+        *lock(&shared.durability.missed_until) = Some(Instant::now() + MISSED_PAUSE);
         let _ = shared.store.release(claim).await;
     }
 }

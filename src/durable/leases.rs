@@ -7,6 +7,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use crate::config::LayerState;
+use crate::durability::lock;
 use crate::store::{JobStore, renewal_period};
 
 /// Starts, once per layer and only for a store whose leases can lapse,
@@ -94,10 +95,6 @@ async fn sweeps<St: JobStore>(state: Weak<LayerState<St>>, lease: Duration) {
 /// Notes that the store just failed this layer.
 fn failed_now<St>(shared: &LayerState<St>) {
     *lock(&shared.durability.store_failed_at) = Some(tokio::time::Instant::now());
-}
-
-fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use crate::admission::Admission;
+use crate::durability::lock;
 use crate::store::Claim;
 
 /// What a claim loop hands the layer that runs its job.
@@ -56,10 +57,6 @@ impl JobMark {
     /// The hand-off, if no layer took it: the request reached no layer of
     /// this queue (a route this replica does not serve).
     pub(crate) fn take(&self) -> Option<Handoff> {
-        self.0
-            .handoff
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
+        lock(&self.0.handoff).take()
     }
 }

@@ -23,7 +23,7 @@ use tower_accepted::{
 };
 
 use common::redis::{
-    assert_every_key_expires, connection, keys_with_ttl, namespace, redis_url, renew_every_claim, store,
+    assert_every_key_expires, connection, keys_with_ttl, namespace, now_ms, redis_url, renew_every_claim, store,
 };
 use common::{HttpClient, Server, serve, until};
 
@@ -65,17 +65,6 @@ async fn found(store: &RedisStore, id: JobId) -> JobRecord {
         Lookup::Found(record) => record,
         other => panic!("job {id} not found: {other:?}"),
     }
-}
-
-/// Milliseconds since the Unix epoch.
-fn now_ms() -> u64 {
-    u64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap()
 }
 
 /// A `200 OK` outcome with `body`.

@@ -255,7 +255,7 @@ async fn a_killed_replicas_jobs_that_are_not_durable_end_lost_within_two_leases(
     })
     .await;
     a.kill().await;
-    let killed_ms = tower_accepted_now_ms();
+    let killed_ms = common::redis::now_ms();
     for id in &ids {
         let record = until_record(&store, *id, Duration::from_secs(20), |r| r.status.is_terminal()).await;
         assert_eq!(record.status, JobStatus::Failed, "{record:?}");
@@ -267,15 +267,4 @@ async fn a_killed_replicas_jobs_that_are_not_durable_end_lost_within_two_leases(
     let doc = client(&b).get(&format!("/jobs/{}", ids[0])).await.json();
     assert_eq!(doc["error"]["code"], "lost", "{doc}");
     assert_eq!(keys_without_ttl(&redis).await, Vec::<String>::new());
-}
-
-/// Milliseconds since the Unix epoch, as the records count them.
-fn tower_accepted_now_ms() -> u64 {
-    u64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap()
 }

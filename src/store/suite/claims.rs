@@ -7,7 +7,7 @@
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, StatusCode};
 
-use super::{assert_same_response, found, pending, running, sample_response, stored_response};
+use super::{assert_same_headers, assert_same_response, found, pending, running, sample_response, stored_response};
 use crate::store::{Claim, Claimed, CreatedOnce, DurableJob, JobId, JobRecord, JobStatus, JobStore, Outcome};
 
 /// A queue name no other check (nor another run on the same store) uses.
@@ -38,18 +38,7 @@ pub(super) fn sample_request() -> Request<Bytes> {
 pub(super) fn assert_same_request(actual: &Request<Bytes>, expected: &Request<Bytes>) {
     assert_eq!(actual.method(), expected.method());
     assert_eq!(actual.uri(), expected.uri());
-    assert_eq!(
-        actual.headers().len(),
-        expected.headers().len(),
-        "{:?}",
-        actual.headers()
-    );
-    for name in expected.headers().keys() {
-        let values = |headers: &HeaderMap| -> Vec<Vec<u8>> {
-            headers.get_all(name).iter().map(|v| v.as_bytes().to_vec()).collect()
-        };
-        assert_eq!(values(actual.headers()), values(expected.headers()), "header {name}");
-    }
+    assert_same_headers(actual.headers(), expected.headers());
     assert!(actual.body() == expected.body(), "the body differs");
 }
 

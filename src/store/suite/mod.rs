@@ -235,23 +235,25 @@ fn values<'a>(headers: &'a HeaderMap, name: &str) -> Vec<&'a [u8]> {
     headers.get_all(name).iter().map(HeaderValue::as_bytes).collect()
 }
 
+/// Asserts that `actual` holds the headers of `expected`: as many, and
+/// every value of each name in order (what a store keeps of a response's
+/// or a stored request's headers).
+pub(super) fn assert_same_headers(actual: &HeaderMap, expected: &HeaderMap) {
+    assert_eq!(actual.len(), expected.len(), "{actual:?}");
+    for name in expected.keys() {
+        assert_eq!(
+            values(actual, name.as_str()),
+            values(expected, name.as_str()),
+            "header {name}"
+        );
+    }
+}
+
 /// Asserts that `actual` is `expected`: status, every header value in
 /// order, every body byte (what a store keeps of a response).
 pub fn assert_same_response(actual: &Response<Bytes>, expected: &Response<Bytes>) {
     assert_eq!(actual.status(), expected.status());
-    assert_eq!(
-        actual.headers().len(),
-        expected.headers().len(),
-        "{:?}",
-        actual.headers()
-    );
-    for name in expected.headers().keys() {
-        assert_eq!(
-            values(actual.headers(), name.as_str()),
-            values(expected.headers(), name.as_str()),
-            "header {name}"
-        );
-    }
+    assert_same_headers(actual.headers(), expected.headers());
     assert_eq!(actual.body().len(), expected.body().len());
     assert!(actual.body() == expected.body(), "the body differs");
 }
