@@ -123,8 +123,13 @@ where
     async move {
         let unrecorded = Unrecorded::new(Arc::clone(&shared), job.claim(), admission);
         let shared = &*shared;
-        // The job's lease is renewed for as long as this task holds it.
-        let _held = LetGo::new(&shared.durability.leases, job.claim());
+        // The job's lease is renewed for as long as this task holds it (a
+        // store without leases holds no claims: nothing to let go).
+        let _held = shared
+            .store
+            .lease()
+            .is_some()
+            .then(|| LetGo::new(&shared.durability.leases, job.claim()));
         let admissions = &shared.admissions;
         // A runner at once (the common case, without a wait), or a place in
         // the queue, waited for apart so that its state does not weigh on

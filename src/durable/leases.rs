@@ -19,7 +19,12 @@ pub(crate) fn ensure_upkeep<St: JobStore>(shared: &Arc<LayerState<St>>) {
     if started.load(Ordering::Acquire) {
         return;
     }
-    let Some(lease) = shared.store.lease() else { return };
+    let Some(lease) = shared.store.lease() else {
+        // A store without leases has nothing to keep up, ever: marked done,
+        // so that every later request stops at the load above.
+        started.store(true, Ordering::Release);
+        return;
+    };
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };
