@@ -21,6 +21,27 @@ pub fn now_ms() -> u64 {
     .unwrap()
 }
 
+/// The time to live the expiry suite runs `RedisStore` with. Redis keeps
+/// real time, and the suite reads a job between its TTL and the end of its
+/// tombstone, so that window is wide: with 800 ms it closed before the read
+/// when the whole suite ran on a loaded machine.
+pub const EXPIRY_TTL: Duration = Duration::from_millis(800);
+/// The tombstone's time to live for the expiry suite (see [`EXPIRY_TTL`]).
+pub const EXPIRY_TOMBSTONE_TTL: Duration = Duration::from_secs(5);
+
+/// `builder` as the expiry suite runs it: [`EXPIRY_TTL`],
+/// [`EXPIRY_TOMBSTONE_TTL`] and a 1 s lease, in `namespace`.
+pub async fn expiry_store(builder: tower_accepted::store::RedisStoreBuilder, namespace: &str) -> RedisStore {
+    builder
+        .namespace(namespace)
+        .ttl(EXPIRY_TTL)
+        .tombstone_ttl(EXPIRY_TOMBSTONE_TTL)
+        .lease(Duration::from_millis(1000))
+        .build()
+        .await
+        .unwrap()
+}
+
 /// A namespace no other test uses.
 pub fn namespace() -> String {
     format!("test-{}", JobId::new())

@@ -113,17 +113,14 @@ async fn redis_store_passes_the_suite_on_a_cluster() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_store_passes_the_expiry_suite_on_a_cluster() {
-    const TTL: Duration = Duration::from_millis(800);
-    const TOMBSTONE_TTL: Duration = Duration::from_secs(5);
+    use common::redis::{EXPIRY_TOMBSTONE_TTL, EXPIRY_TTL, expiry_store};
+
     let cluster = PrivateCluster::start().await;
-    let store = tower_accepted::store::RedisStore::cluster_builder(cluster.urls())
-        .namespace("expiry")
-        .ttl(TTL)
-        .tombstone_ttl(TOMBSTONE_TTL)
-        .lease(Duration::from_millis(1000))
-        .build()
-        .await
-        .unwrap();
+    let store = expiry_store(
+        tower_accepted::store::RedisStore::cluster_builder(cluster.urls()),
+        "expiry",
+    )
+    .await;
     let conn = ClusterClient::builder(cluster.urls())
         .build()
         .unwrap()
@@ -131,7 +128,7 @@ async fn redis_store_passes_the_expiry_suite_on_a_cluster() {
         .await
         .unwrap();
     let renewer = tokio::spawn(common::redis::renew_every_claim_on(store.clone(), conn));
-    tower_accepted::store::suite::expiry(&store, TTL, TOMBSTONE_TTL).await;
+    tower_accepted::store::suite::expiry(&store, EXPIRY_TTL, EXPIRY_TOMBSTONE_TTL).await;
     renewer.abort();
     assert_eq!(cluster.keys_without_ttl("*").await, Vec::<String>::new());
 }

@@ -23,7 +23,8 @@ use tower_accepted::{
 };
 
 use common::redis::{
-    assert_every_key_expires, connection, keys_with_ttl, namespace, now_ms, redis_url, renew_every_claim, store,
+    EXPIRY_TOMBSTONE_TTL, EXPIRY_TTL, assert_every_key_expires, connection, expiry_store, keys_with_ttl, namespace,
+    now_ms, redis_url, renew_every_claim, store,
 };
 use common::{HttpClient, Server, serve, until};
 
@@ -36,25 +37,13 @@ async fn redis_store_passes_the_suite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_store_passes_the_expiry_suite() {
-    // Redis keeps real time. The check reads a job between its TTL and the
-    // end of its tombstone, so that window is wide: with 800 ms it closed
-    // before the read when the whole suite ran on a loaded machine.
-    const TTL: Duration = Duration::from_millis(800);
-    const TOMBSTONE_TTL: Duration = Duration::from_secs(5);
     let ns = namespace();
-    let store = RedisStore::builder(redis_url())
-        .namespace(ns.as_str())
-        .ttl(TTL)
-        .tombstone_ttl(TOMBSTONE_TTL)
-        .lease(Duration::from_millis(1000))
-        .build()
-        .await
-        .unwrap();
+    let store = expiry_store(RedisStore::builder(redis_url()), &ns).await;
     // The suite keeps jobs pending and running for several leases: their
     // claims are renewed meanwhile, as the layer renews the claims it holds
     // (the store renews nothing by itself).
     let renewer = renew_every_claim(store.clone());
-    suite::expiry(&store, TTL, TOMBSTONE_TTL).await;
+    suite::expiry(&store, EXPIRY_TTL, EXPIRY_TOMBSTONE_TTL).await;
     renewer.abort();
     assert_every_key_expires(&ns).await;
 }
