@@ -193,6 +193,13 @@ pub use job::Job;
 pub use layer::AcceptedLayer;
 pub use problem::Problem;
 pub use service::{Accepted, JobRoutes};
+/// The sqlx that [`PostgresStore`](store::PostgresStore) is built on
+/// (feature `postgres`), for the pool it takes
+/// ([`builder_with_pool`](store::PostgresStore::builder_with_pool)) and
+/// queries of your own, at the version the store was built with.
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use sqlx;
 
 /// The boxed error type used by the bodies and by service errors.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

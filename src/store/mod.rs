@@ -32,17 +32,23 @@ use bytes::Bytes;
 use http::Response;
 
 mod claim;
+#[cfg(any(feature = "redis", feature = "postgres"))]
+mod header_lines;
 mod id;
 mod index;
 mod job_error;
 mod memory;
 mod outcome;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod record;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod suite;
+#[cfg(any(feature = "redis", feature = "postgres"))]
+mod waiters;
 
 pub(crate) use claim::renewal_period;
 pub use claim::{Claim, Claimed, DurableJob, LOST_MESSAGE, OUT_OF_ATTEMPTS, Swept};
@@ -50,6 +56,8 @@ pub use id::{InvalidJobId, JobId};
 pub use job_error::{ErrorCode, JobError, OtherCode};
 pub use memory::{MemoryStore, MemoryStoreBuilder};
 pub use outcome::Outcome;
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresStore, PostgresStoreBuilder};
 pub(crate) use record::unix_ms;
 pub use record::{CreatedOnce, IdempotencyKey, InvalidJobStatus, JobRecord, JobStatus, KeyLookup, ListCursor, Page};
 #[cfg(feature = "redis")]

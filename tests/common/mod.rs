@@ -15,6 +15,8 @@ pub mod gate;
 pub mod http;
 pub mod oneshot;
 pub mod panics;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "redis")]
 pub mod private_cluster;
 #[cfg(feature = "redis")]

@@ -8,9 +8,10 @@ use redis::{Client, Script};
 
 use super::connection::Target;
 
-use super::tasks::{Liveness, Waiters, listen};
+use super::tasks::{Liveness, listen};
 use super::{Inner, MAX_DURATION, RedisStore, scripts};
 use crate::store::StoreError;
+use crate::store::waiters::Waiters;
 
 /// The command timeout when none is set.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);

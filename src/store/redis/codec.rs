@@ -1,8 +1,9 @@
 //! Records and headers as Redis keeps them.
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
+use http::{Method, Request, Uri};
 
+use crate::store::header_lines::decode_headers;
 use crate::store::{JobError, JobId, JobRecord, JobStatus};
 
 /// The fields of a record, in the order they are read (every `HMGET` of a
@@ -11,7 +12,7 @@ use crate::store::{JobError, JobId, JobRecord, JobStatus};
 pub(super) const FIELDS: [&str; 11] = ["st", "c", "u", "p", "m", "rs", "ec", "em", "o", "s", "at"];
 
 /// The fields of a durable job's request, in the order they are read:
-/// method, URI, headers ([`encode_headers`]), body.
+/// method, URI, headers (as `header_lines` encodes them), body.
 pub(super) const REQUEST_FIELDS: [&str; 4] = ["qm", "qu", "qh", "qb"];
 
 /// A field's text, when it is there and UTF-8.
@@ -75,49 +76,12 @@ pub(super) fn parse_request(fields: &[Option<Vec<u8>>]) -> Option<Request<Bytes>
     Some(request)
 }
 
-/// Headers as `name:value` lines. Header values cannot hold control
-/// characters, so a newline always ends one; names cannot hold `:`.
-pub(super) fn encode_headers(headers: &HeaderMap) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (name, value) in headers {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.push(b':');
-        out.extend_from_slice(value.as_bytes());
-        out.push(b'\n');
-    }
-    out
-}
-
-/// Headers from [`encode_headers`]' lines; lines that are not a valid
-/// header are skipped.
-pub(super) fn decode_headers(bytes: &[u8]) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-        let Some(colon) = line.iter().position(|b| *b == b':') else {
-            continue;
-        };
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(&line[..colon]),
-            HeaderValue::from_bytes(&line[colon + 1..]),
-        ) {
-            headers.append(name, value);
-        }
-    }
-    headers
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use http::{HeaderMap, HeaderValue};
 
-    #[test]
-    fn headers_round_trip() {
-        let mut headers = HeaderMap::new();
-        headers.append("set-cookie", HeaderValue::from_static("a=1"));
-        headers.append("set-cookie", HeaderValue::from_static("b=2: with colon"));
-        headers.insert("x-bytes", HeaderValue::from_bytes(&[0xe2, 0x82, 0xac]).unwrap());
-        assert_eq!(decode_headers(&encode_headers(&headers)), headers);
-    }
+    use super::*;
+    use crate::store::header_lines::encode_headers;
 
     #[test]
     fn requests_round_trip() {

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use redis::RedisError;
 
-use super::codec::{FIELDS, encode_headers};
+use super::codec::FIELDS;
 use super::connection::Connection;
 use super::{MAX_MS, RedisStore};
+use crate::store::header_lines::encode_headers;
 use crate::store::{
     Claim, DurableJob, IdempotencyKey, JobId, JobRecord, JobStatus, ListCursor, Outcome, StoreError, unix_ms,
 };

@@ -18,10 +18,12 @@ use redis::{RedisError, Script};
 use tokio::task::JoinHandle;
 
 pub use builder::RedisStoreBuilder;
-use codec::{FIELDS, decode_headers, parse_record};
+use codec::{FIELDS, parse_record};
 use commands::{lock, store_error, unavailable};
 use connection::{Connection, Target};
-use tasks::Waiters;
+
+use super::header_lines::decode_headers;
+use super::waiters::Waiters;
 
 use super::{
     Cancel, Claim, Claimed, CreatedOnce, DurableJob, IdempotencyKey, JobId, JobRecord, JobStatus, JobStore, KeyLookup,

@@ -3,71 +3,15 @@
 //! [`JobStore::renew`](crate::store::JobStore::renew): it knows which
 //! claims it holds.)
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use redis::Client;
 use redis::aio::{PubSubSink, PubSubStream};
-use tokio::sync::Notify;
 
-use super::lock;
 use crate::store::JobId;
-
-/// Local waiters by job id, woken by the listener.
-#[derive(Default)]
-pub(super) struct Waiters {
-    /// One notifier per job that has local waiters.
-    map: Mutex<HashMap<JobId, Arc<Notify>>>,
-}
-
-/// One waiter's registration; removed from the map with the last waiter.
-pub(super) struct Waiter<'a> {
-    /// Where it is registered.
-    waiters: &'a Waiters,
-    /// The job it waits for.
-    id: JobId,
-    /// Notified when the job ends (or may have: after a reconnection).
-    pub(super) notify: Arc<Notify>,
-}
-
-impl Waiters {
-    /// Registers a waiter of `id`, sharing the job's notifier with the
-    /// others.
-    pub(super) fn register(&self, id: JobId) -> Waiter<'_> {
-        let notify = Arc::clone(lock(&self.map).entry(id).or_default());
-        Waiter {
-            waiters: self,
-            id,
-            notify,
-        }
-    }
-
-    /// Wakes the waiters of `id`.
-    fn wake(&self, id: JobId) {
-        if let Some(notify) = lock(&self.map).get(&id) {
-            notify.notify_waiters();
-        }
-    }
-
-    /// Wakes every waiter, to look again.
-    fn wake_all(&self) {
-        for notify in lock(&self.map).values() {
-            notify.notify_waiters();
-        }
-    }
-}
-
-impl Drop for Waiter<'_> {
-    fn drop(&mut self) {
-        let mut map = lock(&self.waiters.map);
-        // The map's reference and ours: no other waiter is left.
-        if map.get(&self.id).is_some_and(|n| Arc::strong_count(n) <= 2) {
-            map.remove(&self.id);
-        }
-    }
-}
+use crate::store::waiters::Waiters;
 
 /// How the listener tells that its connection died without saying so.
 #[derive(Debug, Clone, Copy)]

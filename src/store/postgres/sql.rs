@@ -1,0 +1,206 @@
+//! The store's SQL: one statement per operation, written once per store
+//! with its schema, channel and durations in it, so that each is one
+//! prepared statement on every connection.
+//!
+//! Every statement a request can run finds its rows through an index: the
+//! primary key, the idempotency key's unique index, the owner index (keyset
+//! pagination), the queue index (claims). The sweeps use the lease and
+//! expiry indexes and take at most a batch. `tests/it/postgres_plans.rs`
+//! checks each plan with `EXPLAIN`.
+//!
+//! A claim (attempt `n` of a job) holds the job while the row's `attempt`
+//! is `n`, it does not wait in its queue and it has not ended: the
+//! condition [`HELD`] of every write a runner makes.
+
+/// The record's columns, in the order `rows::record` reads them.
+pub(super) const RECORD: &str = "j.status, j.created_at_ms, j.updated_at_ms, j.started_at_ms, j.progress, j.message, \
+     j.result_status, j.error_code, j.error_message, j.owner, j.attempt";
+
+/// The request's columns, after the record's in a claim.
+const REQUEST: &str = "j.request_method, j.request_uri, j.request_headers, j.request_body";
+
+/// Whether the claim `(id, attempt)` given as `$1`, `$2` holds the job.
+const HELD: &str = "j.id = $1 AND j.attempt = $2 AND NOT j.waiting AND j.status IN ('pending', 'running')";
+
+/// Whether a row is kept (not past its time to live).
+const KEPT: &str = "(j.expires_at IS NULL OR j.expires_at > now())";
+
+/// The statements of one store.
+#[derive(Debug)]
+pub(super) struct Statements {
+    pub(super) create: String,
+    pub(super) key_holder: String,
+    pub(super) free_key: String,
+    pub(super) get: String,
+    pub(super) list_first: String,
+    pub(super) list_after: String,
+    pub(super) start: String,
+    pub(super) progress: String,
+    pub(super) finish: String,
+    pub(super) cancel: String,
+    pub(super) delete: String,
+    pub(super) response: String,
+    pub(super) claim: String,
+    pub(super) renew: String,
+    pub(super) release: String,
+    pub(super) sweep: String,
+    pub(super) expire: String,
+    pub(super) forget: String,
+}
+
+/// What the statements are written with.
+pub(super) struct Settings<'a> {
+    /// The schema's name (valid: needs no escaping).
+    pub(super) schema: &'a str,
+    /// The channel of ended jobs.
+    pub(super) channel: &'a str,
+    /// How long an ended job is kept, in ms.
+    pub(super) ttl_ms: u64,
+    /// How long past its expiry an id answers `410`, in ms.
+    pub(super) tombstone_ms: u64,
+    /// How long a claim lasts without renewal, in ms.
+    pub(super) lease_ms: u64,
+}
+
+impl Statements {
+    /// The statements of a store with `settings`.
+    pub(super) fn new(settings: &Settings<'_>) -> Self {
+        let jobs = format!("\"{}\".jobs", settings.schema);
+        let tombstones = format!("\"{}\".tombstones", settings.schema);
+        let channel = settings.channel;
+        let ttl = settings.ttl_ms;
+        let forget = settings.ttl_ms.saturating_add(settings.tombstone_ms);
+        let lease = format!("now() + interval '{} milliseconds'", settings.lease_ms);
+        // What every end writes besides its state: no lease, no place in a
+        // queue, no stored request (its credentials are kept no longer
+        // than needed), and the row's time to live.
+        let end = format!(
+            "lease_until = NULL, waiting = false, request_method = NULL, request_uri = NULL, \
+             request_headers = NULL, request_body = NULL, \
+             expires_at = now() + interval '{ttl} milliseconds', \
+             forget_at = now() + interval '{forget} milliseconds'"
+        );
+        // One row for any id, with what is known of it: the job (kept or
+        // expired) and its tombstone.
+        let lookup = format!(
+            "SELECT {RECORD}, (j.expires_at IS NOT NULL AND j.expires_at <= now()) AS expired, \
+             coalesce(j.forget_at, t.forget_at) > now() AS remembered \
+             FROM (VALUES ($1::uuid)) AS k(id) LEFT JOIN {jobs} j ON j.id = k.id \
+             LEFT JOIN {tombstones} t ON t.id = k.id"
+        );
+        Self {
+            // $1 id, $2 status, $3 created, $4 updated, $5 started, $6
+            // progress, $7 message, $8 owner, $9 attempt, $10 key scope,
+            // $11 fingerprint, $12 queue, $13 max attempts, $14 waiting,
+            // $15..$18 request, $19 leased, $20 ended, $21 max queued.
+            // Answers whether the queue had room and whether a row went in.
+            create: format!(
+                "WITH room AS (SELECT NOT $14 OR count(*) < $21 AS ok FROM \
+                 (SELECT 1 FROM {jobs} j WHERE $14 AND j.queue = $12 AND j.waiting LIMIT $21) AS q), \
+                 inserted AS (INSERT INTO {jobs} AS j (id, status, created_at_ms, updated_at_ms, started_at_ms, \
+                 progress, message, owner, attempt, idempotency_scope, idempotency_fingerprint, queue, \
+                 max_attempts, waiting, request_method, request_uri, request_headers, request_body, \
+                 lease_until, expires_at, forget_at) \
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+                 CASE WHEN $19 THEN {lease} END, \
+                 CASE WHEN $20 THEN now() + interval '{ttl} milliseconds' END, \
+                 CASE WHEN $20 THEN now() + interval '{forget} milliseconds' END \
+                 FROM room WHERE room.ok ON CONFLICT DO NOTHING RETURNING 1) \
+                 SELECT (SELECT ok FROM room), (SELECT count(*) FROM inserted) > 0"
+            ),
+            key_holder: format!(
+                "SELECT j.id, j.idempotency_fingerprint, {KEPT} AS kept, {RECORD} FROM {jobs} j \
+                 WHERE j.idempotency_scope = $1"
+            ),
+            free_key: format!("UPDATE {jobs} j SET idempotency_scope = NULL WHERE j.id = $1 AND NOT {KEPT}"),
+            get: lookup.clone(),
+            list_first: format!(
+                "SELECT j.id, {RECORD} FROM {jobs} j WHERE j.owner = $1 AND {KEPT} \
+                 ORDER BY j.created_at_ms DESC, j.id DESC LIMIT $2"
+            ),
+            list_after: format!(
+                "SELECT j.id, {RECORD} FROM {jobs} j WHERE j.owner = $1 AND {KEPT} \
+                 AND (j.created_at_ms, j.id) < ($3, $4) ORDER BY j.created_at_ms DESC, j.id DESC LIMIT $2"
+            ),
+            start: format!(
+                "UPDATE {jobs} j SET status = 'running', updated_at_ms = $3, started_at_ms = $3 \
+                 WHERE {HELD} AND j.status = 'pending'"
+            ),
+            progress: format!("UPDATE {jobs} j SET progress = $3, message = $4, updated_at_ms = $5 WHERE {HELD}"),
+            // $3 status, $4 updated, $5..$7 response, $8 code, $9 message.
+            finish: format!(
+                "WITH ended AS (UPDATE {jobs} j SET status = $3, updated_at_ms = $4, result_status = $5, \
+                 result_headers = $6, result_body = $7, error_code = $8, error_message = $9, {end} \
+                 WHERE {HELD} RETURNING j.id) \
+                 SELECT pg_notify('{channel}', id::text) FROM ended"
+            ),
+            // $2 updated. Answers whether it canceled, and the row as it
+            // was before (the statement's snapshot).
+            cancel: format!(
+                "WITH ended AS (UPDATE {jobs} j SET status = 'canceled', updated_at_ms = $2, {end} \
+                 WHERE j.id = $1 AND j.status IN ('pending', 'running') RETURNING j.id), \
+                 woken AS (SELECT pg_notify('{channel}', id::text) FROM ended) \
+                 SELECT (SELECT count(*) FROM woken) > 0 AS canceled, l.* FROM ({lookup}) AS l"
+            ),
+            delete: format!(
+                "WITH gone AS (DELETE FROM {jobs} j WHERE j.id = $1 RETURNING j.id, {KEPT} AS kept), \
+                 forgotten AS (DELETE FROM {tombstones} t WHERE t.id = $1), \
+                 woken AS (SELECT pg_notify('{channel}', id::text) FROM gone) \
+                 SELECT coalesce((SELECT kept FROM gone), false) AND (SELECT count(*) FROM woken) > 0"
+            ),
+            response: format!(
+                "SELECT j.result_status, j.result_headers, j.result_body FROM {jobs} j WHERE j.id = $1 AND {KEPT}"
+            ),
+            // $1 queue, $2 updated.
+            claim: format!(
+                "WITH next AS (SELECT j.id FROM {jobs} j WHERE j.queue = $1 AND j.waiting \
+                 ORDER BY j.created_at_ms, j.id LIMIT 1 FOR UPDATE SKIP LOCKED) \
+                 UPDATE {jobs} j SET attempt = j.attempt + 1, waiting = false, lease_until = {lease}, \
+                 updated_at_ms = $2 FROM next WHERE j.id = next.id \
+                 RETURNING j.id, {RECORD}, j.max_attempts, {REQUEST}"
+            ),
+            // $1 ids, $2 attempts.
+            renew: format!(
+                "UPDATE {jobs} j SET lease_until = {lease} FROM unnest($1::uuid[], $2::integer[]) AS c(id, attempt) \
+                 WHERE j.id = c.id AND j.attempt = c.attempt AND NOT j.waiting \
+                 AND j.status IN ('pending', 'running') RETURNING j.id, j.attempt"
+            ),
+            // $3 updated.
+            release: format!(
+                "UPDATE {jobs} j SET status = 'pending', waiting = true, started_at_ms = NULL, lease_until = NULL, \
+                 updated_at_ms = $3 WHERE {HELD} AND j.queue IS NOT NULL AND j.request_method IS NOT NULL"
+            ),
+            // $1 batch, $2 lost code, $3 lost message. Answers how many
+            // were requeued and lost.
+            sweep: format!(
+                "WITH due AS (SELECT j.id FROM {jobs} j WHERE j.lease_until < now() \
+                 AND j.status IN ('pending', 'running') AND NOT j.waiting \
+                 ORDER BY j.lease_until LIMIT $1 FOR UPDATE SKIP LOCKED), \
+                 requeued AS (UPDATE {jobs} j SET status = 'pending', waiting = true, started_at_ms = NULL, \
+                 lease_until = NULL, updated_at_ms = (extract(epoch FROM now()) * 1000)::bigint FROM due \
+                 WHERE j.id = due.id AND j.request_method IS NOT NULL AND j.attempt < j.max_attempts RETURNING j.id), \
+                 lost AS (UPDATE {jobs} j SET status = 'failed', error_code = $2, error_message = $3, \
+                 updated_at_ms = (extract(epoch FROM now()) * 1000)::bigint, {end} FROM due \
+                 WHERE j.id = due.id AND NOT (j.request_method IS NOT NULL AND j.attempt < j.max_attempts) \
+                 RETURNING j.id), \
+                 woken AS (SELECT pg_notify('{channel}', id::text) FROM lost) \
+                 SELECT (SELECT count(*) FROM requeued), (SELECT count(*) FROM woken)"
+            ),
+            // $1 batch. Ended jobs past their time to live leave the table;
+            // their ids stay as tombstones until forgotten.
+            expire: format!(
+                "WITH due AS (SELECT j.id FROM {jobs} j WHERE j.expires_at <= now() \
+                 ORDER BY j.expires_at LIMIT $1 FOR UPDATE SKIP LOCKED), \
+                 gone AS (DELETE FROM {jobs} j USING due WHERE j.id = due.id RETURNING j.id, j.forget_at), \
+                 kept AS (INSERT INTO {tombstones} (id, forget_at) SELECT id, forget_at FROM gone \
+                 WHERE forget_at > now() ON CONFLICT (id) DO UPDATE SET forget_at = EXCLUDED.forget_at RETURNING 1) \
+                 SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM kept)"
+            ),
+            // $1 batch.
+            forget: format!(
+                "DELETE FROM {tombstones} t WHERE t.id IN (SELECT id FROM {tombstones} \
+                 WHERE forget_at <= now() LIMIT $1 FOR UPDATE SKIP LOCKED)"
+            ),
+        }
+    }
+}
