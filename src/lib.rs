@@ -86,6 +86,7 @@
 //! | [`store::JobStore`] | where jobs live: the trait a store implements | |
 //! | [`store::MemoryStore`], [`store::MemoryStoreBuilder`] | the in-process store (the default) | |
 //! | `store::RedisStore`, `store::RedisStoreBuilder` | jobs shared by replicas through Redis | `redis` |
+//! | `store::PostgresStore`, `store::PostgresStoreBuilder`, `sqlx` | jobs and the durable queue in PostgreSQL; the sqlx it is built on | `postgres` |
 //! | [`store::JobRecord`], [`store::JobStatus`], [`store::JobId`] | a job as a store keeps it, its status, its id | |
 //! | [`store::Outcome`], [`store::JobError`], [`store::ErrorCode`], [`store::OtherCode`] | how a job ended | |
 //! | [`store::Lookup`], [`store::Cancel`], [`store::CreatedOnce`], [`store::KeyLookup`] | what a store's operations answer | |

@@ -2,6 +2,7 @@
 //! ends anywhere (Redis pub/sub, PostgreSQL `LISTEN`).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
@@ -13,6 +14,9 @@ use crate::store::JobId;
 pub(crate) struct Waiters {
     /// One notifier per job that has local waiters.
     map: Mutex<HashMap<JobId, Arc<Notify>>>,
+    /// How many times every waiter was woken: a waiter that sees it
+    /// unchanged across its wake-up was woken for its own job.
+    wake_alls: AtomicU64,
 }
 
 /// One waiter's registration; removed from the map with the last waiter.
@@ -44,8 +48,16 @@ impl Waiters {
         }
     }
 
+    /// How many times [`wake_all`](Self::wake_all) ran: read before a
+    /// waiter sleeps, it tells after a wake-up whether the wake-up was for
+    /// the waiter's job alone (unchanged) or for everyone (changed).
+    pub(crate) fn wake_alls(&self) -> u64 {
+        self.wake_alls.load(Ordering::Acquire)
+    }
+
     /// Wakes every waiter, to look again.
     pub(crate) fn wake_all(&self) {
+        self.wake_alls.fetch_add(1, Ordering::AcqRel);
         for notify in lock(&self.map).values() {
             notify.notify_waiters();
         }

@@ -56,14 +56,16 @@ pub const EXPIRY_TTL: Duration = Duration::from_millis(800);
 /// The tombstone's time to live for the expiry suite.
 pub const EXPIRY_TOMBSTONE_TTL: Duration = Duration::from_secs(5);
 
-/// A builder on the test database in `schema`, with a 1 s lease.
+/// A builder on the test database in `schema`, with a 3 s lease: its
+/// statement timeout, a third of it, is a second, which a loaded machine
+/// (tests run side by side) needs to get a connection of the pool.
 pub fn builder(schema: &Schema) -> PostgresStoreBuilder {
     PostgresStore::builder(database_url())
         .schema(&schema.name)
-        .lease(Duration::from_millis(1000))
+        .lease(Duration::from_secs(3))
 }
 
-/// A store on the test database in `schema`, with a 1 s lease.
+/// A store on the test database in `schema`, with a 3 s lease.
 pub async fn store(schema: &Schema) -> PostgresStore {
     builder(schema)
         .build()

@@ -179,6 +179,7 @@ impl PostgresStoreBuilder {
             Some(timeout) => (timeout, self.lease.max(timeout.saturating_mul(3)).min(MAX_DURATION)),
             None => (DEFAULT_TIMEOUT.min(self.lease / 3), self.lease),
         };
+        let owned = matches!(self.source, Source::Url(_));
         let pool = match self.source {
             Source::Pool(pool) => pool,
             Source::Url(url) => PgPoolOptions::new()
@@ -188,12 +189,20 @@ impl PostgresStoreBuilder {
                 .await
                 .map_err(unavailable)?,
         };
-        tokio::time::timeout(
+        let migrated = tokio::time::timeout(
             timeout.max(Duration::from_secs(10)),
             schema::migrate(&pool, &self.schema),
         )
         .await
-        .map_err(|_| StoreError::Unavailable("creating the schema timed out".into()))??;
+        .unwrap_or_else(|_| Err(StoreError::Unavailable("creating the schema timed out".into())));
+        if let Err(e) = migrated {
+            if owned {
+                // Nothing is left behind: a connection that timed out in
+                // the migration's transaction goes with the pool.
+                pool.close().await;
+            }
+            return Err(e);
+        }
         let channel = format!("{}_ended", self.schema);
         let statements = Statements::new(&Settings {
             schema: &self.schema,

@@ -1,7 +1,7 @@
 //! The store's schema: its name, and the versioned migrations embedded in
 //! the crate that create and upgrade it.
 
-use sqlx::{Connection, PgPool};
+use sqlx::{Connection, Executor, PgConnection, PgPool};
 
 use crate::store::StoreError;
 
@@ -28,12 +28,32 @@ pub(super) fn valid_name(name: &str) -> bool {
 /// transaction under an advisory lock of the schema's name: replicas that
 /// start at once wait for each other, and the second finds nothing to do.
 /// Only the store's own tables are created or changed.
+///
+/// Statements go as text (`Executor::execute` of a `&str`), not through
+/// `sqlx::raw_sql`, whose future is `Send` only for some lifetimes: the
+/// future of [`build`](super::PostgresStoreBuilder::build) must be
+/// spawnable.
+///
+/// A migration that fails is rolled back before the error is returned,
+/// so that no connection is left idle in a transaction that holds locks
+/// on the schema.
 pub(super) async fn migrate(pool: &PgPool, schema: &str) -> Result<(), StoreError> {
     let mut conn = pool.acquire().await.map_err(super::unavailable)?;
     let mut tx = conn.begin().await.map_err(super::unavailable)?;
+    match apply(&mut tx, schema).await {
+        Ok(()) => tx.commit().await.map_err(super::unavailable),
+        Err(e) => {
+            let _ = tx.rollback().await;
+            Err(e)
+        }
+    }
+}
+
+/// The migrations `schema` lacks, applied on `conn` (in a transaction).
+async fn apply(conn: &mut PgConnection, schema: &str) -> Result<(), StoreError> {
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
         .bind(format!("tower_accepted migrations {schema}"))
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await
         .map_err(super::unavailable)?;
     let quoted = format!("\"{schema}\"");
@@ -44,13 +64,13 @@ pub(super) async fn migrate(pool: &PgPool, schema: &str) -> Result<(), StoreErro
              applied_at timestamptz NOT NULL DEFAULT now())"
         ),
     ] {
-        sqlx::raw_sql(&statement)
-            .execute(&mut *tx)
+        (&mut *conn)
+            .execute(statement.as_str())
             .await
             .map_err(super::unavailable)?;
     }
     let current: Option<i32> = sqlx::query_scalar(&format!("SELECT max(version) FROM {quoted}.migrations"))
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut *conn)
         .await
         .map_err(super::unavailable)?;
     let current = usize::try_from(current.unwrap_or(0)).unwrap_or(0);
@@ -64,17 +84,15 @@ pub(super) async fn migrate(pool: &PgPool, schema: &str) -> Result<(), StoreErro
         ));
     }
     for (index, migration) in MIGRATIONS.iter().enumerate().skip(current) {
-        sqlx::raw_sql(&migration.replace("{schema}", &quoted))
-            .execute(&mut *tx)
-            .await
-            .map_err(super::unavailable)?;
+        let sql = migration.replace("{schema}", &quoted);
+        (&mut *conn).execute(sql.as_str()).await.map_err(super::unavailable)?;
         sqlx::query(&format!("INSERT INTO {quoted}.migrations (version) VALUES ($1)"))
             .bind(i32::try_from(index + 1).unwrap_or(i32::MAX))
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await
             .map_err(super::unavailable)?;
     }
-    tx.commit().await.map_err(super::unavailable)
+    Ok(())
 }
 
 #[cfg(test)]
