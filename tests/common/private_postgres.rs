@@ -204,6 +204,27 @@ impl PrivatePostgres {
         }
     }
 
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The server's processes as `ps` shows them (pid, parent, state,
+    /// command), for a test's failure message.
+    pub fn processes(&self) -> String {
+        let Some(pid) = self.pid() else {
+            return "not running".into();
+        };
+        let mut pids = vec![pid];
+        pids.extend(children(pid));
+        let list: Vec<String> = pids.iter().map(u32::to_string).collect();
+        Command::new("ps")
+            .args(["-o", "pid,ppid,stat,args", "-p", &list.join(",")])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
     /// The server's log.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()

@@ -322,6 +322,44 @@ async fn refused_quickly(client: &HttpClient, monitor: &str, within: Duration) {
     }
 }
 
+/// Long polls (`?wait=30`) of `monitor`, in tasks, each answering its
+/// status and how long it took.
+fn long_polls(client: &HttpClient, monitor: &str) -> Vec<tokio::task::JoinHandle<(StatusCode, Duration)>> {
+    (0..3)
+        .map(|_| {
+            let client = client.clone();
+            let path = format!("{monitor}?wait=30");
+            tokio::spawn(async move {
+                let sent = Instant::now();
+                let answer = client.get(&path).await;
+                if answer.status == StatusCode::SERVICE_UNAVAILABLE {
+                    assert!(answer.header("retry-after").is_some());
+                }
+                (answer.status, sent.elapsed())
+            })
+        })
+        .collect()
+}
+
+/// Asserts that every long poll of `polls` answered, `503` (or the job's
+/// status), well before its 30 s: none hangs through an outage.
+async fn none_hangs(polls: Vec<tokio::task::JoinHandle<(StatusCode, Duration)>>, what: &str) {
+    for poll in polls {
+        let (status, took) = tokio::time::timeout(Duration::from_secs(10), poll)
+            .await
+            .unwrap_or_else(|_| panic!("{what}: a long poll hangs"))
+            .unwrap();
+        assert!(
+            matches!(status, StatusCode::SERVICE_UNAVAILABLE | StatusCode::OK),
+            "{what}: {status}"
+        );
+        assert!(
+            took < Duration::from_secs(6),
+            "{what}: a long poll answered after {took:?}"
+        );
+    }
+}
+
 /// PostgreSQL frozen (it hangs: connections open, nothing answers), then
 /// stopped (connections cut, new ones refused), each for less than the
 /// lease: submissions and polls get `503` + `Retry-After` within a second
@@ -356,12 +394,17 @@ async fn postgres_frozen_or_down_means_503_and_back_means_nothing_lost() {
     }
 
     // Frozen: every answer is bounded by the statement timeout.
+    // Long polls in flight when it hangs: the listener's ping finds the
+    // silence, wakes them, and their reads fail within the bound.
+    let polls = long_polls(&client, &gated[1]);
+    tokio::time::sleep(Duration::from_millis(200)).await;
     pg.freeze();
     let frozen = Instant::now();
     refused_quickly(&client, &kept, 4 * TIMEOUT).await;
     gates[0].notify_one();
     tokio::time::sleep(Duration::from_millis(800)).await;
     refused_quickly(&client, &kept, 4 * TIMEOUT).await;
+    none_hangs(polls, "frozen").await;
     assert!(frozen.elapsed() < LEASE / 2, "frozen for {:?}", frozen.elapsed());
     pg.thaw();
     let (doc, body) = ended(&client, &gated[0]).await;
@@ -371,12 +414,15 @@ async fn postgres_frozen_or_down_means_503_and_back_means_nothing_lost() {
     tokio::time::sleep(LEASE / 3).await;
 
     // Down: connections cut, new ones refused.
+    let polls = long_polls(&client, &gated[1]);
+    tokio::time::sleep(Duration::from_millis(200)).await;
     pg.stop().await;
     let down = Instant::now();
     refused_quickly(&client, &kept, 4 * TIMEOUT).await;
     gates[1].notify_one();
     tokio::time::sleep(Duration::from_millis(800)).await;
     refused_quickly(&client, &kept, 4 * TIMEOUT).await;
+    none_hangs(polls, "down").await;
     pg.spawn().await;
     assert!(down.elapsed() < LEASE / 2, "down for {:?}", down.elapsed());
 
@@ -534,4 +580,79 @@ async fn the_private_server_serves_a_store_and_restarts_with_its_jobs() {
         Lookup::Found(record) => assert_eq!(record.status, JobStatus::Succeeded),
         other => panic!("{other:?}"),
     }
+}
+
+/// The listener finds a `LISTEN` connection that stopped answering
+/// without closing: a frozen server keeps its connections open and
+/// answers nothing (and, thawed, answers again on them), so a listener
+/// that only waited for notifications would stay blind through the freeze
+/// and its waiters would sleep for their lease (30 s here). Its ping takes
+/// the silence for a lost connection within about a second: it wakes
+/// every waiter to read its job again (a read that fails while the server
+/// is frozen, so the waiter returns with the error, as a long poll answers
+/// `503`), listens again once the server is back, and the waiters of
+/// jobs that end then wake within a second. (The new `LISTEN` may be on
+/// the same backend: the old connection, unlistened, goes back to the pool
+/// and the listener may take it again.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listener_notices_a_connection_that_stops_answering() {
+    const LEASE: Duration = Duration::from_secs(30);
+    let pg = PrivatePostgres::start().await;
+    let waiting = PostgresStore::builder(pg.url("waiting"))
+        .lease(LEASE)
+        .statement_timeout(Duration::from_millis(300))
+        .build()
+        .await
+        .unwrap();
+    let ending = PostgresStore::builder(pg.url("ending"))
+        .lease(LEASE)
+        .build()
+        .await
+        .unwrap();
+    let admin = PgPool::connect(&pg.url("admin")).await.unwrap();
+    assert_eq!(listener_pids(&admin, "waiting").await.len(), 1, "one LISTEN backend");
+
+    let claim = running_job(&ending).await;
+    let store = waiting.clone();
+    let id = claim.id();
+    let blind = tokio::spawn(async move { store.wait_terminal(id).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!blind.is_finished());
+
+    pg.freeze();
+    let frozen = Instant::now();
+    // A ping every second, bounded by the statement timeout: within two
+    // seconds or so, well before the lease.
+    let returned = tokio::time::timeout(Duration::from_secs(5), blind).await;
+    let took = frozen.elapsed();
+    pg.thaw();
+    let returned = returned
+        .expect("the waiter is woken while the server is frozen")
+        .unwrap();
+    println!("a waiter returned {took:?} into the freeze: {returned:?}");
+    assert!(took < Duration::from_secs(3), "woken {took:?} into the freeze");
+
+    common::until_some("a LISTEN backend after the thaw", || async {
+        let pids = listener_pids(&admin, "waiting").await;
+        if pids.len() == 1 { Ok(()) } else { Err(pids) }
+    })
+    .await;
+    let mut claims = vec![claim];
+    for _ in 0..5 {
+        claims.push(running_job(&ending).await);
+    }
+    for claim in claims {
+        let handle = waiter(&waiting, claim.id());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!handle.is_finished());
+        assert!(ending.finish(claim, done("thawed")).await.unwrap());
+        let finished = Instant::now();
+        let at = woke(handle, Duration::from_secs(10), "after the thaw").await;
+        assert!(
+            at.saturating_duration_since(finished) < Duration::from_secs(1),
+            "woke {:?} after the end",
+            at.saturating_duration_since(finished)
+        );
+    }
+    admin.close().await;
 }
