@@ -656,3 +656,51 @@ async fn the_listener_notices_a_connection_that_stops_answering() {
     }
     admin.close().await;
 }
+
+/// PostgreSQL frozen 3 s with a 1 s lease: every lease has lapsed by the
+/// database's clock when it answers again. The replica that runs the jobs
+/// is alive and renews them: neither the durable job nor the plain one is
+/// taken from it (the durable one keeps its first attempt rather than run
+/// again, the plain one is not declared `lost`); both end `succeeded`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_frozen_longer_than_a_lease_takes_no_job_from_its_live_runner() {
+    use axum::Extension;
+    use tower_accepted::Job;
+    let pg = PrivatePostgres::start().await;
+    let store = PostgresStore::builder(pg.url("lapsed"))
+        .lease(Duration::from_millis(1000))
+        .build()
+        .await
+        .unwrap();
+    let durable = AcceptedLayer::new().store(store.clone()).durable(true);
+    let job = |Extension(job): Extension<Job>| async move {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        format!("attempt {}", job.attempt())
+    };
+    let durable_app = Router::new().route("/job", post(job)).layer(durable.clone());
+    durable.run_jobs_with(durable_app.clone());
+    let plain_app = Router::new()
+        .route("/job", post(job))
+        .layer(AcceptedLayer::new().store(store));
+    let durable_server = serve(durable_app).await;
+    let plain_server = serve(plain_app).await;
+    let mut monitors = Vec::new();
+    for server in [&durable_server, &plain_server] {
+        let client = HttpClient::new(server);
+        let monitor = common::submit(&client, "/job", "").await;
+        common::poll_until(&client, &monitor, "running", |doc| doc["status"] == "running").await;
+        monitors.push((client, monitor));
+    }
+    pg.freeze();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    pg.thaw();
+    for (client, monitor) in &monitors {
+        let (doc, body) = ended(client, monitor).await;
+        assert_eq!(doc["status"], "succeeded", "{monitor}: {doc}");
+        assert_eq!(
+            body.as_deref(),
+            Some(&b"attempt 1"[..]),
+            "{monitor}: the job kept its runner"
+        );
+    }
+}
