@@ -19,6 +19,8 @@ pub mod panics;
 pub mod postgres;
 #[cfg(feature = "redis")]
 pub mod private_cluster;
+#[cfg(feature = "postgres")]
+pub mod private_postgres;
 #[cfg(feature = "redis")]
 pub mod private_redis;
 #[cfg(feature = "redis")]

@@ -26,6 +26,7 @@ mod hostile;
 mod http_details;
 mod hyper;
 mod owners;
+mod postgres_faults;
 mod postgres_plans;
 mod postgres_store;
 mod progress;
