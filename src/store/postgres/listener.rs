@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use tokio::sync::oneshot;
 
 use crate::store::JobId;
@@ -36,8 +36,16 @@ pub(super) async fn listen(
     let mut listening = Some(listening);
     let mut backoff = Duration::from_millis(20);
     loop {
+        // A pool of one connection of its own, made with the store's
+        // options: the listener never holds a connection of the store's
+        // (or the application's) pool, and a dead one it drops (whose
+        // `UNLISTEN` may hang on a frozen server) leaves with its own pool.
+        let own = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(bound)
+            .connect_lazy_with(PgConnectOptions::clone(&pool.connect_options()));
         let connected = tokio::time::timeout(bound, async {
-            let mut listener = PgListener::connect_with(&pool).await?;
+            let mut listener = PgListener::connect_with(&own).await?;
             listener.listen(&channel).await?;
             Ok::<_, sqlx::Error>(listener)
         })

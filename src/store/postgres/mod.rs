@@ -153,9 +153,9 @@ impl PostgresStore {
         PostgresStoreBuilder::with_url(url.into())
     }
 
-    /// A builder for a store on the pool the application already holds.
-    /// The store takes one of its connections for `LISTEN` for as long as
-    /// it lives, and the others as any query does.
+    /// A builder for a store on the pool the application already holds,
+    /// whose connections it uses as any query does. Its `LISTEN`
+    /// connection is one more, of its own, made with the pool's options.
     pub fn builder_with_pool(pool: PgPool) -> PostgresStoreBuilder {
         PostgresStoreBuilder::with_pool(pool)
     }
