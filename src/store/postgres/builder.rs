@@ -185,6 +185,10 @@ impl PostgresStoreBuilder {
             Source::Url(url) => PgPoolOptions::new()
                 .max_connections(DEFAULT_CONNECTIONS)
                 .acquire_timeout(timeout)
+                // No ping before each use, which would double the round
+                // trips of every operation: a connection that broke fails
+                // its statement (`503`, the client retries) and is closed.
+                .test_before_acquire(false)
                 .connect(&url)
                 .await
                 .map_err(unavailable)?,

@@ -161,6 +161,23 @@ impl PostgresStore {
     }
 
     /// A store with the default settings on the database at `url`.
+    ///
+    /// ```no_run
+    /// use tower_accepted::store::PostgresStore;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tower_accepted::store::StoreError> {
+    /// let store = PostgresStore::connect("postgres://postgres@127.0.0.1:5432/app").await?;
+    /// assert_eq!(store.schema(), "tower_accepted");
+    /// // Queries of your own on the store's pool, with the re-exported sqlx.
+    /// let jobs: i64 = tower_accepted::sqlx::query_scalar("SELECT count(*) FROM tower_accepted.jobs")
+    ///     .fetch_one(store.pool())
+    ///     .await
+    ///     .map_err(|e| tower_accepted::store::StoreError::Unavailable(e.into()))?;
+    /// # let _ = jobs;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn connect(url: impl Into<String>) -> Result<Self, StoreError> {
         Self::builder(url).build().await
     }
@@ -178,6 +195,17 @@ impl PostgresStore {
     /// Deletes the expired jobs and forgets the expired tombstones now, as
     /// the store's sweeper does in the background; answers how many of
     /// each. For tests and maintenance: nothing needs it to run.
+    ///
+    /// ```no_run
+    /// # use tower_accepted::store::PostgresStore;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tower_accepted::store::StoreError> {
+    /// # let store = PostgresStore::connect("postgres://postgres@127.0.0.1:5432/app").await?;
+    /// let (jobs, tombstones) = store.expire_now().await?;
+    /// println!("deleted {jobs} expired jobs, forgot {tombstones} ids");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn expire_now(&self) -> Result<(u64, u64), StoreError> {
         let s = &self.inner.statements;
         expiry::round(&self.inner.pool, &s.expire, &s.forget, self.inner.timeout)
