@@ -26,6 +26,7 @@ mod hostile;
 mod http_details;
 mod hyper;
 mod owners;
+mod postgres_replicas;
 mod postgres_store;
 mod progress;
 mod redis_claims;
