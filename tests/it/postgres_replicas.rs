@@ -5,7 +5,8 @@
 //! processes, one killed and restarted, one stopped gracefully and
 //! restarted, every connection of theirs terminated once by the database;
 //! every durable job ends `succeeded`, its result recorded once by the
-//! attempt the job names.
+//! attempt the job names; and a killed replica's jobs that are not durable
+//! end `lost` within two leases.
 
 #![cfg(feature = "postgres")]
 
@@ -333,21 +334,75 @@ async fn three_postgres_replicas_run_every_durable_job_once_recorded_through_kil
     );
     assert!(ran_again > 0, "the kill cut short running jobs, which ran again");
 
-    // No ended job holds a lease, nor keeps its request.
+    // No ended job holds a lease, keeps its request, or lacks an expiry.
     let pool = pool().await;
     let (kept,): (i64,) = sqlx::query_as(&format!(
-        "SELECT count(*) FROM \"{}\".jobs WHERE lease_until IS NOT NULL OR request_uri IS NOT NULL",
+        "SELECT count(*) FROM \"{}\".jobs \
+         WHERE lease_until IS NOT NULL OR request_uri IS NOT NULL OR expires_at IS NULL",
         schema.name
     ))
     .fetch_one(&pool)
     .await
     .unwrap();
     pool.close().await;
-    assert_eq!(kept, 0, "no ended job holds a lease or its request");
+    assert_eq!(kept, 0, "no ended job holds a lease or its request, each expires");
 
     // The processes first, the schema (dropped with `schema`) after.
     a.kill().await;
     b.kill().await;
     c.kill().await;
+    drop(store);
+}
+
+/// The database's clock, in ms since the epoch: the clock of the records'
+/// `updated_at_ms`.
+async fn db_now_ms() -> u64 {
+    let pool = pool().await;
+    let (now,): (i64,) = sqlx::query_as("SELECT (extract(epoch FROM now()) * 1000)::bigint")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    u64::try_from(now).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_postgres_replicas_jobs_that_are_not_durable_end_lost_within_two_leases() {
+    let schema = Schema::new();
+    let url = database_url();
+    let lease = LEASE_MS.to_string();
+    let env = [
+        ("DATABASE_URL", url.as_str()),
+        ("SCHEMA", schema.name.as_str()),
+        ("LEASE_MS", lease.as_str()),
+        ("MAX_RUNNING", "4"),
+    ];
+    let completions = Completions::default();
+    let mut a = Replica::start(&env, completions.clone()).await;
+    let mut b = Replica::start(&env, completions.clone()).await;
+    // `/fail` is not durable: 4 running and 6 queued on A.
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        let monitor = assert_accepted(&client(&a).post("/fail?delay_ms=30000", "").await);
+        ids.push(monitor.rsplit('/').next().unwrap().parse::<JobId>().unwrap());
+    }
+    let store = builder(&schema).build().await.unwrap();
+    until_record(&store, ids[0], Duration::from_secs(20), |r| {
+        r.status == JobStatus::Running
+    })
+    .await;
+    a.kill().await;
+    let killed_ms = db_now_ms().await;
+    for id in &ids {
+        let record = until_record(&store, *id, Duration::from_secs(20), |r| r.status.is_terminal()).await;
+        assert_eq!(record.status, JobStatus::Failed, "{record:?}");
+        assert_eq!(record.error.as_ref().map(|e| e.code.as_str()), Some("lost"));
+        let after = record.updated_at_ms.saturating_sub(killed_ms);
+        assert!(after <= 2 * LEASE_MS, "ended lost {after} ms after the kill");
+    }
+    // B, which swept them, answers for them.
+    let doc = client(&b).get(&format!("/jobs/{}", ids[0])).await.json();
+    assert_eq!(doc["error"]["code"], "lost", "{doc}");
+    b.kill().await;
     drop(store);
 }
