@@ -118,8 +118,10 @@ mod replica {
             .lease(lease)
             .build()
             .await?;
-        // The URL may hold a password: print where, not how.
-        let host = url.rsplit('@').next().unwrap_or(url);
+        // The URL may hold a password (before `@`, or as a parameter):
+        // print where, not how.
+        let after_user = url.rsplit('@').next().unwrap_or(url);
+        let host = after_user.split('?').next().unwrap_or(after_user);
         Ok((store, format!("postgres {host}, schema {schema:?}")))
     }
 
