@@ -25,7 +25,7 @@ pub mod private_postgres;
 pub mod private_redis;
 #[cfg(feature = "redis")]
 pub mod redis;
-#[cfg(feature = "redis")]
+#[cfg(any(feature = "redis", feature = "postgres"))]
 pub mod replica;
 pub mod server;
 pub mod shutdown;

@@ -2,6 +2,11 @@
 //! that a test can kill it (SIGKILL), stop it gracefully (SIGTERM) and
 //! start it again on the same address; what its handlers finished is read
 //! from its output (`done <id> attempt <n>`).
+//!
+//! A replica shares its jobs through Redis (`REDIS_URL` or
+//! `REDIS_CLUSTER_URLS`, and `NAMESPACE`) or, when its environment names a
+//! `DATABASE_URL`, through PostgreSQL (and `SCHEMA`): the example is built
+//! with every store of the test build (`redis`, `postgres`).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -15,15 +20,24 @@ use tokio::process::{Child, Command};
 /// The path of the `replicas` example, built (again, when its sources
 /// changed) once per test run: `cargo test --test it` alone does not build
 /// examples, and a binary left from an earlier build would speak an older
-/// protocol to the store.
+/// protocol to the store. It is built with the stores this test build has
+/// (features `redis` and `postgres`), so that the Redis and the PostgreSQL
+/// tests run the same binary.
 pub fn replicas_example() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
         .get_or_init(|| {
             let exe = std::env::current_exe().unwrap();
             let target = exe.parent().and_then(|deps| deps.parent()).unwrap().to_path_buf();
+            let features: Vec<&str> = [
+                (cfg!(feature = "redis"), "redis"),
+                (cfg!(feature = "postgres"), "postgres"),
+            ]
+            .into_iter()
+            .filter_map(|(enabled, feature)| enabled.then_some(feature))
+            .collect();
             let status = std::process::Command::new(env!("CARGO"))
-                .args(["build", "--example", "replicas", "--features", "redis"])
+                .args(["build", "--example", "replicas", "--features", &features.join(",")])
                 .current_dir(env!("CARGO_MANIFEST_DIR"))
                 .status()
                 .unwrap();
@@ -65,7 +79,9 @@ pub struct Replica {
 
 impl Replica {
     /// Starts a replica on a free port of 127.0.0.1 with `env` (besides
-    /// `ADDR`), and waits until it listens.
+    /// `ADDR`), and waits until it listens. It uses PostgreSQL if `env` has
+    /// a `DATABASE_URL`, Redis otherwise (a `DATABASE_URL` of the test's
+    /// own environment is not passed on).
     pub async fn start(env: &[(&str, &str)], completions: Completions) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -89,7 +105,11 @@ impl Replica {
 
     /// Starts the process (again), on the same address.
     pub async fn restart(&mut self) {
-        let mut child = Command::new(replicas_example())
+        let mut command = Command::new(replicas_example());
+        if !self.env.iter().any(|(k, _)| k == "DATABASE_URL") {
+            command.env_remove("DATABASE_URL");
+        }
+        let mut child = command
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("ADDR", &self.addr)
             .stdout(Stdio::piped())

@@ -28,6 +28,7 @@ mod hyper;
 mod owners;
 mod postgres_faults;
 mod postgres_plans;
+mod postgres_replicas;
 mod postgres_store;
 mod progress;
 mod redis_claims;

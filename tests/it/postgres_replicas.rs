@@ -1,0 +1,399 @@
+//! Replicas sharing jobs through one `PostgresStore` schema: two apps in
+//! process over real HTTP (submit on one, poll, wait, fetch, cancel and
+//! delete on the other; a long poll woken by `NOTIFY`), and the durable
+//! chaos of `replicas.rs` on PostgreSQL: three `replicas` examples as
+//! processes, one killed and restarted, one stopped gracefully and
+//! restarted, every connection of theirs terminated once by the database;
+//! every durable job ends `succeeded`, its result recorded once by the
+//! attempt the job names; and a killed replica's jobs that are not durable
+//! end `lost` within two leases.
+
+#![cfg(feature = "postgres")]
+
+use crate::common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::routing::post;
+use axum::{Extension, Router};
+use http::{Method, StatusCode};
+use tower_accepted::sqlx;
+use tower_accepted::store::{JobId, JobRecord, JobStatus, JobStore, Lookup, PostgresStore};
+use tower_accepted::{AcceptedLayer, Job};
+
+use common::http::{HttpClient, assert_accepted};
+use common::postgres::{Schema, builder, database_url, pool};
+use common::{Server, serve, until};
+
+use common::replica::{Completions, Replica};
+
+/// Flags set by the blocking handler, to observe a cancel on the replica
+/// running the job.
+#[derive(Clone, Default)]
+struct Flags {
+    dropped: Arc<AtomicBool>,
+    cancelled: Arc<AtomicBool>,
+}
+
+struct DropGuard(Arc<AtomicBool>);
+
+impl Drop for DropGuard {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The lease of the in-process replicas: far longer than any wait below,
+/// so that a long poll that ends soon after its job was woken by the
+/// `NOTIFY` of the end, not by its waiter reading the job again every
+/// lease.
+const LONG_LEASE: Duration = Duration::from_secs(30);
+
+/// One replica on `schema`: `POST /work?ms=N` answers its body after N ms;
+/// `POST /block` reports progress then waits until canceled.
+async fn replica(schema: &Schema, flags: Flags) -> (Server, HttpClient) {
+    let store = builder(schema).lease(LONG_LEASE).build().await.unwrap();
+    let layer = AcceptedLayer::new().store(store);
+    let app = Router::new()
+        .route(
+            "/work",
+            post(|query: axum::extract::RawQuery, body: String| async move {
+                let ms = query.0.and_then(|q| q.strip_prefix("ms=")?.parse().ok()).unwrap_or(0);
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                ([("x-replayed", "yes")], body)
+            }),
+        )
+        .route(
+            "/block",
+            post(move |Extension(job): Extension<Job>| {
+                let flags = flags.clone();
+                async move {
+                    let _guard = DropGuard(flags.dropped.clone());
+                    let watcher = job.clone();
+                    let cancelled = flags.cancelled.clone();
+                    tokio::spawn(async move {
+                        watcher.cancelled().await;
+                        cancelled.store(true, Ordering::SeqCst);
+                    });
+                    job.set_progress(0.5);
+                    job.set_message("half way");
+                    std::future::pending::<()>().await;
+                }
+            }),
+        )
+        .layer(layer);
+    let server = serve(app).await;
+    let client = HttpClient::new(&server);
+    (server, client)
+}
+
+/// The rows left in `schema`'s `jobs` table.
+async fn job_rows(schema: &Schema) -> i64 {
+    let pool = pool().await;
+    let (rows,): (i64,) = sqlx::query_as(&format!("SELECT count(*) FROM \"{}\".jobs", schema.name))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_on_one_postgres_replica_follow_on_another() {
+    let schema = Schema::new();
+    let (_a_server, a) = replica(&schema, Flags::default()).await;
+    let (_b_server, b) = replica(&schema, Flags::default()).await;
+
+    let accepted = a.post("/work?ms=400", "hello from A").await;
+    assert_eq!(accepted.status, StatusCode::ACCEPTED);
+    let monitor = accepted.location();
+    let polled = b.get(&monitor).await;
+    assert_eq!(polled.status, StatusCode::OK);
+    assert!(matches!(polled.json()["status"].as_str(), Some("pending" | "running")));
+    assert!(polled.header("retry-after").is_some());
+    let not_ready = b.get(&format!("{monitor}/result")).await;
+    not_ready.assert_problem(StatusCode::NOT_FOUND);
+
+    // A long poll on B wakes when A finishes (400 ms), not after its 20 s,
+    // nor at its next read of the job (a lease, 30 s): by the end's NOTIFY.
+    let started = Instant::now();
+    let done = b.get(&format!("{monitor}?wait=20")).await;
+    let woke = started.elapsed();
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{:?}", done.body);
+    assert!(woke < Duration::from_secs(3), "woke after {woke:?}");
+    println!("the long poll on B woke {woke:?} after it began (the job took 400 ms on A)");
+    assert_eq!(done.json()["status"], "succeeded");
+
+    let result = b.get(&done.location()).await;
+    assert_eq!(result.status, StatusCode::OK);
+    assert_eq!(result.body, "hello from A");
+    assert_eq!(result.header("x-replayed"), Some("yes"));
+    let head = b.send(Method::HEAD, &done.location(), &[], "").await;
+    assert_eq!(head.status, StatusCode::OK);
+    assert_eq!(head.header("content-length"), Some("12"));
+
+    // Forget it on B: gone for A too.
+    assert_eq!(b.delete(&monitor).await.status, StatusCode::NO_CONTENT);
+    a.get(&monitor).await.assert_problem(StatusCode::NOT_FOUND);
+    assert_eq!(job_rows(&schema).await, 0, "the deleted job's row is gone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_on_another_postgres_replica_stops_the_job_where_it_runs() {
+    let schema = Schema::new();
+    let flags = Flags::default();
+    let (_a_server, a) = replica(&schema, flags.clone()).await;
+    let (_b_server, b) = replica(&schema, Flags::default()).await;
+
+    let accepted = a.post("/block", "").await;
+    let monitor = accepted.location();
+    // Progress reported on A is visible on B.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let doc = b.get(&monitor).await.json();
+        if doc["progress"] == 0.5 {
+            assert_eq!(doc["message"], "half way");
+            assert_eq!(doc["status"], "running");
+            break;
+        }
+        assert!(Instant::now() < deadline, "progress never reached B: {doc}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Canceled on B: A, whose runner waits for the end by `LISTEN` (its
+    // lease is 30 s), drops the handler at once.
+    let canceled = Instant::now();
+    assert_eq!(b.delete(&monitor).await.status, StatusCode::NO_CONTENT);
+    until("the handler's future dropped on A", || {
+        flags.dropped.load(Ordering::SeqCst)
+    })
+    .await;
+    assert!(
+        canceled.elapsed() < Duration::from_secs(5),
+        "A dropped the handler {:?} after the cancel on B",
+        canceled.elapsed()
+    );
+    until("Job::cancelled fired on A", || flags.cancelled.load(Ordering::SeqCst)).await;
+    assert_eq!(a.get(&monitor).await.json()["status"], "canceled");
+    b.get(&format!("{monitor}/result"))
+        .await
+        .assert_problem(StatusCode::CONFLICT);
+}
+
+/// The lease of the replica processes.
+const LEASE_MS: u64 = 1000;
+
+/// A client of the replica at `replica`.
+fn client(replica: &Replica) -> HttpClient {
+    HttpClient::at(replica.addr.parse().unwrap())
+}
+
+/// Reads job `id` from the store until `done` holds, for at most `within`.
+async fn until_record(
+    store: &PostgresStore,
+    id: JobId,
+    within: Duration,
+    done: impl Fn(&JobRecord) -> bool,
+) -> JobRecord {
+    let deadline = Instant::now() + within;
+    let mut last = None;
+    loop {
+        if let Ok(Lookup::Found(record)) = store.get(id).await {
+            if done(&record) {
+                return record;
+            }
+            last = Some(record);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {id} within {within:?}; last seen {last:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `url` with the connection parameter `application_name=name`, by which
+/// the test finds the replicas' connections (and only theirs) in
+/// `pg_stat_activity`.
+fn with_application_name(url: &str, name: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}application_name={name}")
+}
+
+/// Terminates every connection of the database named `application_name`;
+/// how many there were.
+async fn terminate_backends(application_name: &str) -> usize {
+    let pool = pool().await;
+    let terminated: Vec<(bool,)> = sqlx::query_as(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name = $1",
+    )
+    .bind(application_name)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    terminated.len()
+}
+
+/// Three replica processes on one schema, 300 durable jobs, a replica
+/// killed and restarted, another stopped gracefully and restarted, every
+/// connection of the replicas terminated by the database once: every job
+/// succeeds, its result made by the attempt it names, which finished once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_postgres_replicas_run_every_durable_job_once_recorded_through_kills_restarts_and_lost_connections() {
+    let schema = Schema::new();
+    let application_name = format!("replicas_{}", &schema.name[5..17]);
+    let url = with_application_name(&database_url(), &application_name);
+    let lease = LEASE_MS.to_string();
+    let env = [
+        ("DATABASE_URL", url.as_str()),
+        ("SCHEMA", schema.name.as_str()),
+        ("LEASE_MS", lease.as_str()),
+        ("MAX_RUNNING", "8"),
+    ];
+    let completions = Completions::default();
+    let mut a = Replica::start(&env, completions.clone()).await;
+    let mut b = Replica::start(&env, completions.clone()).await;
+    let mut c = Replica::start(&env, completions.clone()).await;
+    let started = Instant::now();
+
+    // 300 durable jobs, spread over the three, each 100 ms to 1.5 s long.
+    let mut jobs = Vec::new();
+    for n in 0..300u64 {
+        let replica = [&a, &b, &c][(n % 3) as usize];
+        let delay = 100 + (n * 7919) % 1400;
+        let answer = client(replica)
+            .post(&format!("/echo?delay_ms={delay}&n={n}"), format!("job {n}"))
+            .await;
+        let monitor = assert_accepted(&answer);
+        jobs.push((n, monitor));
+    }
+
+    // A replica killed mid-run and started again; another stopped
+    // gracefully and started again (a rolling restart); then every
+    // connection of the replicas (pools and listeners) terminated once.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    a.kill().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.restart().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    b.terminate(Duration::from_secs(30)).await;
+    b.restart().await;
+    let terminated = terminate_backends(&application_name).await;
+    assert!(terminated > 0, "the replicas had connections to terminate");
+
+    let store = builder(&schema).build().await.unwrap();
+    let poller = client(&c);
+    let mut ran_again = 0;
+    for (n, monitor) in &jobs {
+        let id: JobId = monitor.rsplit('/').next().unwrap().parse().unwrap();
+        let record = until_record(&store, id, Duration::from_secs(120), |r| r.status.is_terminal()).await;
+        assert_eq!(record.status, JobStatus::Succeeded, "job {n}: {record:?}");
+        // The result the job keeps is the one its current attempt made: a
+        // stale attempt never overwrote it.
+        let result = poller.get(&format!("{monitor}/result")).await;
+        assert_eq!(result.status, StatusCode::OK, "job {n}");
+        assert_eq!(String::from_utf8_lossy(&result.body), format!("job {n}"));
+        let made_by: u32 = result.header("x-attempt").unwrap().parse().unwrap();
+        assert_eq!(made_by, record.attempt, "job {n}: the result is the current attempt's");
+        let done = completions.of(&id.to_string());
+        assert_eq!(
+            done.iter().filter(|a| **a == made_by).count(),
+            1,
+            "job {n}: its recorded attempt finished once ({done:?})"
+        );
+        assert!(
+            record.attempt <= 3,
+            "job {n} ran within its attempts: {}",
+            record.attempt
+        );
+        if record.attempt > 1 {
+            ran_again += 1;
+        }
+    }
+    let finished: usize = jobs
+        .iter()
+        .map(|(_, m)| completions.of(m.rsplit('/').next().unwrap()).len())
+        .sum();
+    println!(
+        "300 durable jobs succeeded on PostgreSQL in {:?}; {ran_again} ran again; \
+         {finished} handler runs finished; {terminated} connections terminated",
+        started.elapsed()
+    );
+    assert!(ran_again > 0, "the kill cut short running jobs, which ran again");
+
+    // No ended job holds a lease, keeps its request, or lacks an expiry.
+    let pool = pool().await;
+    let (kept,): (i64,) = sqlx::query_as(&format!(
+        "SELECT count(*) FROM \"{}\".jobs \
+         WHERE lease_until IS NOT NULL OR request_uri IS NOT NULL OR expires_at IS NULL",
+        schema.name
+    ))
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    assert_eq!(kept, 0, "no ended job holds a lease or its request, each expires");
+
+    // The processes first, the schema (dropped with `schema`) after.
+    a.kill().await;
+    b.kill().await;
+    c.kill().await;
+    drop(store);
+}
+
+/// The database's clock, in ms since the epoch: the clock of the records'
+/// `updated_at_ms`.
+async fn db_now_ms() -> u64 {
+    let pool = pool().await;
+    let (now,): (i64,) = sqlx::query_as("SELECT (extract(epoch FROM now()) * 1000)::bigint")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    u64::try_from(now).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_postgres_replicas_jobs_that_are_not_durable_end_lost_within_two_leases() {
+    let schema = Schema::new();
+    let url = database_url();
+    let lease = LEASE_MS.to_string();
+    let env = [
+        ("DATABASE_URL", url.as_str()),
+        ("SCHEMA", schema.name.as_str()),
+        ("LEASE_MS", lease.as_str()),
+        ("MAX_RUNNING", "4"),
+    ];
+    let completions = Completions::default();
+    let mut a = Replica::start(&env, completions.clone()).await;
+    let mut b = Replica::start(&env, completions.clone()).await;
+    // `/fail` is not durable: 4 running and 6 queued on A.
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        let monitor = assert_accepted(&client(&a).post("/fail?delay_ms=30000", "").await);
+        ids.push(monitor.rsplit('/').next().unwrap().parse::<JobId>().unwrap());
+    }
+    let store = builder(&schema).build().await.unwrap();
+    until_record(&store, ids[0], Duration::from_secs(20), |r| {
+        r.status == JobStatus::Running
+    })
+    .await;
+    a.kill().await;
+    let killed_ms = db_now_ms().await;
+    for id in &ids {
+        let record = until_record(&store, *id, Duration::from_secs(20), |r| r.status.is_terminal()).await;
+        assert_eq!(record.status, JobStatus::Failed, "{record:?}");
+        assert_eq!(record.error.as_ref().map(|e| e.code.as_str()), Some("lost"));
+        let after = record.updated_at_ms.saturating_sub(killed_ms);
+        assert!(after <= 2 * LEASE_MS, "ended lost {after} ms after the kill");
+    }
+    // B, which swept them, answers for them.
+    let doc = client(&b).get(&format!("/jobs/{}", ids[0])).await.json();
+    assert_eq!(doc["error"]["code"], "lost", "{doc}");
+    b.kill().await;
+    drop(store);
+}
