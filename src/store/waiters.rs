@@ -6,17 +6,26 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
+use tokio::sync::futures::Notified;
 
 use crate::store::JobId;
 
 /// Local waiters by job id, woken by the listener.
 #[derive(Default)]
 pub(crate) struct Waiters {
-    /// One notifier per job that has local waiters.
-    map: Mutex<HashMap<JobId, Arc<Notify>>>,
-    /// How many times every waiter was woken: a waiter that sees it
-    /// unchanged across its wake-up was woken for its own job.
-    wake_alls: AtomicU64,
+    /// What the waiters of each job share, for jobs that have local
+    /// waiters.
+    map: Mutex<HashMap<JobId, Arc<Slot>>>,
+}
+
+/// What the waiters of one job share.
+#[derive(Default)]
+struct Slot {
+    /// Notified when the job ends, and when every waiter must look again.
+    notify: Notify,
+    /// How many times the job was announced as ended (raised before the
+    /// notification, by [`Waiters::wake`] alone).
+    ends: AtomicU64,
 }
 
 /// One waiter's registration; removed from the map with the last waiter.
@@ -25,41 +34,50 @@ pub(crate) struct Waiter<'a> {
     waiters: &'a Waiters,
     /// The job it waits for.
     id: JobId,
-    /// Notified when the job ends (or may have: after a reconnection).
-    pub(crate) notify: Arc<Notify>,
+    /// Shared with the job's other waiters.
+    slot: Arc<Slot>,
+}
+
+impl Waiter<'_> {
+    /// A future that resolves when the job ends (or may have: after a
+    /// reconnection, every waiter is woken to look again).
+    pub(crate) fn notified(&self) -> Notified<'_> {
+        self.slot.notify.notified()
+    }
+
+    /// How many times the job was announced as ended. Read after the
+    /// `notified` future is enabled and before the job is read, a change
+    /// seen after a wake-up says the job ended since; no change, that the
+    /// wake-up was for everyone (a reconnection), and the job must be read
+    /// again.
+    pub(crate) fn ends(&self) -> u64 {
+        self.slot.ends.load(Ordering::Acquire)
+    }
 }
 
 impl Waiters {
-    /// Registers a waiter of `id`, sharing the job's notifier with the
-    /// others.
+    /// Registers a waiter of `id`, sharing the job's slot with the others.
     pub(crate) fn register(&self, id: JobId) -> Waiter<'_> {
-        let notify = Arc::clone(lock(&self.map).entry(id).or_default());
+        let slot = Arc::clone(lock(&self.map).entry(id).or_default());
         Waiter {
             waiters: self,
             id,
-            notify,
+            slot,
         }
     }
 
-    /// Wakes the waiters of `id`.
+    /// Wakes the waiters of `id`, which ended (or was deleted).
     pub(crate) fn wake(&self, id: JobId) {
-        if let Some(notify) = lock(&self.map).get(&id) {
-            notify.notify_waiters();
+        if let Some(slot) = lock(&self.map).get(&id) {
+            slot.ends.fetch_add(1, Ordering::AcqRel);
+            slot.notify.notify_waiters();
         }
-    }
-
-    /// How many times [`wake_all`](Self::wake_all) ran: read before a
-    /// waiter sleeps, it tells after a wake-up whether the wake-up was for
-    /// the waiter's job alone (unchanged) or for everyone (changed).
-    pub(crate) fn wake_alls(&self) -> u64 {
-        self.wake_alls.load(Ordering::Acquire)
     }
 
     /// Wakes every waiter, to look again.
     pub(crate) fn wake_all(&self) {
-        self.wake_alls.fetch_add(1, Ordering::AcqRel);
-        for notify in lock(&self.map).values() {
-            notify.notify_waiters();
+        for slot in lock(&self.map).values() {
+            slot.notify.notify_waiters();
         }
     }
 }
@@ -68,14 +86,41 @@ impl Drop for Waiter<'_> {
     fn drop(&mut self) {
         let mut map = lock(&self.waiters.map);
         // The map's reference and ours: no other waiter is left.
-        if map.get(&self.id).is_some_and(|n| Arc::strong_count(n) <= 2) {
+        if map.get(&self.id).is_some_and(|s| Arc::strong_count(s) <= 2) {
             map.remove(&self.id);
         }
     }
 }
 
 /// The map, even if a thread panicked while holding it: it holds only
-/// notifiers, which a panic leaves whole.
+/// notifiers and counters, which a panic leaves whole.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_wake_of_everyone_is_told_from_the_end_of_the_job() {
+        let waiters = Waiters::default();
+        let id = JobId::new();
+        let waiter = waiters.register(id);
+        let notified = waiter.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let ends = waiter.ends();
+        waiters.wake_all();
+        notified.await;
+        assert_eq!(waiter.ends(), ends, "a wake of everyone is no end");
+        let notified = waiter.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        waiters.wake(id);
+        notified.await;
+        assert_ne!(waiter.ends(), ends, "the job's own end is told");
+        waiters.wake(JobId::new());
+        assert_eq!(waiter.ends(), ends + 1, "another job's end is not");
+    }
 }

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use super::sql::{Settings, Statements};
 use super::{Inner, PostgresStore, expiry, listener, schema, unavailable};
@@ -148,7 +148,10 @@ impl PostgresStoreBuilder {
     /// The longest an operation may take, waiting for a connection
     /// included, before it fails with [`StoreError::Unavailable`] (default
     /// 2 s, or a third of the lease when that is shorter). The lease is
-    /// raised to at least three times a timeout set here.
+    /// raised to at least three times a timeout set here. On a pool the
+    /// store makes, the server ends a statement after two thirds of it
+    /// (`statement_timeout`, `lock_timeout`), so that what the store
+    /// reported failed never commits afterwards.
     pub fn statement_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout.min(MAX_DURATION));
         self
@@ -182,16 +185,31 @@ impl PostgresStoreBuilder {
         let owned = matches!(self.source, Source::Url(_));
         let pool = match self.source {
             Source::Pool(pool) => pool,
-            Source::Url(url) => PgPoolOptions::new()
-                .max_connections(DEFAULT_CONNECTIONS)
-                .acquire_timeout(timeout)
-                // No ping before each use, which would double the round
-                // trips of every operation: a connection that broke fails
-                // its statement (`503`, the client retries) and is closed.
-                .test_before_acquire(false)
-                .connect(&url)
-                .await
-                .map_err(unavailable)?,
+            Source::Url(url) => {
+                let options: PgConnectOptions = url.parse().map_err(unavailable)?;
+                // The server ends a statement after two thirds of the
+                // timeout, before the store gives up on it: a statement the
+                // store reported failed (a create answered `503`, a claim)
+                // never commits afterwards.
+                let server_timeout = (timeout * 2 / 3)
+                    .max(Duration::from_millis(100))
+                    .as_millis()
+                    .to_string();
+                let options = options.options([
+                    ("statement_timeout", server_timeout.as_str()),
+                    ("lock_timeout", server_timeout.as_str()),
+                ]);
+                PgPoolOptions::new()
+                    .max_connections(DEFAULT_CONNECTIONS)
+                    .acquire_timeout(timeout)
+                    // No ping before each use, which would double the round
+                    // trips of every operation: a connection that broke fails
+                    // its statement (`503`, the client retries) and is closed.
+                    .test_before_acquire(false)
+                    .connect_with(options)
+                    .await
+                    .map_err(unavailable)?
+            }
         };
         let migrated = tokio::time::timeout(
             timeout.max(Duration::from_secs(10)),

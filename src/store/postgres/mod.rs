@@ -156,6 +156,12 @@ impl PostgresStore {
     /// A builder for a store on the pool the application already holds,
     /// whose connections it uses as any query does. Its `LISTEN`
     /// connection is one more, of its own, made with the pool's options.
+    ///
+    /// A pool the store makes from a URL has the server end each statement
+    /// (`statement_timeout`, `lock_timeout`) before the store gives up on
+    /// it, so that a create answered `503` never commits later; give the
+    /// application's pool such settings too (`PgConnectOptions::options`),
+    /// or a create that timed out may still commit, and its job end `lost`.
     pub fn builder_with_pool(pool: PgPool) -> PostgresStoreBuilder {
         PostgresStoreBuilder::with_pool(pool)
     }
@@ -306,24 +312,24 @@ impl JobStore for PostgresStore {
     async fn wait_terminal(&self, id: JobId) -> Result<(), StoreError> {
         let waiter = self.inner.waiters.register(id);
         loop {
-            let notified = waiter.notify.notified();
+            let notified = waiter.notified();
             tokio::pin!(notified);
-            // Registered before the state is read: an end notified after
-            // the read wakes us.
+            // Enabled before the state is read: an end notified after the
+            // read wakes us.
             notified.as_mut().enable();
-            let wake_alls = self.inner.waiters.wake_alls();
+            let ends = waiter.ends();
             match self.lookup(id).await? {
                 Lookup::Found(record) if !record.status.is_terminal() => {}
                 _ => return Ok(()),
             }
             // A notification can be missed (while the listener
             // reconnects): look again after a lease, or when the listener
-            // wakes everyone. A notification of this job says it ended
-            // (or was deleted): no read needed, so that a thousand long
-            // polls of one job cost no thousand queries at its end.
+            // wakes everyone. An end of this job announced since the read
+            // needs no read: a thousand long polls of one job cost no
+            // thousand queries at its end.
             tokio::select! {
                 _ = &mut notified => {
-                    if self.inner.waiters.wake_alls() == wake_alls {
+                    if waiter.ends() != ends {
                         return Ok(());
                     }
                 }

@@ -14,7 +14,8 @@ const MIGRATIONS: [&str; 1] = [include_str!("migrations/0001_jobs.sql")];
 const MAX_NAME: usize = 57;
 
 /// Whether `name` is a schema name the store accepts: lowercase ASCII
-/// letters, digits and `_`, not starting with a digit, at most 57 bytes.
+/// letters, digits and `_`, not starting with a digit nor `pg_`, at most
+/// 57 bytes.
 /// Such a name needs no quoting anywhere (it is also the prefix of the
 /// `NOTIFY` channel), and it is still quoted where SQL names it.
 pub(super) fn valid_name(name: &str) -> bool {
@@ -22,6 +23,8 @@ pub(super) fn valid_name(name: &str) -> bool {
     matches!(bytes.next(), Some(b'a'..=b'z' | b'_'))
         && bytes.all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_'))
         && name.len() <= MAX_NAME
+        // PostgreSQL keeps `pg_` for its own schemas.
+        && !name.starts_with("pg_")
 }
 
 /// Creates the schema, or upgrades it to the newest version, in one
@@ -51,6 +54,12 @@ pub(super) async fn migrate(pool: &PgPool, schema: &str) -> Result<(), StoreErro
 
 /// The migrations `schema` lacks, applied on `conn` (in a transaction).
 async fn apply(conn: &mut PgConnection, schema: &str) -> Result<(), StoreError> {
+    // The store's own connections end statements after its timeout; a
+    // migration may wait longer for another replica's (the lock).
+    (&mut *conn)
+        .execute("SET LOCAL statement_timeout = '60s'")
+        .await
+        .map_err(super::unavailable)?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
         .bind(format!("tower_accepted migrations {schema}"))
         .execute(&mut *conn)
@@ -110,5 +119,6 @@ mod tests {
         assert!(!valid_name("a.b"));
         assert!(!valid_name(&"a".repeat(58)));
         assert!(valid_name(&"a".repeat(57)));
+        assert!(!valid_name("pg_jobs"));
     }
 }

@@ -104,6 +104,12 @@ impl Statements {
              expires_at = now() + interval '{ttl} milliseconds', \
              forget_at = now() + interval '{forget} milliseconds'"
         );
+        // The database's clock in ms, for the writes of the sweep.
+        let now_ms = "(extract(epoch FROM now()) * 1000)::bigint";
+        // Whether a job whose lease lapsed goes back to its queue: durable
+        // (its request is kept) with attempts left. Never NULL, so that the
+        // sweep's two updates take every row between them.
+        let again = "(j.request_method IS NOT NULL AND j.attempt < coalesce(j.max_attempts, 1))";
         // One row for any id, with what is known of it: the job (kept or
         // expired) and its tombstone.
         let lookup = format!(
@@ -147,13 +153,17 @@ impl Statements {
                  AND (j.created_at_ms, j.id) < ($3, $4) ORDER BY j.created_at_ms DESC, j.id DESC LIMIT $2"
             ),
             start: format!(
-                "UPDATE {jobs} j SET status = 'running', updated_at_ms = $3, started_at_ms = $3 \
+                "UPDATE {jobs} j SET status = 'running', updated_at_ms = greatest(j.updated_at_ms, $3), \
+                 started_at_ms = greatest(j.created_at_ms, $3) \
                  WHERE {HELD} AND j.status = 'pending'"
             ),
-            progress: format!("UPDATE {jobs} j SET progress = $3, message = $4, updated_at_ms = $5 WHERE {HELD}"),
+            progress: format!(
+                "UPDATE {jobs} j SET progress = $3, message = $4, updated_at_ms = greatest(j.updated_at_ms, $5) \
+                 WHERE {HELD}"
+            ),
             // $3 status, $4 updated, $5..$7 response, $8 code, $9 message.
             finish: format!(
-                "WITH ended AS (UPDATE {jobs} j SET status = $3, updated_at_ms = $4, result_status = $5, \
+                "WITH ended AS (UPDATE {jobs} j SET status = $3, updated_at_ms = greatest(j.updated_at_ms, $4), result_status = $5, \
                  result_headers = $6, result_body = $7, error_code = $8, error_message = $9, {end} \
                  WHERE {HELD} RETURNING j.id) \
                  SELECT pg_notify('{channel}', id::text) FROM ended"
@@ -161,7 +171,7 @@ impl Statements {
             // $2 updated. Answers whether it canceled, and the row as it
             // was before (the statement's snapshot).
             cancel: format!(
-                "WITH ended AS (UPDATE {jobs} j SET status = 'canceled', updated_at_ms = $2, {end} \
+                "WITH ended AS (UPDATE {jobs} j SET status = 'canceled', updated_at_ms = greatest(j.updated_at_ms, $2), {end} \
                  WHERE j.id = $1 AND j.status IN ('pending', 'running') RETURNING j.id), \
                  woken AS (SELECT pg_notify('{channel}', id::text) FROM ended) \
                  SELECT (SELECT count(*) FROM woken) > 0 AS canceled, l.* FROM ({lookup}) AS l"
@@ -180,7 +190,7 @@ impl Statements {
                 "WITH next AS (SELECT j.id FROM {jobs} j WHERE j.queue = $1 AND j.waiting \
                  ORDER BY j.created_at_ms, j.id LIMIT 1 FOR UPDATE SKIP LOCKED) \
                  UPDATE {jobs} j SET attempt = j.attempt + 1, waiting = false, lease_until = {lease}, \
-                 updated_at_ms = $2 FROM next WHERE j.id = next.id \
+                 updated_at_ms = greatest(j.updated_at_ms, $2) FROM next WHERE j.id = next.id \
                  RETURNING j.id, {RECORD}, j.max_attempts, {REQUEST}"
             ),
             // $1 ids, $2 attempts.
@@ -192,7 +202,7 @@ impl Statements {
             // $3 updated.
             release: format!(
                 "UPDATE {jobs} j SET status = 'pending', waiting = true, started_at_ms = NULL, lease_until = NULL, \
-                 updated_at_ms = $3 WHERE {HELD} AND j.queue IS NOT NULL AND j.request_method IS NOT NULL"
+                 updated_at_ms = greatest(j.updated_at_ms, $3) WHERE {HELD} AND j.queue IS NOT NULL AND j.request_method IS NOT NULL"
             ),
             // $1 batch, $2 lost code, $3 lost message. Answers how many
             // were requeued and lost.
@@ -201,11 +211,11 @@ impl Statements {
                  AND j.status IN ('pending', 'running') AND NOT j.waiting \
                  ORDER BY j.lease_until LIMIT $1 FOR UPDATE SKIP LOCKED), \
                  requeued AS (UPDATE {jobs} j SET status = 'pending', waiting = true, started_at_ms = NULL, \
-                 lease_until = NULL, updated_at_ms = (extract(epoch FROM now()) * 1000)::bigint FROM due \
-                 WHERE j.id = due.id AND j.request_method IS NOT NULL AND j.attempt < j.max_attempts RETURNING j.id), \
+                 lease_until = NULL, updated_at_ms = greatest(j.updated_at_ms, {now_ms}) FROM due \
+                 WHERE j.id = due.id AND {again} RETURNING j.id), \
                  lost AS (UPDATE {jobs} j SET status = 'failed', error_code = $2, error_message = $3, \
-                 updated_at_ms = (extract(epoch FROM now()) * 1000)::bigint, {end} FROM due \
-                 WHERE j.id = due.id AND NOT (j.request_method IS NOT NULL AND j.attempt < j.max_attempts) \
+                 updated_at_ms = greatest(j.updated_at_ms, {now_ms}), {end} FROM due \
+                 WHERE j.id = due.id AND NOT {again} \
                  RETURNING j.id), \
                  woken AS (SELECT pg_notify('{channel}', id::text) FROM lost) \
                  SELECT (SELECT count(*) FROM requeued), (SELECT count(*) FROM woken)"

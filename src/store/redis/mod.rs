@@ -402,7 +402,7 @@ impl JobStore for RedisStore {
     async fn wait_terminal(&self, id: JobId) -> Result<(), StoreError> {
         let waiter = self.inner.waiters.register(id);
         loop {
-            let notified = waiter.notify.notified();
+            let notified = waiter.notified();
             tokio::pin!(notified);
             // Registered before the state is read: an end published after
             // the read wakes us.
