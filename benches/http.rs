@@ -23,7 +23,9 @@
 //!   `PostgresStore` at `DATABASE_URL` (default
 //!   `postgres://postgres@127.0.0.1:5432/test`), in a fresh schema
 //!   `bench_<pid>_<nanos>_<scenario>` per scenario and round, dropped once
-//!   the scenario is measured.
+//!   the scenario is measured. `BENCH_PG_POOL` (a size) or `BENCH_PG_PING`
+//!   (`0`: no ping before a connection is handed out) give the store a
+//!   pool the bench opens itself, for profiling; by default it opens its own.
 //!
 //! Settings (environment): `BENCH_THREADS` server worker threads (1),
 //! `BENCH_CLIENT_THREADS` load generator threads (1), `BENCH_CONNECTIONS`
@@ -72,6 +74,10 @@ struct Settings {
     redis_url: String,
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     database_url: String,
+    /// The PostgreSQL scenarios' own pool, when either knob is set: its
+    /// size, and whether it pings a connection before handing it out.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pg_pool: Option<(u32, bool)>,
 }
 
 fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -93,6 +99,8 @@ impl Settings {
             redis_url: std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
             database_url: std::env::var("DATABASE_URL")
                 .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into()),
+            pg_pool: (std::env::var_os("BENCH_PG_POOL").is_some() || std::env::var_os("BENCH_PG_PING").is_some())
+                .then(|| (env("BENCH_PG_POOL", 16u32).max(2), env("BENCH_PG_PING", 1u8) != 0)),
         }
     }
 
@@ -206,30 +214,42 @@ fn redis_layer(
 /// A store in a schema of its own, `bench_<pid>_<nanos>_<scenario>`; its
 /// pool, to drop the schema with once the scenario is measured.
 #[cfg(feature = "postgres")]
+type PgLayer = AcceptedLayer<tower_accepted::store::PostgresStore>;
+
+#[cfg(feature = "postgres")]
 fn pg_layer(
     rt: &Runtime,
-    url: &str,
+    settings: &Settings,
     scenario: &str,
-) -> Result<
-    (
-        AcceptedLayer<tower_accepted::store::PostgresStore>,
-        tower_accepted::sqlx::PgPool,
-    ),
-    String,
-> {
+) -> Result<(PgLayer, tower_accepted::sqlx::PgPool), String> {
+    use tower_accepted::store::PostgresStore;
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     let schema = format!("bench_{}_{nanos}_{scenario}", std::process::id());
-    let store = rt
-        .block_on(
-            tower_accepted::store::PostgresStore::builder(url)
-                .schema(schema)
-                .ttl(Duration::from_secs(120))
-                .tombstone_ttl(Duration::from_secs(60))
-                .build(),
-        )
-        .map_err(|e| e.to_string())?;
+    let url = &settings.database_url;
+    let store = rt.block_on(async {
+        let builder = match settings.pg_pool {
+            // The store's own pool (16 connections).
+            None => PostgresStore::builder(url),
+            Some((size, ping)) => PostgresStore::builder_with_pool(
+                tower_accepted::sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(size)
+                    .test_before_acquire(ping)
+                    .acquire_timeout(Duration::from_secs(2))
+                    .connect(url)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            ),
+        };
+        builder
+            .schema(schema)
+            .ttl(Duration::from_secs(120))
+            .tombstone_ttl(Duration::from_secs(60))
+            .build()
+            .await
+            .map_err(|e| e.to_string())
+    })?;
     let pool = store.pool().clone();
     Ok((AcceptedLayer::new().store(store), pool))
 }
@@ -311,7 +331,7 @@ impl Context<'_> {
             }
             #[cfg(feature = "postgres")]
             Kind::Submit(Store::Postgres) | Kind::Poll(Store::Postgres) | Kind::Flow(Store::Postgres) => {
-                let (layer, pool) = pg_layer(self.server, &self.settings.database_url, name)?;
+                let (layer, pool) = pg_layer(self.server, self.settings, name)?;
                 let schema = layer.job_store().schema().to_owned();
                 let measured = self.layered(kind, layer);
                 pg_drop(self.server, &pool, &schema);
