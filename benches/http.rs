@@ -1,5 +1,5 @@
 //! HTTP load benchmark: `cargo bench --bench http` (add `--features redis`
-//! for the Redis scenarios).
+//! for the Redis scenarios, `--features postgres` for the PostgreSQL ones).
 //!
 //! One process serves axum apps on 127.0.0.1 from a server runtime and drives
 //! them with a hyper client load generator on a runtime of its own. Every
@@ -18,7 +18,14 @@
 //! - `flow`: submit → long poll (`?wait=10`) → fetch the result, in flows/s;
 //! - `redis_submit`, `redis_poll`, `redis_flow` (feature `redis`): the same
 //!   on `RedisStore` at `REDIS_URL` (default `redis://127.0.0.1:6379`), in a
-//!   fresh namespace.
+//!   fresh namespace;
+//! - `pg_submit`, `pg_poll`, `pg_flow` (feature `postgres`): the same on
+//!   `PostgresStore` at `DATABASE_URL` (default
+//!   `postgres://postgres@127.0.0.1:5432/test`), in a fresh schema
+//!   `bench_<pid>_<nanos>_<scenario>` per scenario and round, dropped once
+//!   the scenario is measured. `BENCH_PG_POOL` (a size) or `BENCH_PG_PING`
+//!   (`0`: no ping before a connection is handed out) give the store a
+//!   pool the bench opens itself, for profiling; by default it opens its own.
 //!
 //! Settings (environment): `BENCH_THREADS` server worker threads (1),
 //! `BENCH_CLIENT_THREADS` load generator threads (1), `BENCH_CONNECTIONS`
@@ -65,6 +72,12 @@ struct Settings {
     only: Option<Vec<String>>,
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     redis_url: String,
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    database_url: String,
+    /// The PostgreSQL scenarios' own pool, when either knob is set: its
+    /// size, and whether it pings a connection before handing it out.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pg_pool: Option<(u32, bool)>,
 }
 
 fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -84,6 +97,10 @@ impl Settings {
                 .ok()
                 .map(|s| s.split(',').map(|n| n.trim().to_owned()).collect()),
             redis_url: std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+            database_url: std::env::var("DATABASE_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into()),
+            pg_pool: (std::env::var_os("BENCH_PG_POOL").is_some() || std::env::var_os("BENCH_PG_PING").is_some())
+                .then(|| (env("BENCH_PG_POOL", 16u32).max(2), env("BENCH_PG_PING", 1u8) != 0)),
         }
     }
 
@@ -97,6 +114,8 @@ enum Store {
     Memory,
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     Redis,
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    Postgres,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -120,6 +139,12 @@ const SCENARIOS: &[(&str, Kind)] = &[
     ("redis_poll", Kind::Poll(Store::Redis)),
     #[cfg(feature = "redis")]
     ("redis_flow", Kind::Flow(Store::Redis)),
+    #[cfg(feature = "postgres")]
+    ("pg_submit", Kind::Submit(Store::Postgres)),
+    #[cfg(feature = "postgres")]
+    ("pg_poll", Kind::Poll(Store::Postgres)),
+    #[cfg(feature = "postgres")]
+    ("pg_flow", Kind::Flow(Store::Postgres)),
 ];
 
 /// A server running on the server runtime.
@@ -186,6 +211,64 @@ fn redis_layer(
     Ok(AcceptedLayer::new().store(store))
 }
 
+/// A store in a schema of its own, `bench_<pid>_<nanos>_<scenario>`; its
+/// pool, to drop the schema with once the scenario is measured.
+#[cfg(feature = "postgres")]
+type PgLayer = AcceptedLayer<tower_accepted::store::PostgresStore>;
+
+#[cfg(feature = "postgres")]
+fn pg_layer(
+    rt: &Runtime,
+    settings: &Settings,
+    scenario: &str,
+) -> Result<(PgLayer, tower_accepted::sqlx::PgPool), String> {
+    use tower_accepted::store::PostgresStore;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let schema = format!("bench_{}_{nanos}_{scenario}", std::process::id());
+    let url = &settings.database_url;
+    let store = rt.block_on(async {
+        let builder = match settings.pg_pool {
+            // The store's own pool (16 connections).
+            None => PostgresStore::builder(url),
+            Some((size, ping)) => PostgresStore::builder_with_pool(
+                tower_accepted::sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(size)
+                    .test_before_acquire(ping)
+                    .acquire_timeout(Duration::from_secs(2))
+                    .connect(url)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            ),
+        };
+        builder
+            .schema(schema)
+            .ttl(Duration::from_secs(120))
+            .tombstone_ttl(Duration::from_secs(60))
+            .build()
+            .await
+            .map_err(|e| e.to_string())
+    })?;
+    let pool = store.pool().clone();
+    Ok((AcceptedLayer::new().store(store), pool))
+}
+
+/// Drops the bench's schema (its jobs with it) and closes the pool.
+#[cfg(feature = "postgres")]
+fn pg_drop(rt: &Runtime, pool: &tower_accepted::sqlx::PgPool, schema: &str) {
+    rt.block_on(async {
+        let sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
+        let drop = tower_accepted::sqlx::raw_sql(&sql).execute(pool);
+        match tokio::time::timeout(Duration::from_secs(30), drop).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => eprintln!("cannot drop schema {schema}: {e}"),
+            Err(_) => eprintln!("cannot drop schema {schema}: timed out"),
+        }
+        pool.close().await;
+    });
+}
+
 struct Context<'a> {
     settings: &'a Settings,
     server: &'a Runtime,
@@ -246,8 +329,16 @@ impl Context<'_> {
                 let layer = redis_layer(self.server, &self.settings.redis_url, name)?;
                 self.layered(kind, layer)
             }
-            #[cfg(not(feature = "redis"))]
-            _ => Err("built without the redis feature".into()),
+            #[cfg(feature = "postgres")]
+            Kind::Submit(Store::Postgres) | Kind::Poll(Store::Postgres) | Kind::Flow(Store::Postgres) => {
+                let (layer, pool) = pg_layer(self.server, self.settings, name)?;
+                let schema = layer.job_store().schema().to_owned();
+                let measured = self.layered(kind, layer);
+                pg_drop(self.server, &pool, &schema);
+                measured
+            }
+            #[cfg(not(all(feature = "redis", feature = "postgres")))]
+            _ => Err("built without the redis or postgres feature".into()),
         }
     }
 }
