@@ -38,7 +38,7 @@ fn with_samples<'q>(name: &str, sql: &'q str) -> Query<'q, Postgres, PgArguments
             .bind(false)
             .bind(100_000_i64),
         "key_holder" => q.bind("alice order-1"),
-        "free_key" | "get" | "delete" | "response" => q.bind(id),
+        "free_key" | "get" | "tombstone" | "delete" | "response" => q.bind(id),
         "list_first" => q.bind("alice").bind(11_i64),
         "list_after" => q.bind("alice").bind(11_i64).bind(5_000_i64).bind(id),
         "start" | "release" => q.bind(id).bind(1_i32).bind(1_i64),

@@ -75,11 +75,13 @@ use super::{
 ///   drop a job canceled elsewhere), pinged every second; when it is lost,
 ///   the store reconnects and wakes every waiter to read its job again.
 ///   Waiters also read their job again every lease.
-/// - **Cost.** One statement, hence one round trip, per operation: create,
-///   get, progress, finish, cancel, claim, renew (all of a replica's claims
-///   at once) each; every statement a request runs finds its rows through
-///   an index. A keyed create whose key is taken reads the holder (two);
-///   so does [`find_key`](JobStore::find_key) always.
+/// - **Cost.** One statement, one round trip on the caller's path, per
+///   operation: create, get, progress, finish, cancel, claim, renew (all
+///   of a replica's claims at once) each (sqlx pings a connection as it
+///   goes back to the pool, after the answer). Every statement a request
+///   runs finds its rows through an index. A `get` of an id without a row
+///   reads its tombstone too (two); so does a keyed create whose key is
+///   taken (the holder), and [`find_key`](JobStore::find_key) always.
 /// - **Faults.** Every operation is bounded by the statement timeout,
 ///   waiting for a connection included: while PostgreSQL is unreachable,
 ///   operations fail with [`StoreError::Unavailable`] (the layer answers

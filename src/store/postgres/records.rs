@@ -191,14 +191,30 @@ impl PostgresStore {
 
     /// What the store knows of `id`.
     pub(super) async fn lookup(&self, id: JobId) -> Result<Lookup, StoreError> {
+        // The job's row alone (a poll's common case: one index scan of one
+        // table); its tombstone only when there is no row.
         let row = self
             .bounded(
                 sqlx::query(&self.inner.statements.get)
                     .bind(id.as_uuid())
-                    .fetch_one(&self.inner.pool),
+                    .fetch_optional(&self.inner.pool),
             )
             .await?;
-        Ok(rows::lookup(id, &row, 0))
+        if let Some(row) = row {
+            return Ok(rows::lookup(id, &row, 0));
+        }
+        let remembered: Option<bool> = self
+            .bounded(
+                sqlx::query_scalar(&self.inner.statements.tombstone)
+                    .bind(id.as_uuid())
+                    .fetch_optional(&self.inner.pool),
+            )
+            .await?;
+        Ok(if remembered == Some(true) {
+            Lookup::Expired
+        } else {
+            Lookup::Unknown
+        })
     }
 
     /// Moves a pending job its claim holds to running.

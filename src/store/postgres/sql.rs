@@ -32,6 +32,7 @@ pub(super) struct Statements {
     pub(super) key_holder: String,
     pub(super) free_key: String,
     pub(super) get: String,
+    pub(super) tombstone: String,
     pub(super) list_first: String,
     pub(super) list_after: String,
     pub(super) start: String,
@@ -70,6 +71,7 @@ impl Statements {
             ("key_holder", &self.key_holder),
             ("free_key", &self.free_key),
             ("get", &self.get),
+            ("tombstone", &self.tombstone),
             ("list_first", &self.list_first),
             ("list_after", &self.list_after),
             ("start", &self.start),
@@ -111,7 +113,8 @@ impl Statements {
         // sweep's two updates take every row between them.
         let again = "(j.request_method IS NOT NULL AND j.attempt < coalesce(j.max_attempts, 1))";
         // One row for any id, with what is known of it: the job (kept or
-        // expired) and its tombstone.
+        // expired) and its tombstone (for a cancel, which must tell them
+        // apart in the statement that cancels).
         let lookup = format!(
             "SELECT {RECORD}, (j.expires_at IS NOT NULL AND j.expires_at <= now()) AS expired, \
              coalesce(j.forget_at, t.forget_at) > now() AS remembered \
@@ -143,7 +146,11 @@ impl Statements {
                  WHERE j.idempotency_scope = $1"
             ),
             free_key: format!("UPDATE {jobs} j SET idempotency_scope = NULL WHERE j.id = $1 AND NOT {KEPT}"),
-            get: lookup.clone(),
+            get: format!(
+                "SELECT {RECORD}, (j.expires_at IS NOT NULL AND j.expires_at <= now()) AS expired, \
+                 j.forget_at > now() AS remembered FROM {jobs} j WHERE j.id = $1"
+            ),
+            tombstone: format!("SELECT t.forget_at > now() FROM {tombstones} t WHERE t.id = $1"),
             list_first: format!(
                 "SELECT j.id, {RECORD} FROM {jobs} j WHERE j.owner = $1 AND {KEPT} \
                  ORDER BY j.created_at_ms DESC, j.id DESC LIMIT $2"
