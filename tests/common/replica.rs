@@ -159,3 +159,13 @@ impl Replica {
         assert!(status.success(), "a replica stopped by SIGTERM exits cleanly: {status}");
     }
 }
+
+/// Held by each run of several replica processes against faults (and by
+/// the tests that measure latency under load), so that two never share the
+/// machine's 2 cores: each such run sizes its leases for a machine it
+/// shares with light tests only, and a job that a slow machine makes lose
+/// its lease three times ends `lost`.
+pub async fn one_heavy_test_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    HEAVY.lock().await
+}

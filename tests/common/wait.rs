@@ -75,6 +75,9 @@ impl HttpClient {
             let answer = self.get(&poll).await;
             match answer.status_word().as_str() {
                 "pending" | "running" => Err(format!("{} {}", answer.status, answer.status_word())),
+                // The store out of reach for a moment (a fault test's
+                // pause): the job is still there, ask again.
+                _ if answer.status == 503 => Err(format!("{} (store unavailable)", answer.status)),
                 _ => Ok(answer),
             }
         })

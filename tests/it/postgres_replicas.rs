@@ -244,6 +244,7 @@ async fn terminate_backends(application_name: &str) -> usize {
 /// succeeds, its result made by the attempt it names, which finished once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_postgres_replicas_run_every_durable_job_once_recorded_through_kills_restarts_and_lost_connections() {
+    let _heavy = common::replica::one_heavy_test_at_a_time().await;
     let schema = Schema::new();
     let application_name = format!("replicas_{}", &schema.name[5..17]);
     let url = with_application_name(&database_url(), &application_name);

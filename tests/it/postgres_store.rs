@@ -121,6 +121,7 @@ async fn bad_schema_names_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sweeper_clears_100_000_expired_rows_without_holding_requests() {
+    let _heavy = common::replica::one_heavy_test_at_a_time().await;
     let schema = Schema::new();
     // A sweeper that runs only when asked (`expire_now`).
     let store = builder(&schema)

@@ -147,6 +147,7 @@ async fn the_same_on_a_three_master_redis_cluster() {
 /// restarted, another stopped gracefully and restarted, the store frozen
 /// for 5 s: every job succeeds, its result made by the attempt it names.
 async fn chaos(backend: Backend) {
+    let _heavy = common::replica::one_heavy_test_at_a_time().await;
     let (target, url) = backend.env();
     let lease = backend.lease_ms().to_string();
     let env = [
