@@ -12,10 +12,14 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use http::StatusCode;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+use tower_accepted::store::{JobId, JobRecord, JobStatus, JobStore, Lookup};
+
+use super::http::{HttpClient, assert_accepted};
 
 /// The path of the `replicas` example, built (again, when its sources
 /// changed) once per test run: `cargo test --test it` alone does not build
@@ -168,4 +172,92 @@ impl Replica {
 pub async fn one_heavy_test_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
     static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     HEAVY.lock().await
+}
+
+/// A client of the replica at `replica`.
+pub fn client(replica: &Replica) -> HttpClient {
+    HttpClient::at(replica.addr.parse().unwrap())
+}
+
+/// Reads job `id` from the store until `done` holds, for at most `within`.
+pub async fn until_record<St: JobStore>(
+    store: &St,
+    id: JobId,
+    within: Duration,
+    done: impl Fn(&JobRecord) -> bool,
+) -> JobRecord {
+    let deadline = Instant::now() + within;
+    let mut last = None;
+    loop {
+        if let Ok(Lookup::Found(record)) = store.get(id).await {
+            if done(&record) {
+                return record;
+            }
+            last = Some(record);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {id} within {within:?}; last seen {last:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Submits the chaos runs' 300 durable `/echo` jobs, spread over
+/// `replicas`, each 100 ms to 1.5 s long; their numbers and monitors.
+pub async fn spread_echo_jobs(replicas: [&Replica; 3]) -> Vec<(u64, String)> {
+    let mut jobs = Vec::new();
+    for n in 0..300u64 {
+        let replica = replicas[(n % 3) as usize];
+        let delay = 100 + (n * 7919) % 1400;
+        let answer = client(replica)
+            .post(&format!("/echo?delay_ms={delay}&n={n}"), format!("job {n}"))
+            .await;
+        jobs.push((n, assert_accepted(&answer)));
+    }
+    jobs
+}
+
+/// What a chaos run checks of every job once the faults are over: it
+/// succeeded, within its attempts; the result it keeps is its current
+/// attempt's (a stale attempt never overwrote it) and that attempt's
+/// handler finished exactly once; some jobs ran again (the kill cut them
+/// short). Answers how many ran again and how many handler runs finished.
+pub async fn check_every_job_recorded_once<St: JobStore>(
+    store: &St,
+    poller: &HttpClient,
+    jobs: &[(u64, String)],
+    completions: &Completions,
+) -> (usize, usize) {
+    let mut ran_again = 0;
+    for (n, monitor) in jobs {
+        let id: JobId = monitor.rsplit('/').next().unwrap().parse().unwrap();
+        let record = until_record(store, id, Duration::from_secs(120), |r| r.status.is_terminal()).await;
+        assert_eq!(record.status, JobStatus::Succeeded, "job {n}: {record:?}");
+        let result = poller.get(&format!("{monitor}/result")).await;
+        assert_eq!(result.status, StatusCode::OK, "job {n}");
+        assert_eq!(String::from_utf8_lossy(&result.body), format!("job {n}"));
+        let made_by: u32 = result.header("x-attempt").unwrap().parse().unwrap();
+        assert_eq!(made_by, record.attempt, "job {n}: the result is the current attempt's");
+        let done = completions.of(&id.to_string());
+        assert_eq!(
+            done.iter().filter(|a| **a == made_by).count(),
+            1,
+            "job {n}: its recorded attempt finished once ({done:?})"
+        );
+        assert!(
+            record.attempt <= 3,
+            "job {n} ran within its attempts: {}",
+            record.attempt
+        );
+        if record.attempt > 1 {
+            ran_again += 1;
+        }
+    }
+    let finished: usize = jobs
+        .iter()
+        .map(|(_, m)| completions.of(m.rsplit('/').next().unwrap()).len())
+        .sum();
+    assert!(ran_again > 0, "the kill cut short running jobs, which ran again");
+    (ran_again, finished)
 }

@@ -20,14 +20,14 @@ use axum::routing::post;
 use axum::{Extension, Router};
 use http::{Method, StatusCode};
 use tower_accepted::sqlx;
-use tower_accepted::store::{JobId, JobRecord, JobStatus, JobStore, Lookup, PostgresStore};
+use tower_accepted::store::{JobId, JobStatus};
 use tower_accepted::{AcceptedLayer, Job};
 
 use common::http::{HttpClient, assert_accepted};
 use common::postgres::{Schema, builder, database_url, pool};
 use common::{Server, serve, until};
 
-use common::replica::{Completions, Replica};
+use common::replica::{Completions, Replica, check_every_job_recorded_once, client, spread_echo_jobs, until_record};
 
 /// Flags set by the blocking handler, to observe a cancel on the replica
 /// running the job.
@@ -185,35 +185,6 @@ async fn cancel_on_another_postgres_replica_stops_the_job_where_it_runs() {
 /// The lease of the replica processes.
 const LEASE_MS: u64 = 1000;
 
-/// A client of the replica at `replica`.
-fn client(replica: &Replica) -> HttpClient {
-    HttpClient::at(replica.addr.parse().unwrap())
-}
-
-/// Reads job `id` from the store until `done` holds, for at most `within`.
-async fn until_record(
-    store: &PostgresStore,
-    id: JobId,
-    within: Duration,
-    done: impl Fn(&JobRecord) -> bool,
-) -> JobRecord {
-    let deadline = Instant::now() + within;
-    let mut last = None;
-    loop {
-        if let Ok(Lookup::Found(record)) = store.get(id).await {
-            if done(&record) {
-                return record;
-            }
-            last = Some(record);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "job {id} within {within:?}; last seen {last:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// `url` with the connection parameter `application_name=name`, by which
 /// the test finds the replicas' connections (and only theirs) in
 /// `pg_stat_activity`.
@@ -262,16 +233,7 @@ async fn three_postgres_replicas_run_every_durable_job_once_recorded_through_kil
     let started = Instant::now();
 
     // 300 durable jobs, spread over the three, each 100 ms to 1.5 s long.
-    let mut jobs = Vec::new();
-    for n in 0..300u64 {
-        let replica = [&a, &b, &c][(n % 3) as usize];
-        let delay = 100 + (n * 7919) % 1400;
-        let answer = client(replica)
-            .post(&format!("/echo?delay_ms={delay}&n={n}"), format!("job {n}"))
-            .await;
-        let monitor = assert_accepted(&answer);
-        jobs.push((n, monitor));
-    }
+    let jobs = spread_echo_jobs([&a, &b, &c]).await;
 
     // A replica killed mid-run and started again; another stopped
     // gracefully and started again (a rolling restart); then every
@@ -288,43 +250,12 @@ async fn three_postgres_replicas_run_every_durable_job_once_recorded_through_kil
 
     let store = builder(&schema).build().await.unwrap();
     let poller = client(&c);
-    let mut ran_again = 0;
-    for (n, monitor) in &jobs {
-        let id: JobId = monitor.rsplit('/').next().unwrap().parse().unwrap();
-        let record = until_record(&store, id, Duration::from_secs(120), |r| r.status.is_terminal()).await;
-        assert_eq!(record.status, JobStatus::Succeeded, "job {n}: {record:?}");
-        // The result the job keeps is the one its current attempt made: a
-        // stale attempt never overwrote it.
-        let result = poller.get(&format!("{monitor}/result")).await;
-        assert_eq!(result.status, StatusCode::OK, "job {n}");
-        assert_eq!(String::from_utf8_lossy(&result.body), format!("job {n}"));
-        let made_by: u32 = result.header("x-attempt").unwrap().parse().unwrap();
-        assert_eq!(made_by, record.attempt, "job {n}: the result is the current attempt's");
-        let done = completions.of(&id.to_string());
-        assert_eq!(
-            done.iter().filter(|a| **a == made_by).count(),
-            1,
-            "job {n}: its recorded attempt finished once ({done:?})"
-        );
-        assert!(
-            record.attempt <= 3,
-            "job {n} ran within its attempts: {}",
-            record.attempt
-        );
-        if record.attempt > 1 {
-            ran_again += 1;
-        }
-    }
-    let finished: usize = jobs
-        .iter()
-        .map(|(_, m)| completions.of(m.rsplit('/').next().unwrap()).len())
-        .sum();
+    let (ran_again, finished) = check_every_job_recorded_once(&store, &poller, &jobs, &completions).await;
     println!(
         "300 durable jobs succeeded on PostgreSQL in {:?}; {ran_again} ran again; \
          {finished} handler runs finished; {terminated} connections terminated",
         started.elapsed()
     );
-    assert!(ran_again > 0, "the kill cut short running jobs, which ran again");
 
     // No ended job holds a lease, keeps its request, or lacks an expiry.
     let pool = pool().await;

@@ -10,22 +10,16 @@
 
 use crate::common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use http::StatusCode;
-use tower_accepted::store::{JobId, JobStatus, JobStore, Lookup, RedisStore};
+use tower_accepted::store::{JobId, JobStatus, RedisStore};
 
-use common::http::{HttpClient, assert_accepted};
+use common::http::assert_accepted;
 use common::private_cluster::PrivateCluster;
 use common::private_redis::PrivateRedis;
-use common::replica::{Completions, Replica};
+use common::replica::{Completions, Replica, check_every_job_recorded_once, client, spread_echo_jobs, until_record};
 
 const LEASE_MS: u64 = 1000;
-
-/// A client of the replica at `replica`.
-fn client(replica: &Replica) -> HttpClient {
-    HttpClient::at(replica.addr.parse().unwrap())
-}
 
 /// Every key of the private Redis with its time to live in ms.
 async fn keys_without_ttl(redis: &PrivateRedis) -> Vec<String> {
@@ -43,30 +37,6 @@ async fn keys_without_ttl(redis: &PrivateRedis) -> Vec<String> {
         }
     }
     without
-}
-
-/// Reads job `id` from the store until `done` holds, for at most `within`.
-async fn until_record(
-    store: &RedisStore,
-    id: JobId,
-    within: Duration,
-    done: impl Fn(&tower_accepted::store::JobRecord) -> bool,
-) -> tower_accepted::store::JobRecord {
-    let deadline = Instant::now() + within;
-    let mut last = None;
-    loop {
-        if let Ok(Lookup::Found(record)) = store.get(id).await {
-            if done(&record) {
-                return record;
-            }
-            last = Some(record);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "job {id} within {within:?}; last seen {last:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Where the replicas keep their jobs: a private Redis, or a private
@@ -162,16 +132,7 @@ async fn chaos(backend: Backend) {
     let c = Replica::start(&env, completions.clone()).await;
 
     // 300 durable jobs, spread over the three, each 100 ms to 1.5 s long.
-    let mut jobs = Vec::new();
-    for n in 0..300u64 {
-        let replica = [&a, &b, &c][(n % 3) as usize];
-        let delay = 100 + (n * 7919) % 1400;
-        let answer = client(replica)
-            .post(&format!("/echo?delay_ms={delay}&n={n}"), format!("job {n}"))
-            .await;
-        let monitor = assert_accepted(&answer);
-        jobs.push((n, monitor));
-    }
+    let jobs = spread_echo_jobs([&a, &b, &c]).await;
 
     // A replica killed mid-run and started again; another stopped
     // gracefully and started again (a rolling restart); Redis frozen once.
@@ -186,39 +147,8 @@ async fn chaos(backend: Backend) {
 
     let store = backend.store("chaos").await;
     let poller = client(&c);
-    let mut ran_again = 0;
-    for (n, monitor) in &jobs {
-        let id: JobId = monitor.rsplit('/').next().unwrap().parse().unwrap();
-        let record = until_record(&store, id, Duration::from_secs(120), |r| r.status.is_terminal()).await;
-        assert_eq!(record.status, JobStatus::Succeeded, "job {n}: {record:?}");
-        // The result the job keeps is the one its current attempt made: a
-        // stale attempt never overwrote it.
-        let result = poller.get(&format!("{monitor}/result")).await;
-        assert_eq!(result.status, StatusCode::OK, "job {n}");
-        assert_eq!(String::from_utf8_lossy(&result.body), format!("job {n}"));
-        let made_by: u32 = result.header("x-attempt").unwrap().parse().unwrap();
-        assert_eq!(made_by, record.attempt, "job {n}: the result is the current attempt's");
-        let done = completions.of(&id.to_string());
-        assert_eq!(
-            done.iter().filter(|a| **a == made_by).count(),
-            1,
-            "job {n}: its recorded attempt finished once ({done:?})"
-        );
-        assert!(
-            record.attempt <= 3,
-            "job {n} ran within its attempts: {}",
-            record.attempt
-        );
-        if record.attempt > 1 {
-            ran_again += 1;
-        }
-    }
-    let finished: usize = jobs
-        .iter()
-        .map(|(_, m)| completions.of(m.rsplit('/').next().unwrap()).len())
-        .sum();
+    let (ran_again, finished) = check_every_job_recorded_once(&store, &poller, &jobs, &completions).await;
     println!("300 durable jobs succeeded; {ran_again} ran again; {finished} handler runs finished");
-    assert!(ran_again > 0, "the kill cut short running jobs, which ran again");
     assert_eq!(
         backend.keys_without_ttl().await,
         Vec::<String>::new(),
