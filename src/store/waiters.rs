@@ -2,13 +2,15 @@
 //! ends anywhere (Redis pub/sub, PostgreSQL `LISTEN`).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::sync::futures::Notified;
 
-use crate::store::JobId;
+use crate::store::{JobId, Lookup, StoreError};
 
 /// Local waiters by job id, woken by the listener.
 #[derive(Default)]
@@ -63,6 +65,42 @@ impl Waiters {
             waiters: self,
             id,
             slot,
+        }
+    }
+
+    /// [`wait_terminal`](crate::store::JobStore::wait_terminal) of a
+    /// store whose listener feeds these waiters: resolves once `read`
+    /// finds job `id` terminal, unknown or expired. It reads the job when
+    /// it starts, after a wake of everyone (a reconnection: messages were
+    /// missed) and every `every` (a message can be missed without one, a
+    /// failover say); the announcement of the job's own end needs no read,
+    /// so that a thousand long polls of one job cost no thousand reads at
+    /// its end.
+    pub(crate) async fn wait_for_end<F, Fut>(&self, id: JobId, every: Duration, read: F) -> Result<(), StoreError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<Lookup, StoreError>>,
+    {
+        let waiter = self.register(id);
+        loop {
+            let notified = waiter.notified();
+            tokio::pin!(notified);
+            // Enabled before the job is read: an end announced after the
+            // read wakes us.
+            notified.as_mut().enable();
+            let ends = waiter.ends();
+            match read().await? {
+                Lookup::Found(record) if !record.status.is_terminal() => {}
+                _ => return Ok(()),
+            }
+            tokio::select! {
+                _ = &mut notified => {
+                    if waiter.ends() != ends {
+                        return Ok(());
+                    }
+                }
+                _ = tokio::time::sleep(every) => {}
+            }
         }
     }
 

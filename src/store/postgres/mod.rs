@@ -311,33 +311,13 @@ impl JobStore for PostgresStore {
         self.stored_response(id).await
     }
 
+    /// Woken by the listener; reads the job again every lease in case a
+    /// message was missed.
     async fn wait_terminal(&self, id: JobId) -> Result<(), StoreError> {
-        let waiter = self.inner.waiters.register(id);
-        loop {
-            let notified = waiter.notified();
-            tokio::pin!(notified);
-            // Enabled before the state is read: an end notified after the
-            // read wakes us.
-            notified.as_mut().enable();
-            let ends = waiter.ends();
-            match self.lookup(id).await? {
-                Lookup::Found(record) if !record.status.is_terminal() => {}
-                _ => return Ok(()),
-            }
-            // A notification can be missed (while the listener
-            // reconnects): look again after a lease, or when the listener
-            // wakes everyone. An end of this job announced since the read
-            // needs no read: a thousand long polls of one job cost no
-            // thousand queries at its end.
-            tokio::select! {
-                _ = &mut notified => {
-                    if waiter.ends() != ends {
-                        return Ok(());
-                    }
-                }
-                _ = tokio::time::sleep(self.inner.lease) => {}
-            }
-        }
+        self.inner
+            .waiters
+            .wait_for_end(id, self.inner.lease, || self.lookup(id))
+            .await
     }
 
     async fn create_durable(

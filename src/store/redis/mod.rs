@@ -399,25 +399,13 @@ impl JobStore for RedisStore {
         Ok(Some(response))
     }
 
+    /// Woken by the listener; reads the job again every lease in case a
+    /// message was missed.
     async fn wait_terminal(&self, id: JobId) -> Result<(), StoreError> {
-        let waiter = self.inner.waiters.register(id);
-        loop {
-            let notified = waiter.notified();
-            tokio::pin!(notified);
-            // Registered before the state is read: an end published after
-            // the read wakes us.
-            notified.as_mut().enable();
-            match self.get(id).await? {
-                Lookup::Found(record) if !record.status.is_terminal() => {}
-                _ => return Ok(()),
-            }
-            // A message can be missed (a reconnection, a sweep on a Redis
-            // that failed over): look again after a lease.
-            tokio::select! {
-                _ = &mut notified => {}
-                _ = tokio::time::sleep(self.inner.lease) => {}
-            }
-        }
+        self.inner
+            .waiters
+            .wait_for_end(id, self.inner.lease, || self.get(id))
+            .await
     }
 
     async fn create_durable(
