@@ -91,16 +91,7 @@ impl PostgresStore {
 
     /// Hands a durable job `claim` holds back to its queue.
     pub(super) async fn release_claim(&self, claim: Claim) -> Result<bool, StoreError> {
-        let done = self
-            .bounded(
-                sqlx::query(&self.inner.statements.release)
-                    .bind(claim.id().as_uuid())
-                    .bind(attempt(claim))
-                    .bind(i64_ms(unix_ms()))
-                    .execute(&self.inner.pool),
-            )
-            .await?;
-        Ok(done.rows_affected() == 1)
+        self.fenced(&self.inner.statements.release, claim).await
     }
 
     /// Deals with the leases that lapsed by the database's clock, in

@@ -219,9 +219,15 @@ impl PostgresStore {
 
     /// Moves a pending job its claim holds to running.
     pub(super) async fn start_claimed(&self, claim: Claim) -> Result<bool, StoreError> {
+        self.fenced(&self.inner.statements.start, claim).await
+    }
+
+    /// Runs `statement`, a change fenced by `claim` whose parameters are
+    /// the claim and the time (start, release): whether it changed the job.
+    pub(super) async fn fenced(&self, statement: &str, claim: Claim) -> Result<bool, StoreError> {
         let done = self
             .bounded(
-                sqlx::query(&self.inner.statements.start)
+                sqlx::query(statement)
                     .bind(claim.id().as_uuid())
                     .bind(attempt(claim))
                     .bind(i64_ms(unix_ms()))
