@@ -32,8 +32,6 @@ use bytes::Bytes;
 use http::Response;
 
 mod claim;
-#[cfg(any(feature = "redis", feature = "postgres"))]
-mod header_lines;
 mod id;
 mod index;
 mod job_error;
@@ -44,6 +42,8 @@ mod postgres;
 mod record;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(any(feature = "redis", feature = "postgres"))]
+mod stored_http;
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod suite;

@@ -7,7 +7,7 @@ use sqlx::Row;
 
 use super::rows;
 use super::{PostgresStore, i64_ms};
-use crate::store::header_lines::encode_headers;
+use crate::store::stored_http::encode_headers;
 use crate::store::{
     Cancel, Claim, CreatedOnce, DurableJob, IdempotencyKey, JobId, JobRecord, KeyLookup, ListCursor, Lookup, Outcome,
     Page, StoreError, unix_ms,

@@ -1,12 +1,12 @@
 //! Rows as the crate's types: records, stored responses and requests.
 
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode, Uri};
+use http::{Request, Response};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
-use crate::store::header_lines::decode_headers;
+use crate::store::stored_http;
 use crate::store::{JobError, JobId, JobRecord, JobStatus, Lookup};
 
 /// How many columns [`record`] reads.
@@ -70,21 +70,20 @@ pub(super) fn lookup(id: JobId, row: &PgRow, at: usize) -> Lookup {
 /// The stored response from the `result_status`, `result_headers` and
 /// `result_body` columns that start at `at`.
 pub(super) fn response(row: &PgRow, at: usize) -> Option<Response<Bytes>> {
-    let status = StatusCode::from_u16(u16::try_from(column::<i32>(row, at)?).ok()?).ok()?;
-    let mut response = Response::new(Bytes::from(column::<Vec<u8>>(row, at + 2).unwrap_or_default()));
-    *response.status_mut() = status;
-    *response.headers_mut() = decode_headers(&column::<Vec<u8>>(row, at + 1).unwrap_or_default());
-    Some(response)
+    stored_http::response(
+        u16::try_from(column::<i32>(row, at)?).ok()?,
+        &column::<Vec<u8>>(row, at + 1).unwrap_or_default(),
+        column::<Vec<u8>>(row, at + 2).unwrap_or_default(),
+    )
 }
 
 /// The durable request from the method, URI, headers and body columns that
 /// start at `at`.
 pub(super) fn request(row: &PgRow, at: usize) -> Option<Request<Bytes>> {
-    let method = Method::from_bytes(column::<String>(row, at)?.as_bytes()).ok()?;
-    let uri: Uri = column::<String>(row, at + 1)?.parse().ok()?;
-    let mut request = Request::new(Bytes::from(column::<Vec<u8>>(row, at + 3).unwrap_or_default()));
-    *request.method_mut() = method;
-    *request.uri_mut() = uri;
-    *request.headers_mut() = decode_headers(&column::<Vec<u8>>(row, at + 2).unwrap_or_default());
-    Some(request)
+    stored_http::request(
+        column::<String>(row, at)?.as_bytes(),
+        &column::<String>(row, at + 1)?,
+        &column::<Vec<u8>>(row, at + 2).unwrap_or_default(),
+        column::<Vec<u8>>(row, at + 3).unwrap_or_default(),
+    )
 }

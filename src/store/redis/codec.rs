@@ -1,9 +1,9 @@
 //! Records and headers as Redis keeps them.
 
 use bytes::Bytes;
-use http::{Method, Request, Uri};
+use http::Request;
 
-use crate::store::header_lines::decode_headers;
+use crate::store::stored_http;
 use crate::store::{JobError, JobId, JobRecord, JobStatus};
 
 /// The fields of a record, in the order they are read (every `HMGET` of a
@@ -12,7 +12,7 @@ use crate::store::{JobError, JobId, JobRecord, JobStatus};
 pub(super) const FIELDS: [&str; 11] = ["st", "c", "u", "p", "m", "rs", "ec", "em", "o", "s", "at"];
 
 /// The fields of a durable job's request, in the order they are read:
-/// method, URI, headers (as `header_lines` encodes them), body.
+/// method, URI, headers (as `stored_http` encodes them), body.
 pub(super) const REQUEST_FIELDS: [&str; 4] = ["qm", "qu", "qh", "qb"];
 
 /// A field's text, when it is there and UTF-8.
@@ -65,23 +65,20 @@ pub(super) fn parse_record(id: JobId, fields: &[Option<Vec<u8>>]) -> Option<JobR
 /// or the URI is missing or does not parse (the request was written by
 /// this codec, so only a foreign write gets there).
 pub(super) fn parse_request(fields: &[Option<Vec<u8>>]) -> Option<Request<Bytes>> {
-    let method = Method::from_bytes(fields.first()?.as_deref()?).ok()?;
-    let uri: Uri = text(fields.get(1)?)?.parse().ok()?;
-    let headers = decode_headers(fields.get(2).and_then(Option::as_deref).unwrap_or_default());
-    let body = Bytes::from(fields.get(3).cloned().flatten().unwrap_or_default());
-    let mut request = Request::new(body);
-    *request.method_mut() = method;
-    *request.uri_mut() = uri;
-    *request.headers_mut() = headers;
-    Some(request)
+    stored_http::request(
+        fields.first()?.as_deref()?,
+        text(fields.get(1)?)?,
+        fields.get(2).and_then(Option::as_deref).unwrap_or_default(),
+        fields.get(3).cloned().flatten().unwrap_or_default(),
+    )
 }
 
 #[cfg(test)]
 mod tests {
-    use http::{HeaderMap, HeaderValue};
+    use http::{HeaderMap, HeaderValue, Method};
 
     use super::*;
-    use crate::store::header_lines::encode_headers;
+    use crate::store::stored_http::encode_headers;
 
     #[test]
     fn requests_round_trip() {

@@ -10,7 +10,7 @@ use redis::RedisError;
 use super::codec::FIELDS;
 use super::connection::Connection;
 use super::{MAX_MS, RedisStore};
-use crate::store::header_lines::encode_headers;
+use crate::store::stored_http::encode_headers;
 use crate::store::{
     Claim, DurableJob, IdempotencyKey, JobId, JobRecord, JobStatus, ListCursor, Outcome, StoreError, unix_ms,
 };

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Response, StatusCode};
+use http::Response;
 use redis::{RedisError, Script};
 use tokio::task::JoinHandle;
 
@@ -22,7 +22,7 @@ use codec::{FIELDS, parse_record};
 use commands::{lock, store_error, unavailable};
 use connection::{Connection, Target};
 
-use super::header_lines::decode_headers;
+use super::stored_http;
 use super::waiters::Waiters;
 
 use super::{
@@ -390,13 +390,8 @@ impl JobStore for RedisStore {
             .query_async(&mut self.conn())
             .await
             .map_err(store_error)?;
-        let Some(status) = status.and_then(|s| StatusCode::from_u16(s).ok()) else {
-            return Ok(None);
-        };
-        let mut response = Response::new(Bytes::from(body.unwrap_or_default()));
-        *response.status_mut() = status;
-        *response.headers_mut() = decode_headers(&headers.unwrap_or_default());
-        Ok(Some(response))
+        Ok(status
+            .and_then(|status| stored_http::response(status, &headers.unwrap_or_default(), body.unwrap_or_default())))
     }
 
     /// Woken by the listener; reads the job again every lease in case a

@@ -1,7 +1,9 @@
-//! Headers as bytes, for stores that keep requests and responses outside
-//! the process (a Redis hash field, a PostgreSQL `bytea` column).
+//! Requests and responses as stores outside the process keep them: their
+//! headers as bytes (a Redis hash field, a PostgreSQL `bytea` column), and
+//! the parts read back into an `http` request or response.
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
 
 /// Headers as `name:value` lines. Header values cannot hold control
 /// characters, so a newline always ends one; names cannot hold `:`.
@@ -32,6 +34,24 @@ pub(crate) fn decode_headers(bytes: &[u8]) -> HeaderMap {
         }
     }
     headers
+}
+
+/// A stored request from its parts; `None` when the method or the URI does
+/// not parse (the store wrote them, so only a foreign write gets there).
+pub(crate) fn request(method: &[u8], uri: &str, headers: &[u8], body: Vec<u8>) -> Option<Request<Bytes>> {
+    let mut request = Request::new(Bytes::from(body));
+    *request.method_mut() = Method::from_bytes(method).ok()?;
+    *request.uri_mut() = uri.parse::<Uri>().ok()?;
+    *request.headers_mut() = decode_headers(headers);
+    Some(request)
+}
+
+/// A stored response from its parts; `None` when the status is not one.
+pub(crate) fn response(status: u16, headers: &[u8], body: Vec<u8>) -> Option<Response<Bytes>> {
+    let mut response = Response::new(Bytes::from(body));
+    *response.status_mut() = StatusCode::from_u16(status).ok()?;
+    *response.headers_mut() = decode_headers(headers);
+    Some(response)
 }
 
 #[cfg(test)]
