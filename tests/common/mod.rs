@@ -6,7 +6,7 @@
 //! a `redis-server` of a test's own (`private_redis`), a three-master
 //! Redis Cluster of a test's own (`private_cluster`), replica processes
 //! of the `replicas` example (`replica`), a `MemoryStore`
-//! with hooks (`store`), a shutdown begun in a task (`shutdown`) and calls of a router in process, for the tests on
+//! with hooks (`store`), two apps sharing one store (`sharing`), a shutdown begun in a task (`shutdown`) and calls of a router in process, for the tests on
 //! the paused clock (`oneshot`).
 #![allow(dead_code, unreachable_pub)]
 
@@ -28,6 +28,7 @@ pub mod redis;
 #[cfg(any(feature = "redis", feature = "postgres"))]
 pub mod replica;
 pub mod server;
+pub mod sharing;
 pub mod shutdown;
 pub mod store;
 pub mod tcp;

@@ -11,39 +11,20 @@
 #![cfg(feature = "postgres")]
 
 use crate::common;
+use common::sharing::{self, Flags};
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use axum::routing::post;
-use axum::{Extension, Router};
 use http::{Method, StatusCode};
 use tower_accepted::sqlx;
 use tower_accepted::store::{JobId, JobStatus};
-use tower_accepted::{AcceptedLayer, Job};
 
 use common::http::{HttpClient, assert_accepted};
 use common::postgres::{Schema, builder, database_url, pool};
-use common::{Server, serve, until};
+use common::{Server, until};
 
 use common::replica::{Completions, Replica, check_every_job_recorded_once, client, spread_echo_jobs, until_record};
-
-/// Flags set by the blocking handler, to observe a cancel on the replica
-/// running the job.
-#[derive(Clone, Default)]
-struct Flags {
-    dropped: Arc<AtomicBool>,
-    cancelled: Arc<AtomicBool>,
-}
-
-struct DropGuard(Arc<AtomicBool>);
-
-impl Drop for DropGuard {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
 
 /// The lease of the in-process replicas: far longer than any wait below,
 /// so that a long poll that ends soon after its job was woken by the
@@ -51,42 +32,9 @@ impl Drop for DropGuard {
 /// lease.
 const LONG_LEASE: Duration = Duration::from_secs(30);
 
-/// One replica on `schema`: `POST /work?ms=N` answers its body after N ms;
-/// `POST /block` reports progress then waits until canceled.
+/// One replica on `schema` (see `common::sharing`), with a long lease.
 async fn replica(schema: &Schema, flags: Flags) -> (Server, HttpClient) {
-    let store = builder(schema).lease(LONG_LEASE).build().await.unwrap();
-    let layer = AcceptedLayer::new().store(store);
-    let app = Router::new()
-        .route(
-            "/work",
-            post(|query: axum::extract::RawQuery, body: String| async move {
-                let ms = query.0.and_then(|q| q.strip_prefix("ms=")?.parse().ok()).unwrap_or(0);
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-                ([("x-replayed", "yes")], body)
-            }),
-        )
-        .route(
-            "/block",
-            post(move |Extension(job): Extension<Job>| {
-                let flags = flags.clone();
-                async move {
-                    let _guard = DropGuard(flags.dropped.clone());
-                    let watcher = job.clone();
-                    let cancelled = flags.cancelled.clone();
-                    tokio::spawn(async move {
-                        watcher.cancelled().await;
-                        cancelled.store(true, Ordering::SeqCst);
-                    });
-                    job.set_progress(0.5);
-                    job.set_message("half way");
-                    std::future::pending::<()>().await;
-                }
-            }),
-        )
-        .layer(layer);
-    let server = serve(app).await;
-    let client = HttpClient::new(&server);
-    (server, client)
+    sharing::replica(builder(schema).lease(LONG_LEASE).build().await.unwrap(), flags).await
 }
 
 /// The rows left in `schema`'s `jobs` table.

@@ -4,29 +4,24 @@
 #![cfg(feature = "redis")]
 
 use crate::common;
+use common::sharing::{self, Flags};
 use tower_accepted::store::Claim;
 use tower_accepted::store::suite;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use axum::routing::post;
-use axum::{Extension, Router};
 use http::{Method, StatusCode};
-use tower_accepted::{
-    AcceptedLayer, Job,
-    store::{
-        Cancel, CreatedOnce, IdempotencyKey, JobId, JobRecord, JobStatus, JobStore, KeyLookup, Lookup, Outcome,
-        RedisStore,
-    },
+use tower_accepted::store::{
+    Cancel, CreatedOnce, IdempotencyKey, JobId, JobRecord, JobStatus, JobStore, KeyLookup, Lookup, Outcome, RedisStore,
 };
 
 use common::redis::{
     EXPIRY_TOMBSTONE_TTL, EXPIRY_TTL, assert_every_key_expires, connection, expiry_store, keys_with_ttl, namespace,
     now_ms, redis_url, renew_every_claim, store,
 };
-use common::{HttpClient, Server, serve, until};
+use common::{HttpClient, Server, until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_store_passes_the_suite() {
@@ -275,57 +270,9 @@ async fn duration_max_settings_run_a_whole_job_life() {
     assert!(keys_with_ttl(&ns).await.is_empty(), "{:?}", keys_with_ttl(&ns).await);
 }
 
-/// Flags set by the blocking handler, to observe a cancel on the replica
-/// running the job.
-#[derive(Clone, Default)]
-struct Flags {
-    dropped: Arc<AtomicBool>,
-    cancelled: Arc<AtomicBool>,
-}
-
-struct DropGuard(Arc<AtomicBool>);
-
-impl Drop for DropGuard {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
-
-/// One replica: `POST /work?ms=N` answers its body after N ms;
-/// `POST /block` reports progress then waits until canceled.
+/// One replica on namespace `ns` (see `common::sharing`).
 async fn replica(ns: &str, flags: Flags) -> (Server, HttpClient) {
-    let layer = AcceptedLayer::new().store(store(ns).await);
-    let app = Router::new()
-        .route(
-            "/work",
-            post(|query: axum::extract::RawQuery, body: String| async move {
-                let ms = query.0.and_then(|q| q.strip_prefix("ms=")?.parse().ok()).unwrap_or(0);
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-                ([("x-replayed", "yes")], body)
-            }),
-        )
-        .route(
-            "/block",
-            post(move |Extension(job): Extension<Job>| {
-                let flags = flags.clone();
-                async move {
-                    let _guard = DropGuard(flags.dropped.clone());
-                    let watcher = job.clone();
-                    let cancelled = flags.cancelled.clone();
-                    tokio::spawn(async move {
-                        watcher.cancelled().await;
-                        cancelled.store(true, Ordering::SeqCst);
-                    });
-                    job.set_progress(0.5);
-                    job.set_message("half way");
-                    std::future::pending::<()>().await;
-                }
-            }),
-        )
-        .layer(layer);
-    let server = serve(app).await;
-    let client = HttpClient::new(&server);
-    (server, client)
+    sharing::replica(store(ns).await, flags).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
