@@ -13,16 +13,14 @@
 use crate::common;
 use common::sharing::{self, Flags};
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use http::{Method, StatusCode};
 use tower_accepted::sqlx;
 use tower_accepted::store::{JobId, JobStatus};
 
+use common::Server;
 use common::http::{HttpClient, assert_accepted};
 use common::postgres::{Schema, builder, database_url, pool};
-use common::{Server, until};
 
 use common::replica::{Completions, Replica, check_every_job_recorded_once, client, spread_echo_jobs, until_record};
 
@@ -53,38 +51,11 @@ async fn submit_on_one_postgres_replica_follow_on_another() {
     let schema = Schema::new();
     let (_a_server, a) = replica(&schema, Flags::default()).await;
     let (_b_server, b) = replica(&schema, Flags::default()).await;
-
-    let accepted = a.post("/work?ms=400", "hello from A").await;
-    assert_eq!(accepted.status, StatusCode::ACCEPTED);
-    let monitor = accepted.location();
-    let polled = b.get(&monitor).await;
-    assert_eq!(polled.status, StatusCode::OK);
-    assert!(matches!(polled.json()["status"].as_str(), Some("pending" | "running")));
-    assert!(polled.header("retry-after").is_some());
-    let not_ready = b.get(&format!("{monitor}/result")).await;
-    not_ready.assert_problem(StatusCode::NOT_FOUND);
-
-    // A long poll on B wakes when A finishes (400 ms), not after its 20 s,
-    // nor at its next read of the job (a lease, 30 s): by the end's NOTIFY.
-    let started = Instant::now();
-    let done = b.get(&format!("{monitor}?wait=20")).await;
-    let woke = started.elapsed();
-    assert_eq!(done.status, StatusCode::SEE_OTHER, "{:?}", done.body);
-    assert!(woke < Duration::from_secs(3), "woke after {woke:?}");
+    // The long poll on B wakes when A finishes (400 ms), not after its
+    // 20 s, nor at its next read of the job (a lease, 30 s): by the end's
+    // NOTIFY.
+    let woke = sharing::submit_on_one_follow_on_another(&a, &b, Duration::from_secs(3)).await;
     println!("the long poll on B woke {woke:?} after it began (the job took 400 ms on A)");
-    assert_eq!(done.json()["status"], "succeeded");
-
-    let result = b.get(&done.location()).await;
-    assert_eq!(result.status, StatusCode::OK);
-    assert_eq!(result.body, "hello from A");
-    assert_eq!(result.header("x-replayed"), Some("yes"));
-    let head = b.send(Method::HEAD, &done.location(), &[], "").await;
-    assert_eq!(head.status, StatusCode::OK);
-    assert_eq!(head.header("content-length"), Some("12"));
-
-    // Forget it on B: gone for A too.
-    assert_eq!(b.delete(&monitor).await.status, StatusCode::NO_CONTENT);
-    a.get(&monitor).await.assert_problem(StatusCode::NOT_FOUND);
     assert_eq!(job_rows(&schema).await, 0, "the deleted job's row is gone");
 }
 
@@ -94,40 +65,9 @@ async fn cancel_on_another_postgres_replica_stops_the_job_where_it_runs() {
     let flags = Flags::default();
     let (_a_server, a) = replica(&schema, flags.clone()).await;
     let (_b_server, b) = replica(&schema, Flags::default()).await;
-
-    let accepted = a.post("/block", "").await;
-    let monitor = accepted.location();
-    // Progress reported on A is visible on B.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let doc = b.get(&monitor).await.json();
-        if doc["progress"] == 0.5 {
-            assert_eq!(doc["message"], "half way");
-            assert_eq!(doc["status"], "running");
-            break;
-        }
-        assert!(Instant::now() < deadline, "progress never reached B: {doc}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-
-    // Canceled on B: A, whose runner waits for the end by `LISTEN` (its
-    // lease is 30 s), drops the handler at once.
-    let canceled = Instant::now();
-    assert_eq!(b.delete(&monitor).await.status, StatusCode::NO_CONTENT);
-    until("the handler's future dropped on A", || {
-        flags.dropped.load(Ordering::SeqCst)
-    })
-    .await;
-    assert!(
-        canceled.elapsed() < Duration::from_secs(5),
-        "A dropped the handler {:?} after the cancel on B",
-        canceled.elapsed()
-    );
-    until("Job::cancelled fired on A", || flags.cancelled.load(Ordering::SeqCst)).await;
-    assert_eq!(a.get(&monitor).await.json()["status"], "canceled");
-    b.get(&format!("{monitor}/result"))
-        .await
-        .assert_problem(StatusCode::CONFLICT);
+    // A, whose runner waits for the end by `LISTEN` (its lease is 30 s),
+    // drops the handler at once.
+    sharing::cancel_on_another_stops_the_job_where_it_runs(&a, &b, &flags, Some(Duration::from_secs(5))).await;
 }
 
 /// The lease of the replica processes.

@@ -9,10 +9,9 @@ use tower_accepted::store::Claim;
 use tower_accepted::store::suite;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use http::{Method, StatusCode};
+use http::StatusCode;
 use tower_accepted::store::{
     Cancel, CreatedOnce, IdempotencyKey, JobId, JobRecord, JobStatus, JobStore, KeyLookup, Lookup, Outcome, RedisStore,
 };
@@ -21,7 +20,7 @@ use common::redis::{
     EXPIRY_TOMBSTONE_TTL, EXPIRY_TTL, assert_every_key_expires, connection, expiry_store, keys_with_ttl, namespace,
     now_ms, redis_url, renew_every_claim, store,
 };
-use common::{HttpClient, Server, until};
+use common::{HttpClient, Server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_store_passes_the_suite() {
@@ -280,39 +279,7 @@ async fn submit_on_one_replica_follow_on_another() {
     let ns = namespace();
     let (_a_server, a) = replica(&ns, Flags::default()).await;
     let (_b_server, b) = replica(&ns, Flags::default()).await;
-
-    let accepted = a.post("/work?ms=400", "hello from A").await;
-    assert_eq!(accepted.status, StatusCode::ACCEPTED);
-    let monitor = accepted.location();
-    let polled = b.get(&monitor).await;
-    assert_eq!(polled.status, StatusCode::OK);
-    assert!(matches!(polled.json()["status"].as_str(), Some("pending" | "running")));
-    assert!(polled.header("retry-after").is_some());
-    let not_ready = b.get(&format!("{monitor}/result")).await;
-    not_ready.assert_problem(StatusCode::NOT_FOUND);
-
-    // A long poll on B wakes when A finishes, not after its 20 s.
-    let started = Instant::now();
-    let done = b.get(&format!("{monitor}?wait=20")).await;
-    assert_eq!(done.status, StatusCode::SEE_OTHER, "{:?}", done.body);
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "woke after {:?}",
-        started.elapsed()
-    );
-    assert_eq!(done.json()["status"], "succeeded");
-
-    let result = b.get(&done.location()).await;
-    assert_eq!(result.status, StatusCode::OK);
-    assert_eq!(result.body, "hello from A");
-    assert_eq!(result.header("x-replayed"), Some("yes"));
-    let head = b.send(Method::HEAD, &done.location(), &[], "").await;
-    assert_eq!(head.status, StatusCode::OK);
-    assert_eq!(head.header("content-length"), Some("12"));
-
-    // Forget it on B: gone for A too.
-    assert_eq!(b.delete(&monitor).await.status, StatusCode::NO_CONTENT);
-    a.get(&monitor).await.assert_problem(StatusCode::NOT_FOUND);
+    sharing::submit_on_one_follow_on_another(&a, &b, Duration::from_secs(5)).await;
     assert_every_key_expires(&ns).await;
 }
 
@@ -322,32 +289,7 @@ async fn cancel_on_another_replica_stops_the_job_where_it_runs() {
     let flags = Flags::default();
     let (_a_server, a) = replica(&ns, flags.clone()).await;
     let (_b_server, b) = replica(&ns, Flags::default()).await;
-
-    let accepted = a.post("/block", "").await;
-    let monitor = accepted.location();
-    // Progress reported on A is visible on B.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let doc = b.get(&monitor).await.json();
-        if doc["progress"] == 0.5 {
-            assert_eq!(doc["message"], "half way");
-            assert_eq!(doc["status"], "running");
-            break;
-        }
-        assert!(Instant::now() < deadline, "progress never reached B: {doc}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-
-    assert_eq!(b.delete(&monitor).await.status, StatusCode::NO_CONTENT);
-    until("the handler's future dropped on A", || {
-        flags.dropped.load(Ordering::SeqCst)
-    })
-    .await;
-    until("Job::cancelled fired on A", || flags.cancelled.load(Ordering::SeqCst)).await;
-    assert_eq!(a.get(&monitor).await.json()["status"], "canceled");
-    b.get(&format!("{monitor}/result"))
-        .await
-        .assert_problem(StatusCode::CONFLICT);
+    sharing::cancel_on_another_stops_the_job_where_it_runs(&a, &b, &flags, None).await;
     assert_every_key_expires(&ns).await;
 }
 
