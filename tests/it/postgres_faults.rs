@@ -99,23 +99,23 @@ async fn woke(handle: tokio::task::JoinHandle<Instant>, within: Duration, what: 
 /// a waiter cannot be what wakes it). The jobs that end before the
 /// listener is back wake through its reconnection (which wakes every
 /// waiter to read again); those that end after, through the new `LISTEN`.
+/// A store at `url` in `schema` with `lease`.
+async fn store_on(url: String, schema: &Schema, lease: Duration) -> PostgresStore {
+    PostgresStore::builder(url)
+        .schema(&schema.name)
+        .lease(lease)
+        .build()
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiters_wake_when_the_listen_connection_is_killed() {
     const LEASE: Duration = Duration::from_secs(30);
     let schema = Schema::new();
     let application = application_of(&schema);
-    let waiting = PostgresStore::builder(url_named(&application))
-        .schema(&schema.name)
-        .lease(LEASE)
-        .build()
-        .await
-        .unwrap();
-    let ending = PostgresStore::builder(database_url())
-        .schema(&schema.name)
-        .lease(LEASE)
-        .build()
-        .await
-        .unwrap();
+    let waiting = store_on(url_named(&application), &schema, LEASE).await;
+    let ending = store_on(database_url(), &schema, LEASE).await;
     let admin = pool().await;
 
     let mut early = Vec::new();
@@ -192,18 +192,8 @@ async fn waiters_wake_when_the_listen_connection_is_killed() {
 async fn a_long_poll_wakes_within_milliseconds_of_the_end() {
     const LEASE: Duration = Duration::from_secs(30);
     let schema = Schema::new();
-    let waiting = PostgresStore::builder(database_url())
-        .schema(&schema.name)
-        .lease(LEASE)
-        .build()
-        .await
-        .unwrap();
-    let ending = PostgresStore::builder(database_url())
-        .schema(&schema.name)
-        .lease(LEASE)
-        .build()
-        .await
-        .unwrap();
+    let waiting = store_on(database_url(), &schema, LEASE).await;
+    let ending = store_on(database_url(), &schema, LEASE).await;
     let mut latencies = Vec::new();
     for _ in 0..50 {
         let claim = running_job(&ending).await;
