@@ -165,7 +165,7 @@ impl Replica {
 }
 
 /// Held by each run of several replica processes against faults (and by
-/// the tests that measure latency under load), so that two never share the
+/// the tests that measure latency or run on short timeouts), so that two never share the
 /// machine's 2 cores: each such run sizes its leases for a machine it
 /// shares with light tests only, and a job that a slow machine makes lose
 /// its lease three times ends `lost`.
