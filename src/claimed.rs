@@ -48,7 +48,8 @@ where
             // Tried once: if the store does not take it, the lease lapses
             // and the job runs again (or ends `lost` out of attempts).
             let error = JobError::new(ErrorCode::Error, "the job's stored request could not be read");
-            let _ = shared.store.finish(claim, Outcome::Failed(error)).await;
+            let finish = shared.store.finish(claim, Outcome::Failed(error));
+            let _ = crate::telemetry::store(&shared.telemetry.meters, crate::telemetry::StoreOp::Finish, finish).await;
             return accepted();
         }
     };

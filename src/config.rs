@@ -168,6 +168,8 @@ pub(crate) struct LayerState<St> {
     pub(crate) family: Arc<Family>,
     /// The claims this layer's runner holds, and the work that keeps them.
     pub(crate) durability: Durability,
+    /// The layer's metric handles (feature `metrics`) and log limits.
+    pub(crate) telemetry: crate::telemetry::Telemetry,
 }
 
 impl<St> LayerState<St> {
@@ -197,6 +199,7 @@ impl<St> LayerState<St> {
             admissions,
             family,
             durability: Durability::default(),
+            telemetry: crate::telemetry::Telemetry::default(),
         }
     }
 }

@@ -14,6 +14,7 @@ use crate::response::{
 };
 use crate::routes::JobRoute;
 use crate::store::{Cancel, ErrorCode, JobError, JobId, JobStatus, JobStore, Lookup, StoreError, unix_ms};
+use crate::telemetry::{StoreOp, store};
 
 /// The answer to a request for one of the job routes.
 pub(crate) async fn respond<St: JobStore, B>(
@@ -52,10 +53,12 @@ pub(crate) async fn respond<St: JobStore, B>(
 
 /// What `caller` may know of `id`: another owner's job is unknown to it.
 async fn lookup<St: JobStore>(shared: &LayerState<St>, id: JobId, caller: Option<&str>) -> Result<Lookup, StoreError> {
-    Ok(match shared.store.get(id).await? {
-        Lookup::Found(record) if !record.visible_to(caller) => Lookup::Unknown,
-        other => other,
-    })
+    Ok(
+        match store(&shared.telemetry.meters, StoreOp::Get, shared.store.get(id)).await? {
+            Lookup::Found(record) if !record.visible_to(caller) => Lookup::Unknown,
+            other => other,
+        },
+    )
 }
 
 async fn monitor<St: JobStore>(
@@ -74,6 +77,7 @@ async fn monitor<St: JobStore>(
         && let Some(wait) = wait.filter(|w| !w.is_zero())
     {
         // A store error is answered by the lookup after it.
+        let _waiting = shared.telemetry.meters.long_poll();
         let _ = tokio::time::timeout(wait, shared.store.wait_terminal(id)).await;
         found = lookup(shared, id, caller).await;
         waited = Some(wait);
@@ -122,16 +126,18 @@ async fn result<St: JobStore>(shared: &LayerState<St>, id: JobId, caller: Option
             response
         }
         JobStatus::Canceled => canceled(),
-        JobStatus::Succeeded | JobStatus::Failed if record.has_response() => match shared.store.response(id).await {
-            Ok(Some(stored)) => replay(stored),
-            // Removed (`404`) or expired (`410`) between the two reads.
-            Ok(None) => match lookup(shared, id, caller).await {
-                Ok(Lookup::Expired) => gone(),
-                Ok(_) => not_found(),
+        JobStatus::Succeeded | JobStatus::Failed if record.has_response() => {
+            match store(&shared.telemetry.meters, StoreOp::Response, shared.store.response(id)).await {
+                Ok(Some(stored)) => replay(stored),
+                // Removed (`404`) or expired (`410`) between the two reads.
+                Ok(None) => match lookup(shared, id, caller).await {
+                    Ok(Lookup::Expired) => gone(),
+                    Ok(_) => not_found(),
+                    Err(e) => unavailable(config, &e),
+                },
                 Err(e) => unavailable(config, &e),
-            },
-            Err(e) => unavailable(config, &e),
-        },
+            }
+        }
         JobStatus::Succeeded | JobStatus::Failed => {
             let error = record
                 .error
@@ -150,16 +156,18 @@ async fn cancel<St: JobStore>(shared: &LayerState<St>, id: JobId, caller: Option
             Ok(_) => {}
         }
     }
-    let answer = match shared.store.cancel(id).await {
+    let answer = match store(&shared.telemetry.meters, StoreOp::Cancel, shared.store.cancel(id)).await {
         Ok(Cancel::Canceled) => Ok(true),
         // A canceled job keeps its record until it expires, whatever DELETEs
         // follow (two clients may cancel it at once); a finished one is
         // forgotten.
-        Ok(Cancel::AlreadyTerminal) => match shared.store.get(id).await {
-            Ok(Lookup::Found(record)) if record.status == JobStatus::Canceled => Ok(true),
-            Ok(_) => shared.store.delete(id).await,
-            Err(e) => Err(e),
-        },
+        Ok(Cancel::AlreadyTerminal) => {
+            match store(&shared.telemetry.meters, StoreOp::Get, shared.store.get(id)).await {
+                Ok(Lookup::Found(record)) if record.status == JobStatus::Canceled => Ok(true),
+                Ok(_) => store(&shared.telemetry.meters, StoreOp::Delete, shared.store.delete(id)).await,
+                Err(e) => Err(e),
+            }
+        }
         Ok(Cancel::Expired) => return gone(),
         Ok(Cancel::Unknown) => Ok(false),
         Err(e) => Err(e),

@@ -177,6 +177,9 @@ mod job_routes;
 mod json;
 mod layer;
 mod list;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 mod problem;
 mod query;
 mod response;
@@ -184,6 +187,7 @@ mod routes;
 mod runner;
 mod service;
 mod submit;
+mod telemetry;
 
 pub mod store;
 

@@ -24,7 +24,13 @@ pub(crate) async fn list<St: JobStore>(shared: &LayerState<St>, caller: Option<&
         Ok(params) => params,
         Err(problem) => return problem.into_response(),
     };
-    let page = match shared.store.list(owner, limit, after).await {
+    let page = match crate::telemetry::store(
+        &shared.telemetry.meters,
+        crate::telemetry::StoreOp::List,
+        shared.store.list(owner, limit, after),
+    )
+    .await
+    {
         Ok(page) => page,
         Err(e) => return unavailable(config, &e),
     };

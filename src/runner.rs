@@ -16,6 +16,7 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tower_service::Service;
+use tracing::Instrument as _;
 
 use crate::BoxError;
 use crate::admission::Admission;
@@ -25,6 +26,7 @@ use crate::durability::LetGo;
 use crate::headers::strip_hop_by_hop;
 use crate::job::Job;
 use crate::store::{ErrorCode, JobError, JobStore, Outcome};
+use crate::telemetry::{self, StoreOp};
 
 mod outcome;
 
@@ -92,6 +94,8 @@ where
         waiter,
         permit,
     } = work;
+    // Made here, where the submitting request's span is still current.
+    let span = telemetry::job_span(&request, &job);
     let capture = Capture {
         limit: shared.config.max_result,
         expose: shared.config.expose_errors,
@@ -102,7 +106,9 @@ where
     let handler: HandlerWork<S, _, S::ResBody> = Box::pin(AssertUnwindSafe(capture).catch_unwind());
     // Boxed too: tokio moves a task's future several times while it spawns
     // and ends it, and a pointer is cheaper to move than the state.
-    tokio::spawn(Box::pin(run(shared, job, admission, waiter, permit, handler)));
+    tokio::spawn(Box::pin(
+        run(shared, job, admission, waiter, permit, handler).instrument(span),
+    ));
 }
 
 /// The job's task. (A function returning an `async` block rather than an
@@ -136,23 +142,48 @@ where
         // every job's task.
         let running = match permit.map_or_else(|| Arc::clone(&admissions.running).try_acquire_owned(), Ok) {
             Ok(permit) => (!admissions.force.is_fired()).then_some(permit),
-            Err(_) => match Box::pin(queue(shared, &job)).await {
-                Queued::Run(permit) => Some(permit),
-                Queued::Forced => None,
-                Queued::Ended => return unrecorded.disarm(),
-            },
+            Err(_) => {
+                let _queued = shared.telemetry.meters.gauge_up(false);
+                match Box::pin(queue(shared, &job)).await {
+                    Queued::Run(permit) => Some(permit),
+                    Queued::Forced => None,
+                    Queued::Ended => {
+                        telemetry::canceled(&shared.telemetry.meters, job.id());
+                        return unrecorded.disarm();
+                    }
+                }
+            }
         };
         // The runner is held until the outcome is recorded, retries of a
         // failing store included: while the store is down, queued jobs wait
         // rather than pile up outcomes it cannot take (back-pressure).
         let (outcome, _running) = match running {
-            None => (Outcome::Failed(shutdown_error()), None),
+            None => {
+                let outcome = Outcome::Failed(shutdown_error());
+                if hands_back(shared, &job) {
+                    telemetry::handed_back(job.id());
+                } else {
+                    telemetry::ended_unstarted(&shared.telemetry.meters, job.id(), &outcome);
+                }
+                (outcome, None)
+            }
             Some(running) => {
-                if let Ok(false) = shared.store.start(job.claim()).await {
+                if let Ok(false) = telemetry::store(
+                    &shared.telemetry.meters,
+                    StoreOp::Start,
+                    shared.store.start(job.claim()),
+                )
+                .await
+                {
                     // Canceled or deleted just before it could start.
                     job.cancel();
+                    telemetry::canceled(&shared.telemetry.meters, job.id());
                     return unrecorded.disarm();
                 }
+                let started_at = tokio::time::Instant::now();
+                let waited = started_at.saturating_duration_since(job.accepted_at());
+                telemetry::started(&shared.telemetry.meters, waited);
+                let _running = shared.telemetry.meters.gauge_up(true);
                 // `Drive` polls the handler's future, which is dropped just
                 // after it, before anyone can see the job ended, so that its
                 // drop guards ran; inside a catcher, so that a `Drop` that
@@ -166,16 +197,32 @@ where
                 let dropped = std::panic::catch_unwind(AssertUnwindSafe(|| drop(handler)));
                 let Some(mut outcome) = outcome else {
                     job.cancel();
+                    telemetry::canceled(&shared.telemetry.meters, job.id());
                     return unrecorded.disarm();
                 };
                 let cut_short = matches!(&outcome, Outcome::Failed(e) if matches!(e.code, ErrorCode::Timeout | ErrorCode::Shutdown));
                 if let Err(payload) = dropped {
-                    outcome = Outcome::Failed(panicked(shared.config.expose_errors, &*payload));
+                    outcome = Outcome::Failed(panicked(job.id(), shared.config.expose_errors, &*payload));
+                }
+                if cut_short
+                    && hands_back(shared, &job)
+                    && matches!(&outcome, Outcome::Failed(e) if e.code == ErrorCode::Shutdown)
+                {
+                    telemetry::handed_back(job.id());
+                } else {
+                    telemetry::ended(
+                        &shared.telemetry.meters,
+                        job.id(),
+                        &outcome,
+                        waited,
+                        started_at.elapsed(),
+                    );
                 }
                 // The last report (often `1.0` just before returning)
                 // belongs in the record too.
                 if let Some((progress, message)) = job.take_report() {
-                    let _ = shared.store.set_progress(job.claim(), progress, message).await;
+                    let report = shared.store.set_progress(job.claim(), progress, message);
+                    let _ = telemetry::store(&shared.telemetry.meters, StoreOp::SetProgress, report).await;
                 }
                 if cut_short {
                     job.cancel();
@@ -218,6 +265,13 @@ async fn queue<St: JobStore>(shared: &LayerState<St>, job: &Job) -> Queued {
     permit.map_or(Queued::Forced, Queued::Run)
 }
 
+/// Whether a shutdown hands `job` back to its queue rather than ending it
+/// (as `record_outcome` does): a durable job on a store shared with other
+/// processes.
+fn hands_back<St: JobStore>(shared: &LayerState<St>, job: &Job) -> bool {
+    job.is_durable() && shared.store.lease().is_some()
+}
+
 fn shutdown_error() -> JobError {
     JobError::new(ErrorCode::Shutdown, "the server shut down before the job finished")
 }
@@ -230,11 +284,20 @@ fn detail(expose: bool, generic: &str, error: &(dyn std::error::Error + Send + S
     }
 }
 
-fn panicked(expose: bool, payload: &(dyn Any + Send)) -> JobError {
+/// The job's error for a panic with `payload`; the payload itself goes to
+/// the log (one `ERROR` event), and to the client only when errors are
+/// exposed.
+fn panicked(id: crate::store::JobId, expose: bool, payload: &(dyn Any + Send)) -> JobError {
     let text = payload
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
         .or_else(|| payload.downcast_ref::<String>().cloned());
+    tracing::error!(
+        job.id = %id,
+        error.code = "panicked",
+        panic = text.as_deref().unwrap_or("(a payload that is not a string)"),
+        "job failed: the handler panicked"
+    );
     let message = match (expose, text) {
         (true, Some(text)) => format!("the handler panicked: {text}"),
         _ => "the handler panicked".to_owned(),
@@ -354,7 +417,8 @@ mod tests {
         assert_eq!(ok.ok(), Some(1));
         let caught = AssertUnwindSafe(async { panic!("boom") }).catch_unwind().await;
         let payload = caught.err().unwrap();
-        assert_eq!(panicked(true, &*payload).message, "the handler panicked: boom");
-        assert_eq!(panicked(false, &*payload).message, "the handler panicked");
+        let id = crate::store::JobId::new();
+        assert_eq!(panicked(id, true, &*payload).message, "the handler panicked: boom");
+        assert_eq!(panicked(id, false, &*payload).message, "the handler panicked");
     }
 }

@@ -21,6 +21,7 @@ use crate::problem::Problem;
 use crate::response::{accepted_response, busy, failure, key_mismatch, replay, strip_body, unavailable};
 use crate::runner::{self, JobService, Work};
 use crate::store::{Claim, CreatedOnce, IdempotencyKey, JobId, JobRecord, JobStore, KeyLookup, Outcome, StoreError};
+use crate::telemetry::{self, Refusal, StoreOp, store};
 
 /// Request bodies up to this size are copied when a job keeps them.
 const SMALL_BODY: usize = 4096;
@@ -63,10 +64,10 @@ where
             // its original `202` however full the server is.
             if key.is_none() {
                 if !shared.admissions.accepting() {
-                    break 'answer busy(config, SHUTTING_DOWN);
+                    break 'answer refused(shared, Refusal::ShuttingDown);
                 }
                 if !shared.admissions.has_room() {
-                    break 'answer busy(config, NO_ROOM);
+                    break 'answer refused(shared, Refusal::Capacity);
                 }
             }
             let body = match tokio::time::timeout(config.body_timeout, read_limited(body, config.max_body)).await {
@@ -110,13 +111,13 @@ where
                 IdempotencyKey::new(Some(&scope), &key, fingerprint)
             });
             let admission = if shared.admissions.accepting() {
-                shared.admissions.admit().ok_or(NO_ROOM)
+                shared.admissions.admit().ok_or(Refusal::Capacity)
             } else {
-                Err(SHUTTING_DOWN)
+                Err(Refusal::ShuttingDown)
             };
             let admission = match admission {
                 Ok(admission) => admission,
-                Err(detail) => break 'answer Box::pin(refuse(shared, key.as_ref(), prefs, detail)).await,
+                Err(reason) => break 'answer Box::pin(refuse(shared, key.as_ref(), prefs, reason)).await,
             };
             let id = JobId::new();
             let record = JobRecord::pending(id);
@@ -137,32 +138,42 @@ where
             let queued = durable.as_ref().is_some_and(|d| d.queued);
             let created = match (durable, &key) {
                 (Some(durable), key) => {
-                    Box::pin(
-                        shared
-                            .store
-                            .create_durable(record.with_owner(owner), durable, key.clone()),
-                    )
-                    .await
+                    let create = shared
+                        .store
+                        .create_durable(record.with_owner(owner), durable, key.clone());
+                    Box::pin(store(&shared.telemetry.meters, StoreOp::CreateDurable, create)).await
                 }
-                (None, None) => shared
-                    .store
-                    .create(record.with_owner(owner))
-                    .await
-                    .map(|()| CreatedOnce::New),
-                (None, Some(key)) => Box::pin(shared.store.create_once(record.with_owner(owner), key.clone())).await,
+                (None, None) => store(
+                    &shared.telemetry.meters,
+                    StoreOp::Create,
+                    shared.store.create(record.with_owner(owner)),
+                )
+                .await
+                .map(|()| CreatedOnce::New),
+                (None, Some(key)) => {
+                    let create = shared.store.create_once(record.with_owner(owner), key.clone());
+                    Box::pin(store(&shared.telemetry.meters, StoreOp::CreateOnce, create)).await
+                }
             };
             match created {
-                Ok(CreatedOnce::New) => {}
+                Ok(CreatedOnce::New) => telemetry::accepted(&shared.telemetry.meters, id),
                 // A retry: the original job's 202, and nothing started.
                 Ok(CreatedOnce::Existing(original)) => {
+                    telemetry::replayed(original.id);
                     break 'answer accepted_response(&shared.config, &original, prefs);
                 }
-                Ok(CreatedOnce::Mismatch) => break 'answer key_mismatch(),
+                Ok(CreatedOnce::Mismatch) => {
+                    telemetry::key_reused(&shared.telemetry);
+                    break 'answer key_mismatch();
+                }
                 Err(StoreError::Full) => {
                     drop(admission);
-                    break 'answer Box::pin(refuse(shared, key.as_ref(), prefs, STORE_FULL)).await;
+                    break 'answer Box::pin(refuse(shared, key.as_ref(), prefs, Refusal::StoreFull)).await;
                 }
-                Err(e) => break 'answer unavailable(config, &e),
+                Err(e) => {
+                    telemetry::refused(&shared.telemetry, Refusal::StoreUnavailable);
+                    break 'answer unavailable(config, &e);
+                }
             }
 
             if queued {
@@ -208,7 +219,7 @@ where
                 // Nobody knows this job's id: it is kept only for a key,
                 // whose retries must find it.
                 if key.is_none() {
-                    let _ = shared.store.delete(id).await;
+                    let _ = store(&shared.telemetry.meters, StoreOp::Delete, shared.store.delete(id)).await;
                 }
                 break 'answer response;
             }
@@ -248,9 +259,18 @@ async fn wait_for(
     Some(response)
 }
 
-const SHUTTING_DOWN: &str = "the server is shutting down";
-const NO_ROOM: &str = "too many jobs are under way; try again later";
-const STORE_FULL: &str = "the job store is full; try again later";
+/// `503` for a submission that cannot be taken now, said in the log (at a
+/// limited rate) and counted.
+fn refused<St>(shared: &LayerState<St>, reason: Refusal) -> Response<Bytes> {
+    telemetry::refused(&shared.telemetry, reason);
+    let detail = match reason {
+        Refusal::ShuttingDown => "the server is shutting down",
+        Refusal::Capacity => "too many jobs are under way; try again later",
+        Refusal::StoreFull => "the job store is full; try again later",
+        Refusal::StoreUnavailable => "the job store is unavailable; try again later",
+    };
+    busy(&shared.config, detail)
+}
 
 /// A submission that cannot be taken now: the original job's `202` if it
 /// is a keyed retry of a kept job, else `503`.
@@ -258,15 +278,21 @@ async fn refuse<St: JobStore>(
     shared: &LayerState<St>,
     key: Option<&IdempotencyKey>,
     prefs: Preferences,
-    detail: &'static str,
+    reason: Refusal,
 ) -> Response<Bytes> {
     if let Some(key) = key {
-        match shared.store.find_key(key).await {
-            Ok(KeyLookup::Existing(original)) => return accepted_response(&shared.config, &original, prefs),
-            Ok(KeyLookup::Mismatch) => return key_mismatch(),
+        match store(&shared.telemetry.meters, StoreOp::FindKey, shared.store.find_key(key)).await {
+            Ok(KeyLookup::Existing(original)) => {
+                telemetry::replayed(original.id);
+                return accepted_response(&shared.config, &original, prefs);
+            }
+            Ok(KeyLookup::Mismatch) => {
+                telemetry::key_reused(&shared.telemetry);
+                return key_mismatch();
+            }
             // A free key, or a store that cannot tell: the refusal stands.
             Ok(KeyLookup::Free) | Err(_) => {}
         }
     }
-    busy(&shared.config, detail)
+    refused(shared, reason)
 }

@@ -67,7 +67,12 @@ async fn claim_loop<St: JobStore>(state: Weak<LayerState<St>>, app: JobApp) {
             continue;
         };
         let Some(shared) = state.upgrade() else { return };
-        let claimed = shared.store.claim_next(&shared.config.queue).await;
+        let claimed = crate::telemetry::store(
+            &shared.telemetry.meters,
+            crate::telemetry::StoreOp::ClaimNext,
+            shared.store.claim_next(&shared.config.queue),
+        )
+        .await;
         match claimed {
             Ok(Some(claimed)) => {
                 idle = MIN_IDLE;
@@ -114,7 +119,12 @@ async fn dispatch<St: JobStore>(
         let claim = handoff.claim;
         drop(handoff);
         *lock(&shared.durability.missed_until) = Some(Instant::now() + MISSED_PAUSE);
-        let _ = shared.store.release(claim).await;
+        let _ = crate::telemetry::store(
+            &shared.telemetry.meters,
+            crate::telemetry::StoreOp::Release,
+            shared.store.release(claim),
+        )
+        .await;
     }
 }
 

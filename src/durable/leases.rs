@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::config::LayerState;
 use crate::durability::lock;
 use crate::store::{JobStore, renewal_period};
+use crate::telemetry::{self, StoreOp, store};
 
 /// Starts, once per layer and only for a store whose leases can lapse,
 /// the renewal of the layer's claims and the periodic sweep. Called on
@@ -43,6 +44,10 @@ async fn renewals<St: JobStore>(state: Weak<LayerState<St>>, lease: Duration) {
     let period = renewal_period(lease);
     let retry = (period / 3).max(Duration::from_millis(1));
     let mut next = tokio::time::Instant::now() + period;
+    // When the renewal under way was first due: retries after store errors
+    // count from there, so that the lag says how close leases came to
+    // lapsing.
+    let mut due = None;
     loop {
         tokio::time::sleep_until(next).await;
         let Some(shared) = state.upgrade() else { return };
@@ -50,13 +55,24 @@ async fn renewals<St: JobStore>(state: Weak<LayerState<St>>, lease: Duration) {
         let claims = leases.claims();
         if claims.is_empty() {
             next = tokio::time::Instant::now() + period;
+            due = None;
             continue;
         }
         let asked = tokio::time::Instant::now();
-        match shared.store.renew(claims.clone()).await {
+        let due_at = *due.get_or_insert(next);
+        match store(
+            &shared.telemetry.meters,
+            StoreOp::Renew,
+            shared.store.renew(claims.clone()),
+        )
+        .await
+        {
             Ok(held) => {
+                telemetry::renewed(&shared.telemetry.meters, due_at.elapsed(), period);
+                due = None;
                 for (claim, held) in claims.into_iter().zip(held) {
                     if !held {
+                        telemetry::lease_lost(claim.id());
                         leases.lost(claim);
                     }
                 }
@@ -89,9 +105,16 @@ async fn sweeps<St: JobStore>(state: Weak<LayerState<St>>, lease: Duration) {
         if failed_at.is_some_and(|at| at.elapsed() < lease) {
             continue;
         }
-        match shared.store.sweep().await {
-            Ok(swept) if swept.requeued > 0 => shared.durability.nudge.notify_one(),
-            Ok(_) => {}
+        match store(&shared.telemetry.meters, StoreOp::Sweep, shared.store.sweep()).await {
+            Ok(swept) => {
+                if swept.lost > 0 {
+                    telemetry::lost(&shared.telemetry.meters, swept.lost);
+                }
+                if swept.requeued > 0 {
+                    telemetry::requeued(swept.requeued);
+                    shared.durability.nudge.notify_one();
+                }
+            }
             Err(_) => failed_now(&shared),
         }
     }

@@ -130,7 +130,7 @@ where
                 let outcome = match result {
                     Ok(Ok(Ok(stored))) => Outcome::Response(stored),
                     Ok(Ok(Err(error))) => Outcome::Failed(error),
-                    Ok(Err(payload)) => Outcome::Failed(panicked(expose, &*payload)),
+                    Ok(Err(payload)) => Outcome::Failed(panicked(this.job.id(), expose, &*payload)),
                     Err(_elapsed) => Outcome::Failed(JobError::new(
                         ErrorCode::Timeout,
                         format!("the job ran longer than {:?}", shared.config.timeout),
@@ -202,7 +202,11 @@ fn write<'a, St: JobStore>(
     progress: Option<f32>,
     message: Option<String>,
 ) -> Report<'a> {
-    let write = shared.store.set_progress(job.claim(), progress, message);
+    let write = crate::telemetry::store(
+        &shared.telemetry.meters,
+        crate::telemetry::StoreOp::SetProgress,
+        shared.store.set_progress(job.claim(), progress, message),
+    );
     Box::pin(async move {
         let _ = write.await;
     })

@@ -12,6 +12,7 @@ use crate::admission::Admission;
 use crate::config::LayerState;
 use crate::job::Job;
 use crate::store::{Claim, ErrorCode, JobError, JobStore, Outcome};
+use crate::telemetry::{self, StoreOp, store};
 
 /// The first pause before `finish` is tried again.
 pub(crate) const FIRST_RETRY: Duration = Duration::from_millis(50);
@@ -43,7 +44,12 @@ pub(crate) fn record_outcome<'a, St: JobStore>(
         // store of one process (no lease) has nobody to hand it to.
         if shutdown && job.is_durable() && shared.store.lease().is_some() {
             job.cancel();
-            match tokio::time::timeout(RELEASE_BOUND, shared.store.release(claim)).await {
+            match tokio::time::timeout(
+                RELEASE_BOUND,
+                store(&shared.telemetry.meters, StoreOp::Release, shared.store.release(claim)),
+            )
+            .await
+            {
                 Ok(Ok(false)) => {}
                 Ok(Ok(true)) | Ok(Err(_)) | Err(_) => return,
             }
@@ -55,16 +61,28 @@ pub(crate) fn record_outcome<'a, St: JobStore>(
         // The store takes the outcome; a copy stays for the waiter, and for
         // a retry if the store can fail.
         if waiter.is_none() && !shared.store.finish_can_fail() {
-            let _ = shared.store.finish(claim, outcome).await;
+            let _ = store(
+                &shared.telemetry.meters,
+                StoreOp::Finish,
+                shared.store.finish(claim, outcome),
+            )
+            .await;
             return;
         }
-        let failed = shared.store.finish(claim, outcome.clone()).await.is_err();
+        let failed = store(
+            &shared.telemetry.meters,
+            StoreOp::Finish,
+            shared.store.finish(claim, outcome.clone()),
+        )
+        .await
+        .is_err();
         if let Some(waiter) = waiter {
             // The handler's answer is known: the waiter has it now, whether
             // or not the store has it yet.
             let _ = waiter.send(outcome.clone());
         }
         if failed {
+            telemetry::finish_retried(claim.id());
             Box::pin(finish_until_answered(shared, claim, &outcome)).await;
         }
     }
@@ -102,7 +120,7 @@ async fn finish_until_answered<St: JobStore>(shared: &LayerState<St>, claim: Cla
         let answered = tokio::select! {
             biased;
             () = force.fired() => return,
-            result = shared.store.finish(claim, outcome.clone()) => result.is_ok(),
+            result = store(&shared.telemetry.meters, StoreOp::Finish, shared.store.finish(claim, outcome.clone())) => result.is_ok(),
         };
         if answered {
             return;
@@ -155,7 +173,8 @@ impl<St: JobStore> Drop for Unrecorded<St> {
                 ErrorCode::Panicked,
                 "the job's task panicked or was dropped before recording its outcome",
             ));
-            if shared.store.finish(claim, outcome.clone()).await.is_err() {
+            tracing::error!(job.id = %claim.id(), "the job's task panicked or was dropped before recording its outcome");
+            if store(&shared.telemetry.meters, StoreOp::Finish, shared.store.finish(claim, outcome.clone())).await.is_err() {
                 finish_until_answered(&shared, claim, &outcome).await;
             }
             drop(admission);
