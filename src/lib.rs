@@ -79,6 +79,7 @@
 //! | [`JobRoutes`], [`JobRoutesFuture`] | the job routes alone, for `nest_service` | |
 //! | [`Job`] | the handler's handle: progress, message, cancellation, attempt (an axum extractor with `axum`) | |
 //! | [`durable`] | durable jobs: what runs again where, and what rests in the store ([`AcceptedLayer::durable`], [`AcceptedLayer::run_jobs_with`]) | |
+//! | [`NotReady`] | why [`AcceptedLayer::ready`] (a `/readyz` probe) says no: shutting down, or the store failed its [`health`](store::JobStore::health) check | |
 //! | [`Completion`] | how a finished job is announced: `303` to the result, `201 Created`, or inline | |
 //! | [`Problem`] | an RFC 9457 problem document (`IntoResponse` with `axum`) | |
 //! | [`RequestBody`], [`ResponseBody`] | the body types the layer hands on and answers with | |
@@ -182,6 +183,7 @@ mod list;
 pub mod metrics;
 mod problem;
 mod query;
+mod readiness;
 mod response;
 mod routes;
 mod runner;
@@ -197,6 +199,7 @@ pub use future::{JobRoutesFuture, ResponseFuture};
 pub use job::Job;
 pub use layer::AcceptedLayer;
 pub use problem::Problem;
+pub use readiness::NotReady;
 pub use service::{Accepted, JobRoutes};
 /// The sqlx that [`PostgresStore`](store::PostgresStore) is built on
 /// (feature `postgres`), for the pool it takes

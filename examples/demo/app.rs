@@ -1,4 +1,5 @@
-//! The demo's application: three slow endpoints behind one `AcceptedLayer`.
+//! The demo's application: three slow endpoints behind one `AcceptedLayer`,
+//! and the probes (`/healthz`, `/readyz`) beside it.
 //!
 //! Shared by `examples/demo/main.rs` and the demo tests (`tests/demo.rs`),
 //! so that what the tests check is what `cargo run --example demo` serves.
@@ -9,7 +10,7 @@ use std::time::Duration;
 use axum::extract::Query;
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde_json::{Value, json};
 use tower_accepted::{AcceptedLayer, Completion, Job, Problem, store::JobStore};
@@ -75,9 +76,37 @@ fn demo_user(parts: &axum::http::request::Parts) -> Option<String> {
     Some(format!("user-{:016x}", hasher.finish()))
 }
 
-/// The demo's routes, with the layer applied (on any job store).
+/// The demo's routes, with the layer applied (on any job store), and the
+/// probes beside them.
 pub fn app<St: JobStore>(layer: AcceptedLayer<St>) -> Router {
-    routes().layer(layer)
+    let ready = layer.clone();
+    with_probes(routes().layer(layer), ready)
+}
+
+/// `router` (with the layer already applied) and the probes of a load
+/// balancer or an orchestrator: `GET /healthz` (liveness: `200 ok` while
+/// the process serves) and `GET /readyz` (readiness: `200 ready`, or `503`
+/// while the layer shuts down or its job store fails its health check).
+///
+/// Routes added after `Router::layer` are not wrapped by the layer, so no
+/// probe ever becomes a job, whatever the layer defers. Not `merge`: a
+/// merged router's fallback would replace the layered one, which is what
+/// answers the job routes.
+pub fn with_probes<St: JobStore>(router: Router, layer: AcceptedLayer<St>) -> Router {
+    router
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(move || readyz(layer.clone())))
+}
+
+/// `GET /readyz`: [`AcceptedLayer::ready`] as a short text.
+async fn readyz<St: JobStore>(layer: AcceptedLayer<St>) -> (StatusCode, String) {
+    match layer.ready().await {
+        Ok(()) => (StatusCode::OK, "ready".to_owned()),
+        // The reason alone ("shutting down", "the job store failed its
+        // health check"): the store's error, which may name servers, stays
+        // out of an unauthenticated answer.
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")),
+    }
 }
 
 /// The demo's routes alone, for an application that adds middleware of
@@ -85,7 +114,7 @@ pub fn app<St: JobStore>(layer: AcceptedLayer<St>) -> Router {
 pub fn routes() -> Router {
     Router::new()
         // The demo page (a GET: the layer defers only POSTs, so it is served at once).
-        .route("/", axum::routing::get(demo_page))
+        .route("/", get(demo_page))
         .route("/reports", post(report))
         .route("/echo", post(echo))
         .route("/fail", post(fail))

@@ -31,6 +31,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!("  curl -i -X POST '{base}/fail?mode=panic&delay_ms=100'");
     println!("  curl -i -X POST {base}/reports -d '{{\"pages\": 0}}'   # refused with 400, no job");
+    println!("  curl -i {base}/healthz   # liveness: 200 ok while the process serves");
+    println!("  curl -i {base}/readyz    # readiness: 200 ready, 503 while shutting down or cut off from the store");
 
     let app = app::app(layer.clone());
     axum::serve(listener, app)

@@ -169,7 +169,11 @@ impl std::error::Error for StoreError {
 /// A store of your own proves it keeps the rules with the conformance kit,
 /// [`store::suite`](crate::store) (feature `test-util`), from its own test:
 /// `suite::run_all(MyStore::new).await` (see the module for the checks and
-/// for stores that are costly to make).
+/// for stores that are costly to make). A store that keeps its jobs on a
+/// server also overrides [`health`](Self::health) with a cheap, bounded
+/// round trip to it (the default answers `Ok` without asking anything), so
+/// that [`AcceptedLayer::ready`](crate::AcceptedLayer::ready) takes a
+/// replica cut off from its store out of a load balancer's rotation.
 ///
 /// ```
 /// use tower_accepted::store::{Claim, JobId, JobRecord, JobStatus, JobStore, Lookup, MemoryStore};
@@ -392,5 +396,31 @@ pub trait JobStore: Send + Sync + 'static {
     /// nothing.
     fn lease(&self) -> Option<Duration> {
         None
+    }
+
+    /// A cheap round trip to the server that keeps the jobs, for readiness
+    /// probes ([`AcceptedLayer::ready`](crate::AcceptedLayer::ready)):
+    /// `Ok(())` when the store can serve operations now.
+    ///
+    /// The default answers `Ok(())` at once: a store of one process (as
+    /// [`MemoryStore`]) is there as long as the process is. A store on a
+    /// server answers with one request that touches no job (Redis `PING`,
+    /// PostgreSQL `SELECT 1`), bounded in time as its other operations are,
+    /// so that a probe never hangs on a server that does not answer:
+    /// [`StoreError::Unavailable`] when the server cannot be reached or does
+    /// not answer in time. It must change nothing, and stay cheap: a load
+    /// balancer may call it every second on every replica.
+    ///
+    /// ```
+    /// use tower_accepted::store::{JobStore, MemoryStore};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let store = MemoryStore::new();
+    /// assert!(store.health().await.is_ok());
+    /// # }
+    /// ```
+    fn health(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
+        std::future::ready(Ok(()))
     }
 }

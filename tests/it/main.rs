@@ -22,6 +22,7 @@ mod demo;
 mod durable;
 mod expiry;
 mod finish;
+mod health;
 mod hostile;
 mod http_details;
 mod hyper;

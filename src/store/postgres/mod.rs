@@ -354,4 +354,13 @@ impl JobStore for PostgresStore {
     fn lease(&self) -> Option<Duration> {
         Some(self.inner.lease)
     }
+
+    /// One statement through the pool (taking a connection included),
+    /// bounded by the statement timeout as every operation is. Its text is
+    /// not the listener's ping (`SELECT 1`), so that a look at
+    /// `pg_stat_activity` still tells the `LISTEN` connection apart.
+    async fn health(&self) -> Result<(), StoreError> {
+        let probe = sqlx::raw_sql("SELECT 1 AS health").execute(&self.inner.pool);
+        self.bounded(probe).await.map(|_| ())
+    }
 }

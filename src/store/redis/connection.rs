@@ -7,7 +7,8 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::{Client, Cmd, Pipeline, RedisFuture, Value};
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::{Client, Cmd, Pipeline, RedisError, RedisFuture, Value};
 
 use super::unavailable;
 use crate::store::StoreError;
@@ -46,6 +47,36 @@ impl ConnectionLike for Connection {
         match self {
             Self::Single(conn) => conn.get_db(),
             Self::Cluster(conn) => conn.get_db(),
+        }
+    }
+}
+
+impl Connection {
+    /// `PING`, answered `PONG`, within the connection's response timeout
+    /// (the store's command timeout), as every command is.
+    ///
+    /// On a Redis Cluster, the cluster connection would send a bare `PING`
+    /// to every master and fail if any failed; the store needs only the
+    /// master of its namespace's slot (every key of the namespace is there,
+    /// see [Redis Cluster](super::RedisStore#redis-cluster)), so it asks
+    /// that one, the slot of `slot_key`, and no other.
+    pub(super) async fn ping(&mut self, slot_key: &str) -> Result<(), RedisError> {
+        let ping = redis::cmd("PING");
+        let answer = match self {
+            Self::Single(conn) => conn.send_packed_command(&ping).await?,
+            Self::Cluster(conn) => {
+                let route = Route::with_key(slot_key, SlotAddr::Master);
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+                conn.route_command(ping, routing).await?
+            }
+        };
+        match answer {
+            Value::SimpleString(pong) if pong == "PONG" => Ok(()),
+            other => Err(RedisError::from((
+                redis::ErrorKind::UnexpectedReturnType,
+                "PING was not answered PONG",
+                format!("{other:?}"),
+            ))),
         }
     }
 }

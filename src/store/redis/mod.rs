@@ -437,6 +437,12 @@ impl JobStore for RedisStore {
     fn lease(&self) -> Option<std::time::Duration> {
         Some(self.inner.lease)
     }
+
+    /// `PING` on the shared connection, bounded by the command timeout; on
+    /// a Cluster, to the master of the namespace's slot.
+    async fn health(&self) -> Result<(), StoreError> {
+        self.conn().ping(&self.job_prefix()).await.map_err(store_error)
+    }
 }
 
 impl RedisStore {

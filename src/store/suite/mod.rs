@@ -41,6 +41,7 @@
 //!   [`release_requeues_a_durable_job_for_the_next_attempt`],
 //!   [`create_durable_with_a_key_creates_once`],
 //!   [`sweep_leaves_held_claims_alone`];
+//! - the store's health check: [`health_answers_ok_when_the_store_works`];
 //! - expiry, run on its own: [`expiry`].
 //!
 //! [`run_all`] and [`run_all_on`] run every check but [`expiry`].
@@ -122,6 +123,7 @@ pub async fn run_all<St: JobStore>(make: impl Fn() -> St) {
     release_requeues_a_durable_job_for_the_next_attempt(&make()).await;
     create_durable_with_a_key_creates_once(&make()).await;
     sweep_leaves_held_claims_alone(&make()).await;
+    health_answers_ok_when_the_store_works(&make()).await;
     let store = Arc::new(make());
     wait_terminal_wakes_on_finish(&store).await;
     wait_terminal_wakes_on_cancel(&store).await;
@@ -154,10 +156,27 @@ pub async fn run_all_on<St: JobStore>(store: Arc<St>) {
     release_requeues_a_durable_job_for_the_next_attempt(&*store).await;
     create_durable_with_a_key_creates_once(&*store).await;
     sweep_leaves_held_claims_alone(&*store).await;
+    health_answers_ok_when_the_store_works(&*store).await;
     wait_terminal_wakes_on_finish(&store).await;
     wait_terminal_wakes_on_cancel(&store).await;
     wait_terminal_wakes_on_delete(&store).await;
     many_waiters_all_wake(&store).await;
+}
+
+/// [`health`](JobStore::health) answers `Ok` on a store that works, within
+/// [`AT_ONCE`], and again when asked again (it changes nothing that a
+/// second call would find).
+pub async fn health_answers_ok_when_the_store_works<St: JobStore>(store: &St) {
+    for call in 1..=2 {
+        match tokio::time::timeout(AT_ONCE, store.health()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => panic!("health (call {call}) failed on a working store: {e}"),
+            Err(_) => panic!("health (call {call}) did not answer within {AT_ONCE:?}"),
+        }
+    }
+    // The store still serves operations after its checks.
+    let id = pending(store).await;
+    assert_eq!(found(store, id).await.status, crate::store::JobStatus::Pending);
 }
 
 /// The record of `id`, which must be known.
