@@ -73,8 +73,15 @@ async fn monitor<St: JobStore>(
         && !record.status.is_terminal()
         && let Some(wait) = wait.filter(|w| !w.is_zero())
     {
-        // A store error is answered by the lookup after it.
-        let _ = tokio::time::timeout(wait, shared.store.wait_terminal(id)).await;
+        // A store error is answered by the lookup after it. Once a
+        // shutdown's drain has ended, the server is closing its connections
+        // and waits for answers under way: the job's state now, at once.
+        let waiting = tokio::time::timeout(wait, shared.store.wait_terminal(id));
+        tokio::select! {
+            biased;
+            () = shared.family.closing.fired() => {}
+            _ = waiting => {}
+        }
         found = lookup(shared, id, caller).await;
         waited = Some(wait);
     }
