@@ -281,4 +281,38 @@ mod tests {
         drop(a);
         assert!(runtime.admit().is_some());
     }
+
+    #[tokio::test]
+    async fn a_queued_job_estimates_its_start_by_its_place_and_the_mean() {
+        let runtime = Admissions::new(2, 10);
+        let tickets: Vec<_> = (0..5).map(|_| runtime.join_queue()).collect();
+        runtime.begin_drain(Instant::now().checked_add(Duration::from_secs(1)));
+        // No run has ended: nothing is known, every job may start in time.
+        assert!(!tickets.iter().any(|t| runtime.starts_too_late(t)));
+        runtime.observe_run(Duration::from_millis(400));
+        // Places 0..4, two runners: starts after 1, 1, 2, 2, 3 runs of 400 ms.
+        let late: Vec<bool> = tickets.iter().map(|t| runtime.starts_too_late(t)).collect();
+        assert_eq!(late, [false, false, false, false, true]);
+        // Two leave the queue: the last job is two places nearer.
+        let mut tickets = tickets;
+        drop(tickets.remove(0));
+        drop(tickets.remove(0));
+        assert!(!runtime.starts_too_late(&tickets[2]));
+        // A drain without a deadline ends nothing early.
+        let endless = Admissions::new(1, 10);
+        let ticket = endless.join_queue();
+        endless.observe_run(Duration::from_secs(3600));
+        endless.begin_drain(None);
+        assert!(!endless.starts_too_late(&ticket));
+    }
+
+    #[test]
+    fn the_mean_run_time_follows_the_runs() {
+        let runtime = Admissions::new(1, 1);
+        assert_eq!(runtime.mean_run(), None);
+        runtime.observe_run(Duration::from_millis(800));
+        assert_eq!(runtime.mean_run(), Some(Duration::from_millis(800)));
+        runtime.observe_run(Duration::ZERO);
+        assert_eq!(runtime.mean_run(), Some(Duration::from_millis(700)));
+    }
 }
