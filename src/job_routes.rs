@@ -76,9 +76,16 @@ async fn monitor<St: JobStore>(
         && !record.status.is_terminal()
         && let Some(wait) = wait.filter(|w| !w.is_zero())
     {
-        // A store error is answered by the lookup after it.
+        // A store error is answered by the lookup after it. Once a
+        // shutdown's drain has ended, the server is closing its connections
+        // and waits for answers under way: the job's state now, at once.
         let _waiting = shared.telemetry.meters.long_poll();
-        let _ = tokio::time::timeout(wait, shared.store.wait_terminal(id)).await;
+        let waiting = tokio::time::timeout(wait, shared.store.wait_terminal(id));
+        tokio::select! {
+            biased;
+            () = shared.family.closing.fired() => {}
+            _ = waiting => {}
+        }
         found = lookup(shared, id, caller).await;
         waited = Some(wait);
     }

@@ -13,6 +13,8 @@ use crate::problem::Problem;
 use crate::service::{Accepted, JobRoutes};
 use crate::store::{JobRecord, JobStore, MemoryStore};
 
+mod drain;
+
 /// Applies [`Accepted`] to a service: makes it answer slow requests with
 /// `202 Accepted` and run them in the background.
 ///
@@ -439,33 +441,6 @@ impl<St: JobStore> AcceptedLayer<St> {
     /// ```
     pub fn job_routes(&self) -> JobRoutes<St> {
         JobRoutes::new(Arc::clone(&self.shared))
-    }
-
-    /// Shuts the runner down gracefully: new submissions get `503` at once
-    /// and no queued durable job is claimed any more; jobs under way get up
-    /// to `deadline` to finish; those still running then are dropped, the
-    /// [durable](crate::durable) ones handed back to their queue for another
-    /// replica, the others ended `failed` with `shutdown`. Resolves when no
-    /// job is left, with the number ended `shutdown`. Job routes keep
-    /// answering. It reaches every layer made from this one or its clones
-    /// by builder calls (which share its runner, or, when they change its
-    /// limits, have one of their own in the same family).
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use tower_accepted::AcceptedLayer;
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// let layer = AcceptedLayer::new();
-    /// // … serve, then on SIGTERM:
-    /// let ended = layer.shutdown(Duration::from_secs(10)).await;
-    /// assert_eq!(ended, 0);
-    /// # }
-    /// ```
-    pub async fn shutdown(&self, deadline: Duration) -> usize {
-        let ended = self.shared.family.shutdown(deadline).await;
-        ended + crate::durable::fail_queued_after_shutdown(&self.shared).await
     }
 }
 

@@ -192,8 +192,10 @@ where
                 // job that ends elsewhere (a client's DELETE) is seen by
                 // `wait_terminal`; one that ended since `start`, at once.
                 let mut handler = handler;
+                job.mark_started();
                 let work = tokio::time::timeout(shared.config.timeout, &mut handler);
                 let outcome = Drive::new(shared, &job, work, |store, id| store.wait_terminal(id)).await;
+                admissions.observe_run(job.run_time());
                 let dropped = std::panic::catch_unwind(AssertUnwindSafe(|| drop(handler)));
                 let Some(mut outcome) = outcome else {
                     job.cancel();
@@ -244,11 +246,24 @@ enum Queued {
 }
 
 /// Waits for a runner, unless the job ends elsewhere meanwhile (a client's
-/// `DELETE`) or a shutdown ends it.
+/// `DELETE`) or a shutdown ends it: when it gives up waiting, or at once
+/// when its drain begins if the job would not start before its deadline (by
+/// its place in the queue and the mean run time), rather than at the
+/// deadline.
 async fn queue<St: JobStore>(shared: &LayerState<St>, job: &Job) -> Queued {
     let admissions = &shared.admissions;
     let ended = shared.store.wait_terminal(job.id());
     tokio::pin!(ended);
+    // Taken before the semaphore's own FIFO queue is joined, given up when
+    // this wait ends, however it ends.
+    let ticket = admissions.join_queue();
+    let hopeless = async {
+        admissions.draining.fired().await;
+        if !admissions.starts_too_late(&ticket) {
+            // It may start in time: only the deadline ends it.
+            std::future::pending::<()>().await;
+        }
+    };
     let permit = tokio::select! {
         biased;
         _ = admissions.force.fired() => None,
@@ -261,6 +276,8 @@ async fn queue<St: JobStore>(shared: &LayerState<St>, job: &Job) -> Queued {
             Arc::clone(&admissions.running).acquire_owned().await.ok()
         }
         permit = Arc::clone(&admissions.running).acquire_owned() => permit.ok(),
+        // Last: a runner free at the same moment wins over the estimate.
+        () = hopeless => None,
     };
     permit.map_or(Queued::Forced, Queued::Run)
 }

@@ -35,12 +35,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("  curl -i {base}/readyz    # readiness: 200 ready, 503 while shutting down or cut off from the store");
 
     let app = app::app(layer.clone());
+    // On Ctrl-C the layer drains (new submissions get 503; monitors and
+    // results keep answering), then the listener closes.
+    let signal = async {
+        let _ = tokio::signal::ctrl_c().await;
+        println!("draining: jobs under way get up to 10 s to finish");
+    };
     axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .with_graceful_shutdown(layer.drain_on(signal, Duration::from_secs(10)))
         .await?;
-    let ended = layer.shutdown(Duration::from_secs(10)).await;
-    println!("shut down; {ended} unfinished job(s) ended as `shutdown`");
+    println!("drain over; shut down");
     Ok(())
 }

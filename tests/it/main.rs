@@ -19,6 +19,7 @@ mod client_errors;
 mod client_styles;
 mod contract;
 mod demo;
+mod drain;
 mod durable;
 mod expiry;
 mod finish;
