@@ -16,7 +16,7 @@
 //! | [`tower_accepted_jobs_queued`](JOBS_QUEUED) | gauge | | jobs waiting in this process for a runner (`max_running`) |
 //! | [`tower_accepted_long_polls_waiting`](LONG_POLLS_WAITING) | gauge | | monitor requests waiting for their job's end (`?wait=`) |
 //! | [`tower_accepted_job_queue_wait_seconds`](JOB_QUEUE_WAIT_SECONDS) | histogram | | from acceptance (or claim) to the handler's start |
-//! | [`tower_accepted_job_run_seconds`](JOB_RUN_SECONDS) | histogram | | from the handler's start to its end |
+//! | [`tower_accepted_job_run_seconds`](JOB_RUN_SECONDS) | histogram | | from the handler's start to its outcome (a job canceled while it runs has none and is not counted) |
 //! | [`tower_accepted_store_operation_seconds`](STORE_OPERATION_SECONDS) | histogram | `op` | each call to the job store, by operation (see below) |
 //! | [`tower_accepted_store_errors_total`](STORE_ERRORS_TOTAL) | counter | `op` | calls to the job store that failed |
 //! | [`tower_accepted_lease_renewal_lag_seconds`](LEASE_RENEWAL_LAG_SECONDS) | histogram | | shared stores: from when this process's leases were due for renewal to when the store confirmed it |

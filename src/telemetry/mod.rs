@@ -132,7 +132,10 @@ impl Ending {
 /// accepted in (the submitting request's, under tower-http's `TraceLayer`),
 /// without being its child: the request ends long before the job.
 pub(crate) fn job_span<B>(request: &Request<B>, job: &Job) -> Span {
+    // A root: the job outlives the request by far, and a trace of the
+    // request should not span the job's minutes.
     let span = tracing::span!(
+        parent: None,
         Level::DEBUG,
         "job",
         job.id = %job.id(),
@@ -270,6 +273,8 @@ pub(crate) fn finish_retried(id: JobId) {
     }
 }
 
+/// Milliseconds, to the microsecond (`wait_ms=0.885`, not
+/// `0.884578000001`).
 fn millis(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1000.0
+    duration.as_micros() as f64 / 1000.0
 }

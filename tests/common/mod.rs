@@ -32,6 +32,7 @@ pub mod sharing;
 pub mod shutdown;
 pub mod store;
 pub mod tcp;
+pub mod traces;
 pub mod wait;
 
 #[allow(unused_imports)]
