@@ -1,5 +1,5 @@
 //! The demo's application: three slow endpoints behind one `AcceptedLayer`,
-//! and the probes (`/healthz`, `/readyz`) beside it.
+//! and the probes (`/healthz`, `/readyz`) and `/metrics` beside it.
 //!
 //! Shared by `examples/demo/main.rs` and the demo tests (`tests/demo.rs`),
 //! so that what the tests check is what `cargo run --example demo` serves.
@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{Value, json};
 use tower_accepted::{AcceptedLayer, Completion, Job, Problem, store::JobStore};
 
@@ -83,6 +84,24 @@ pub fn app<St: JobStore>(layer: AcceptedLayer<St>) -> Router {
     with_probes(routes().layer(layer), ready)
 }
 
+/// [`app`], and `GET /metrics`: what `handle`'s recorder holds, in
+/// Prometheus' text format.
+///
+/// Mounted after the layer as the probes are, so that a scrape is never a
+/// job, and a scrape during a drain still answers.
+pub fn app_with_metrics<St: JobStore>(layer: AcceptedLayer<St>, handle: PrometheusHandle) -> Router {
+    app(layer).route("/metrics", get(move || metrics(handle.clone())))
+}
+
+/// `GET /metrics`: the exposition format's content type, version 0.0.4,
+/// which every Prometheus server and scraper reads.
+async fn metrics(handle: PrometheusHandle) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        handle.render(),
+    )
+}
+
 /// `router` (with the layer already applied) and the probes of a load
 /// balancer or an orchestrator: `GET /healthz` (liveness: `200 ok` while
 /// the process serves) and `GET /readyz` (readiness: `200 ready`, or `503`
@@ -150,6 +169,9 @@ async fn report(Extension(job): Extension<Job>, body: axum::body::Bytes) -> Resp
         job.set_message(format!("rendering page {page} of {pages}"));
         tokio::time::sleep(PAGE).await;
         job.set_progress(page as f32 / pages as f32);
+        // The handler's own event: under `tower_accepted=debug` it carries
+        // the layer's `job` span, so the log says which job rendered it.
+        tracing::info!(page, pages, "page rendered");
     }
     Json(json!({ "report": job.id().to_string(), "pages": pages, "words": pages * 350 })).into_response()
 }

@@ -19,6 +19,7 @@ mod client_errors;
 mod client_styles;
 mod contract;
 mod demo;
+mod demo_metrics;
 mod drain;
 mod durable;
 mod expiry;
