@@ -414,7 +414,26 @@ fn json_path() -> PathBuf {
     target.join("bench-http.json")
 }
 
+/// What an app in production has installed, as issue 14 measures the layer
+/// with it: a `tracing` subscriber at `INFO` (formatting every event it lets
+/// through, into a sink) and a Prometheus recorder. `BENCH_TELEMETRY=0`
+/// leaves both out.
+fn install_telemetry() {
+    if std::env::var("BENCH_TELEMETRY").as_deref() == Ok("0") {
+        return;
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+        .with_writer(std::io::sink)
+        .with_ansi(false)
+        .init();
+    if let Err(e) = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
+        eprintln!("no Prometheus recorder: {e}");
+    }
+}
+
 fn main() {
+    install_telemetry();
     let settings = Settings::from_env();
     let server = runtime(settings.threads, "bench-srv");
     let client = runtime(settings.client_threads, "bench-cli");

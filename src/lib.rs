@@ -80,6 +80,8 @@
 //! | [`Job`] | the handler's handle: progress, message, cancellation, attempt (an axum extractor with `axum`) | |
 //! | [`durable`] | durable jobs: what runs again where, and what rests in the store ([`AcceptedLayer::durable`], [`AcceptedLayer::run_jobs_with`]) | |
 //! | [`NotReady`] | why [`AcceptedLayer::ready`] (a `/readyz` probe) says no: shutting down, or the store failed its [`health`](store::JobStore::health) check | |
+//! | [`AcceptedLayer::drain_on`], [`AcceptedLayer::shutdown`] | a graceful shutdown, as axum's `with_graceful_shutdown` future or on its own | |
+//! | `metrics` | the names of the metrics the layer records, and `describe()` | `metrics` |
 //! | [`Completion`] | how a finished job is announced: `303` to the result, `201 Created`, or inline | |
 //! | [`Problem`] | an RFC 9457 problem document (`IntoResponse` with `axum`) | |
 //! | [`RequestBody`], [`ResponseBody`] | the body types the layer hands on and answers with | |
@@ -98,6 +100,18 @@
 //! | `client::FollowLayer`, `client::Follow`, `client::ResponseFuture` | a client middleware that follows a `202` to the final response | `client` |
 //! | `client::FollowBody`, `client::FollowError`, `client::OnStatus` | its body, its errors, its progress callback | `client` |
 //! | `client::StatusDocument`, `client::Status`, `client::OperationError` | a status document as the client reads it (any common style) | `client` |
+//!
+//! # Operations
+//!
+//! The layer logs through `tracing`: a `job` span per job (at `DEBUG`,
+//! following from the submitting request's span; a handler's own events
+//! carry its `job.id`), an event per change of state (a job's end at
+//! `INFO`, failures at `WARN`, a handler's panic at `ERROR` with its
+//! payload), and rate-limited warnings of refusals and store faults. With
+//! the feature `metrics` it records counters, gauges and histograms through
+//! the `metrics` facade (see the `metrics` module). [`AcceptedLayer::ready`]
+//! answers a readiness probe; [`AcceptedLayer::drain_on`] shuts down with
+//! the server, keeping the job routes answering while jobs drain.
 //!
 //! # Progress and cancellation
 //!

@@ -265,3 +265,52 @@ fn b_running(snapshotter: &Snapshotter, seen: &mut Seen) -> bool {
     seen.read(snapshotter);
     seen.value(names::JOBS_RUNNING) == 1.0 && seen.value(names::JOBS_QUEUED) == 0.0
 }
+
+/// On a store shared by processes: a job whose process went away ends
+/// `lost` by this layer's sweep, and a store that stops answering refuses
+/// submissions as `store_unavailable`; both counted.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn lost_jobs_and_an_unavailable_store_are_counted() {
+    use tower_accepted::store::{Claim, JobId, JobRecord, JobStore, RedisStore};
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let mut seen = Seen::default();
+
+    let mut redis = common::private_redis::PrivateRedis::start().await;
+    let store = RedisStore::builder(redis.url())
+        .namespace("metrics")
+        .lease(Duration::from_millis(600))
+        .command_timeout(Duration::from_millis(300))
+        .build()
+        .await
+        .unwrap();
+    // A job of another process, started and never renewed.
+    let orphan = JobId::new();
+    store.create(JobRecord::pending(orphan)).await.unwrap();
+    assert!(store.start(Claim::first(orphan)).await.unwrap());
+    let server = serve(
+        Router::new()
+            .route("/ok", post(|| async { "ok" }))
+            .layer(AcceptedLayer::new().store(store.clone())),
+    )
+    .await;
+    let client = HttpClient::new(&server);
+    // The first request starts the layer's sweeps.
+    let ok = submit(&client, "/ok", "").await;
+    client.until_done(&ok).await;
+    until_value(&mut seen, &snapshotter, &finished("failed", "lost"), 1.0).await;
+
+    redis.kill().await;
+    client
+        .post("/ok", "")
+        .await
+        .assert_problem(StatusCode::SERVICE_UNAVAILABLE);
+    seen.read(&snapshotter);
+    assert_eq!(seen.value(&refused("store_unavailable")), 1.0);
+    assert!(seen.value(&format!("{}{{op=create}}", names::STORE_ERRORS_TOTAL)) >= 1.0);
+    assert_eq!(seen.value(names::JOBS_ACCEPTED_TOTAL), 1.0);
+    assert_eq!(seen.value(&finished("succeeded", "none")), 1.0);
+}
