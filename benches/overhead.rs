@@ -18,7 +18,9 @@
 //!
 //! `OVERHEAD_PROFILE=submit|direct|floor|monitor|finished|result` runs that
 //! case alone `OVERHEAD_ITERS` times (default 200,000) without criterion,
-//! for a profiler: `valgrind --tool=callgrind target/release/deps/overhead-…`.
+//! for a profiler: `valgrind --tool=callgrind target/release/deps/overhead-…`;
+//! with `OVERHEAD_TELEMETRY=1`, under a `tracing` subscriber at `INFO` and a
+//! Prometheus recorder.
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -379,6 +381,18 @@ fn summary() {
 
 fn main() {
     if let Ok(case) = std::env::var("OVERHEAD_PROFILE") {
+        // As an app in production has them: a subscriber at `INFO`,
+        // formatting into a sink, and a Prometheus recorder.
+        if std::env::var("OVERHEAD_TELEMETRY").as_deref() == Ok("1") {
+            tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+                .with_writer(std::io::sink)
+                .with_ansi(false)
+                .init();
+            if let Err(e) = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
+                eprintln!("no Prometheus recorder: {e}");
+            }
+        }
         let iters = std::env::var("OVERHEAD_ITERS")
             .ok()
             .and_then(|v| v.parse().ok())

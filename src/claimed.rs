@@ -48,8 +48,12 @@ where
             // Tried once: if the store does not take it, the lease lapses
             // and the job runs again (or ends `lost` out of attempts).
             let error = JobError::new(ErrorCode::Error, "the job's stored request could not be read");
-            let finish = shared.store.finish(claim, Outcome::Failed(error));
-            let _ = crate::telemetry::store(&shared.telemetry.meters, crate::telemetry::StoreOp::Finish, finish).await;
+            let outcome = Outcome::Failed(error);
+            let ending = crate::telemetry::Ended::of(&outcome, None);
+            let finish = shared.store.finish(claim, outcome);
+            let meters = &shared.telemetry.meters;
+            let recorded = crate::telemetry::store(meters, crate::telemetry::StoreOp::Finish, finish).await;
+            ending.say(meters, claim.id(), matches!(recorded, Ok(true)));
             return accepted();
         }
     };

@@ -84,7 +84,7 @@ impl Leases {
     /// `claim` is held no more (the job ended elsewhere, or another
     /// attempt took it): its handler is told to stop, and its writes are
     /// fenced off by the store anyway.
-    pub(crate) fn lost(&self, claim: Claim) {
+    pub(crate) fn lost(&self, claim: Claim) -> Option<Job> {
         let job = {
             let mut held = lock(&self.held);
             match held.get(&claim.id()) {
@@ -92,9 +92,10 @@ impl Leases {
                 _ => None,
             }
         };
-        if let Some(job) = job {
+        if let Some(job) = &job {
             job.cancel();
         }
+        job
     }
 
     /// How many claims are held.

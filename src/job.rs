@@ -1,9 +1,8 @@
 //! [`Job`]: the handle a handler uses to report progress and notice
 //! cancellation.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -56,13 +55,12 @@ struct Inner {
     /// failed, when this process stops before it ends.
     durable: bool,
     accepted_at: Instant,
-    /// When the handler started, in nanoseconds after `accepted_at`: kept
-    /// here rather than on the job's task, which stays small, for the
-    /// runner's mean run time.
-    started: AtomicU64,
     report: Mutex<Report>,
     reported: Notify,
     cancelled: Signal,
+    /// Set when the runner begins recording the job's end: from then on a
+    /// lease the store no longer holds is that end's doing, not a lost one.
+    recording: AtomicBool,
 }
 
 #[derive(Default)]
@@ -94,10 +92,10 @@ impl Job {
                 attempt: claim.attempt(),
                 durable,
                 accepted_at,
-                started: AtomicU64::new(0),
                 report: Mutex::new(Report::default()),
                 reported: Notify::new(),
                 cancelled: Signal::default(),
+                recording: AtomicBool::new(false),
             }),
         }
     }
@@ -130,18 +128,6 @@ impl Job {
     /// ```
     pub fn accepted_at(&self) -> Instant {
         self.inner.accepted_at
-    }
-
-    /// Notes that the handler starts now (see [`Job::run_time`]).
-    pub(crate) fn mark_started(&self) {
-        let since = u64::try_from(self.inner.accepted_at.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.inner.started.store(since, Ordering::Relaxed);
-    }
-
-    /// How long the handler has run since [`Job::mark_started`].
-    pub(crate) fn run_time(&self) -> Duration {
-        let started = Duration::from_nanos(self.inner.started.load(Ordering::Relaxed));
-        self.inner.accepted_at.elapsed().saturating_sub(started)
     }
 
     /// The job's id.
@@ -240,6 +226,16 @@ impl Job {
     /// Notified (with a permit kept) when a report is made.
     pub(crate) fn reported_notify(&self) -> &Notify {
         &self.inner.reported
+    }
+
+    /// The runner begins recording the job's end.
+    pub(crate) fn mark_recording(&self) {
+        self.inner.recording.store(true, Ordering::Release);
+    }
+
+    /// Whether the runner began recording the job's end.
+    pub(crate) fn is_recording(&self) -> bool {
+        self.inner.recording.load(Ordering::Acquire)
     }
 
     pub(crate) fn cancel(&self) {

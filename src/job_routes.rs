@@ -164,7 +164,10 @@ async fn cancel<St: JobStore>(shared: &LayerState<St>, id: JobId, caller: Option
         }
     }
     let answer = match store(&shared.telemetry.meters, StoreOp::Cancel, shared.store.cancel(id)).await {
-        Ok(Cancel::Canceled) => Ok(true),
+        Ok(Cancel::Canceled) => {
+            crate::telemetry::canceled(&shared.telemetry.meters, id);
+            Ok(true)
+        }
         // A canceled job keeps its record until it expires, whatever DELETEs
         // follow (two clients may cancel it at once); a finished one is
         // forgotten.

@@ -25,8 +25,10 @@
 //! `get`, `list`, `start`, `set_progress`, `finish`, `cancel`, `delete`,
 //! `response`, `claim_next`, `renew`, `release`, `sweep`, `health`.
 //!
-//! Handles are taken from the recorder the first time a job is recorded:
-//! install the recorder before serving.
+//! A layer takes its handles from the recorder the first time it records
+//! anything: install the recorder before building the layer (the claim
+//! loop of [`run_jobs_with`](crate::AcceptedLayer::run_jobs_with) records
+//! from the start).
 //!
 //! ```
 //! use tower_accepted::AcceptedLayer;

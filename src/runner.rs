@@ -148,7 +148,7 @@ where
                     Queued::Run(permit) => Some(permit),
                     Queued::Forced => None,
                     Queued::Ended => {
-                        telemetry::canceled(&shared.telemetry.meters, job.id());
+                        telemetry::stopped(job.id());
                         return unrecorded.disarm();
                     }
                 }
@@ -157,16 +157,8 @@ where
         // The runner is held until the outcome is recorded, retries of a
         // failing store included: while the store is down, queued jobs wait
         // rather than pile up outcomes it cannot take (back-pressure).
-        let (outcome, _running) = match running {
-            None => {
-                let outcome = Outcome::Failed(shutdown_error());
-                if hands_back(shared, &job) {
-                    telemetry::handed_back(job.id());
-                } else {
-                    telemetry::ended_unstarted(&shared.telemetry.meters, job.id(), &outcome);
-                }
-                (outcome, None)
-            }
+        let (outcome, timing, _running) = match running {
+            None => (Outcome::Failed(shutdown_error()), None, None),
             Some(running) => {
                 if let Ok(false) = telemetry::store(
                     &shared.telemetry.meters,
@@ -177,7 +169,7 @@ where
                 {
                     // Canceled or deleted just before it could start.
                     job.cancel();
-                    telemetry::canceled(&shared.telemetry.meters, job.id());
+                    telemetry::stopped(job.id());
                     return unrecorded.disarm();
                 }
                 let started_at = tokio::time::Instant::now();
@@ -192,33 +184,19 @@ where
                 // job that ends elsewhere (a client's DELETE) is seen by
                 // `wait_terminal`; one that ended since `start`, at once.
                 let mut handler = handler;
-                job.mark_started();
                 let work = tokio::time::timeout(shared.config.timeout, &mut handler);
                 let outcome = Drive::new(shared, &job, work, |store, id| store.wait_terminal(id)).await;
-                admissions.observe_run(job.run_time());
+                let ran = started_at.elapsed();
+                admissions.observe_run(ran);
                 let dropped = std::panic::catch_unwind(AssertUnwindSafe(|| drop(handler)));
                 let Some(mut outcome) = outcome else {
                     job.cancel();
-                    telemetry::canceled(&shared.telemetry.meters, job.id());
+                    telemetry::stopped(job.id());
                     return unrecorded.disarm();
                 };
                 let cut_short = matches!(&outcome, Outcome::Failed(e) if matches!(e.code, ErrorCode::Timeout | ErrorCode::Shutdown));
                 if let Err(payload) = dropped {
                     outcome = Outcome::Failed(panicked(job.id(), shared.config.expose_errors, &*payload));
-                }
-                if cut_short
-                    && hands_back(shared, &job)
-                    && matches!(&outcome, Outcome::Failed(e) if e.code == ErrorCode::Shutdown)
-                {
-                    telemetry::handed_back(job.id());
-                } else {
-                    telemetry::ended(
-                        &shared.telemetry.meters,
-                        job.id(),
-                        &outcome,
-                        waited,
-                        started_at.elapsed(),
-                    );
                 }
                 // The last report (often `1.0` just before returning)
                 // belongs in the record too.
@@ -229,10 +207,10 @@ where
                 if cut_short {
                     job.cancel();
                 }
-                (outcome, Some(running))
+                (outcome, Some(telemetry::Timing { waited, ran }), Some(running))
             }
         };
-        record_outcome(shared, &job, outcome, waiter).await;
+        record_outcome(shared, &job, outcome, timing, waiter).await;
         unrecorded.disarm();
     }
 }
@@ -282,21 +260,18 @@ async fn queue<St: JobStore>(shared: &LayerState<St>, job: &Job) -> Queued {
     permit.map_or(Queued::Forced, Queued::Run)
 }
 
-/// Whether a shutdown hands `job` back to its queue rather than ending it
-/// (as `record_outcome` does): a durable job on a store shared with other
-/// processes.
-fn hands_back<St: JobStore>(shared: &LayerState<St>, job: &Job) -> bool {
-    job.is_durable() && shared.store.lease().is_some()
-}
-
 fn shutdown_error() -> JobError {
     JobError::new(ErrorCode::Shutdown, "the server shut down before the job finished")
 }
 
+/// The message of a job's error: the error's own text only when errors are
+/// exposed; otherwise the operator still gets it, in the log (in the job's
+/// span).
 fn detail(expose: bool, generic: &str, error: &(dyn std::error::Error + Send + Sync)) -> String {
     if expose {
         format!("{generic}: {error}")
     } else {
+        tracing::warn!(error = %error, "{generic}");
         generic.to_owned()
     }
 }

@@ -14,6 +14,7 @@ use super::{Handoff, JobMark};
 use crate::config::LayerState;
 use crate::durability::{JobApp, lock};
 use crate::store::{ErrorCode, JobError, JobStore, Outcome};
+use crate::telemetry::{Ended, StoreOp, store};
 
 /// The first pause of an idle claim loop; it doubles while the queue stays
 /// empty, up to [`MAX_IDLE`]. Jobs queued here, or swept back, wake it at
@@ -67,9 +68,9 @@ async fn claim_loop<St: JobStore>(state: Weak<LayerState<St>>, app: JobApp) {
             continue;
         };
         let Some(shared) = state.upgrade() else { return };
-        let claimed = crate::telemetry::store(
+        let claimed = store(
             &shared.telemetry.meters,
-            crate::telemetry::StoreOp::ClaimNext,
+            StoreOp::ClaimNext,
             shared.store.claim_next(&shared.config.queue),
         )
         .await;
@@ -119,12 +120,7 @@ async fn dispatch<St: JobStore>(
         let claim = handoff.claim;
         drop(handoff);
         *lock(&shared.durability.missed_until) = Some(Instant::now() + MISSED_PAUSE);
-        let _ = crate::telemetry::store(
-            &shared.telemetry.meters,
-            crate::telemetry::StoreOp::Release,
-            shared.store.release(claim),
-        )
-        .await;
+        let _ = store(&shared.telemetry.meters, StoreOp::Release, shared.store.release(claim)).await;
     }
 }
 
@@ -135,15 +131,22 @@ pub(crate) async fn fail_queued_after_shutdown<St: JobStore>(shared: &LayerState
     if shared.store.lease().is_some() || !shared.durability.claims_jobs() {
         return 0;
     }
+    let meters = &shared.telemetry.meters;
     let mut ended = 0;
-    while let Ok(Some(claimed)) = shared.store.claim_next(&shared.config.queue).await {
+    while let Ok(Some(claimed)) = store(
+        meters,
+        StoreOp::ClaimNext,
+        shared.store.claim_next(&shared.config.queue),
+    )
+    .await
+    {
         let error = JobError::new(ErrorCode::Shutdown, "the server shut down before the job could run");
-        if matches!(
-            shared.store.finish(claimed.claim, Outcome::Failed(error)).await,
-            Ok(true)
-        ) {
-            ended += 1;
-        }
+        let outcome = Outcome::Failed(error);
+        let ending = Ended::of(&outcome, None);
+        let recorded = store(meters, StoreOp::Finish, shared.store.finish(claimed.claim, outcome)).await;
+        let recorded = matches!(recorded, Ok(true));
+        ending.say(meters, claimed.claim.id(), recorded);
+        ended += usize::from(recorded);
     }
     ended
 }

@@ -71,9 +71,13 @@ async fn renewals<St: JobStore>(state: Weak<LayerState<St>>, lease: Duration) {
                 telemetry::renewed(&shared.telemetry.meters, due_at.elapsed(), period);
                 due = None;
                 for (claim, held) in claims.into_iter().zip(held) {
-                    if !held {
+                    // A job whose end is being recorded let its lease go
+                    // by ending: only a running one was lost.
+                    if !held
+                        && let Some(job) = leases.lost(claim)
+                        && !job.is_recording()
+                    {
                         telemetry::lease_lost(claim.id());
-                        leases.lost(claim);
                     }
                 }
                 next = asked + period;
@@ -139,9 +143,9 @@ mod tests {
         leases.hold(&job);
         leases.let_go(Claim::new(id, 1));
         assert_eq!(leases.len(), 1);
-        leases.lost(Claim::new(id, 3));
+        assert!(leases.lost(Claim::new(id, 3)).is_none());
         assert!(!job.is_cancelled());
-        leases.lost(Claim::new(id, 2));
+        assert!(leases.lost(Claim::new(id, 2)).is_some());
         assert!(job.is_cancelled());
         assert_eq!(leases.len(), 0);
     }

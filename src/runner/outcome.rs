@@ -12,7 +12,7 @@ use crate::admission::Admission;
 use crate::config::LayerState;
 use crate::job::Job;
 use crate::store::{Claim, ErrorCode, JobError, JobStore, Outcome};
-use crate::telemetry::{self, StoreOp, store};
+use crate::telemetry::{self, StoreOp, Timing, store};
 
 /// The first pause before `finish` is tried again.
 pub(crate) const FIRST_RETRY: Duration = Duration::from_millis(50);
@@ -33,10 +33,15 @@ pub(crate) fn record_outcome<'a, St: JobStore>(
     shared: &'a LayerState<St>,
     job: &'a Job,
     outcome: Outcome,
+    timing: Option<Timing>,
     waiter: Option<oneshot::Sender<Outcome>>,
 ) -> impl Future<Output = ()> + 'a {
     async move {
         let claim = job.claim();
+        let meters = &shared.telemetry.meters;
+        // A renewal that finds the lease gone from now on is this end's
+        // doing, not a lost claim.
+        job.mark_recording();
         let shutdown = matches!(&outcome, Outcome::Failed(e) if e.code == ErrorCode::Shutdown);
         // A durable job cut short by a shutdown is handed back to its queue,
         // for another replica to run, rather than failed. If the store does
@@ -44,47 +49,47 @@ pub(crate) fn record_outcome<'a, St: JobStore>(
         // store of one process (no lease) has nobody to hand it to.
         if shutdown && job.is_durable() && shared.store.lease().is_some() {
             job.cancel();
-            match tokio::time::timeout(
-                RELEASE_BOUND,
-                store(&shared.telemetry.meters, StoreOp::Release, shared.store.release(claim)),
-            )
-            .await
-            {
+            let release = store(meters, StoreOp::Release, shared.store.release(claim));
+            match tokio::time::timeout(RELEASE_BOUND, release).await {
                 Ok(Ok(false)) => {}
-                Ok(Ok(true)) | Ok(Err(_)) | Err(_) => return,
+                Ok(Ok(true)) => return telemetry::handed_back(claim.id()),
+                Ok(Err(_)) => return,
+                Err(_) => {
+                    tracing::warn!(
+                        job.id = %claim.id(),
+                        "the store did not take the durable job back in time: its lease will lapse"
+                    );
+                    return;
+                }
             }
         }
         if shutdown {
             shared.admissions.forced.fetch_add(1, Ordering::AcqRel);
             job.cancel();
         }
+        // What the log and the metrics say of the end, taken before the
+        // outcome moves into the store, and said once the store took it.
+        let ending = telemetry::Ended::of(&outcome, timing);
         // The store takes the outcome; a copy stays for the waiter, and for
         // a retry if the store can fail.
         if waiter.is_none() && !shared.store.finish_can_fail() {
-            let _ = store(
-                &shared.telemetry.meters,
-                StoreOp::Finish,
-                shared.store.finish(claim, outcome),
-            )
-            .await;
-            return;
+            let recorded = store(meters, StoreOp::Finish, shared.store.finish(claim, outcome)).await;
+            return ending.say(meters, claim.id(), matches!(recorded, Ok(true)));
         }
-        let failed = store(
-            &shared.telemetry.meters,
-            StoreOp::Finish,
-            shared.store.finish(claim, outcome.clone()),
-        )
-        .await
-        .is_err();
+        let answer = store(meters, StoreOp::Finish, shared.store.finish(claim, outcome.clone())).await;
         if let Some(waiter) = waiter {
             // The handler's answer is known: the waiter has it now, whether
             // or not the store has it yet.
             let _ = waiter.send(outcome.clone());
         }
-        if failed {
-            telemetry::finish_retried(claim.id());
-            Box::pin(finish_until_answered(shared, claim, &outcome)).await;
-        }
+        let recorded = match answer {
+            Ok(recorded) => recorded,
+            Err(_) => {
+                telemetry::finish_retried(claim.id());
+                Box::pin(finish_until_answered(shared, claim, &outcome)).await
+            }
+        };
+        ending.say(meters, claim.id(), recorded);
     }
 }
 
@@ -104,7 +109,7 @@ pub(crate) fn record_outcome<'a, St: JobStore>(
 /// this too) and its runner (so a store that is down for long holds back the
 /// queue rather than piling up outcomes in memory: the natural
 /// back-pressure).
-async fn finish_until_answered<St: JobStore>(shared: &LayerState<St>, claim: Claim, outcome: &Outcome) {
+async fn finish_until_answered<St: JobStore>(shared: &LayerState<St>, claim: Claim, outcome: &Outcome) -> bool {
     let force = &shared.admissions.force;
     let mut delay = FIRST_RETRY;
     loop {
@@ -114,16 +119,16 @@ async fn finish_until_answered<St: JobStore>(shared: &LayerState<St>, claim: Cla
         let pause = half + half.mul_f64(fastrand::f64());
         tokio::select! {
             biased;
-            () = force.fired() => return,
+            () = force.fired() => return false,
             () = tokio::time::sleep(pause) => {}
         }
         let answered = tokio::select! {
             biased;
-            () = force.fired() => return,
-            result = store(&shared.telemetry.meters, StoreOp::Finish, shared.store.finish(claim, outcome.clone())) => result.is_ok(),
+            () = force.fired() => return false,
+            result = store(&shared.telemetry.meters, StoreOp::Finish, shared.store.finish(claim, outcome.clone())) => result,
         };
-        if answered {
-            return;
+        if let Ok(recorded) = answered {
+            return recorded;
         }
         delay = (delay * 2).min(MAX_RETRY);
     }
@@ -174,9 +179,12 @@ impl<St: JobStore> Drop for Unrecorded<St> {
                 "the job's task panicked or was dropped before recording its outcome",
             ));
             tracing::error!(job.id = %claim.id(), "the job's task panicked or was dropped before recording its outcome");
-            if store(&shared.telemetry.meters, StoreOp::Finish, shared.store.finish(claim, outcome.clone())).await.is_err() {
-                finish_until_answered(&shared, claim, &outcome).await;
-            }
+            let ending = telemetry::Ended::of(&outcome, None);
+            let recorded = match store(&shared.telemetry.meters, StoreOp::Finish, shared.store.finish(claim, outcome.clone())).await {
+                Ok(recorded) => recorded,
+                Err(_) => finish_until_answered(&shared, claim, &outcome).await,
+            };
+            ending.say(&shared.telemetry.meters, claim.id(), recorded);
             drop(admission);
         });
     }

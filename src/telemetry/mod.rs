@@ -17,7 +17,7 @@ use http::Request;
 use tracing::{Level, Span};
 
 use crate::job::Job;
-use crate::store::{ErrorCode, JobId, Outcome};
+use crate::store::{ErrorCode, JobError, JobId, Outcome};
 
 mod limit;
 mod meters;
@@ -181,55 +181,104 @@ pub(crate) fn started(meters: &Meters, waited: Duration) {
     tracing::debug!(wait_ms = millis(waited), "job started");
 }
 
-/// The job's handler ended with `outcome`, after running `ran`.
-pub(crate) fn ended(meters: &Meters, id: JobId, outcome: &Outcome, waited: Duration, ran: Duration) {
-    meters.run_time(ran);
-    match outcome.error() {
-        None => {
-            meters.finished(Ending::Succeeded, 1);
-            tracing::info!(
-                job.id = %id,
-                duration_ms = millis(ran),
-                wait_ms = millis(waited),
-                "job succeeded"
-            );
+/// How long a job waited to start and then ran, for a job that started.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timing {
+    pub(crate) waited: Duration,
+    pub(crate) ran: Duration,
+}
+
+/// What the log and the metrics say of a job's end: taken from the outcome
+/// before it moves into the store (copying only what a failure says), and
+/// said once the store answered whether it took it. Counted once per job,
+/// there: a job that ended meanwhile elsewhere (canceled, lost to another
+/// process) is counted where that happened.
+pub(crate) struct Ended {
+    kind: EndKind,
+    timing: Option<Timing>,
+}
+
+enum EndKind {
+    Succeeded,
+    HttpStatus(u16),
+    Failed(JobError),
+}
+
+impl Ended {
+    pub(crate) fn of(outcome: &Outcome, timing: Option<Timing>) -> Self {
+        let kind = match outcome {
+            Outcome::Response(response) if response.status().as_u16() < 400 => EndKind::Succeeded,
+            Outcome::Response(response) => EndKind::HttpStatus(response.status().as_u16()),
+            Outcome::Failed(error) => EndKind::Failed(error.clone()),
+        };
+        Self { kind, timing }
+    }
+
+    /// Logs and counts the end when the store `recorded` it.
+    pub(crate) fn say(self, meters: &Meters, id: JobId, recorded: bool) {
+        if !recorded {
+            return discarded(id);
         }
-        Some(error) => {
-            meters.finished(Ending::failed(&error.code), 1);
-            // A panic had its own `ERROR` event, with its payload, where it
-            // was caught.
-            if error.code != ErrorCode::Panicked {
-                tracing::warn!(
-                    job.id = %id,
-                    error.code = error.code.as_str(),
-                    error.message = %error.message,
-                    duration_ms = millis(ran),
-                    wait_ms = millis(waited),
-                    "job failed"
-                );
+        if let Some(timing) = self.timing {
+            meters.run_time(timing.ran);
+        }
+        let (ran, waited) = self.timing.map_or((0, 0), |t| (millis(t.ran), millis(t.waited)));
+        match self.kind {
+            EndKind::Succeeded => {
+                meters.finished(Ending::Succeeded, 1);
+                tracing::info!(job.id = %id, duration_ms = ran, wait_ms = waited, "job succeeded");
+            }
+            EndKind::HttpStatus(status) => {
+                meters.finished(Ending::failed(&ErrorCode::HttpStatus), 1);
+                // A 4xx is the client's doing, at whatever rate it likes:
+                // not a warning.
+                if status < 500 {
+                    tracing::info!(job.id = %id, error.code = "http_status", http.response.status_code = status, duration_ms = ran, "job failed");
+                } else {
+                    tracing::warn!(job.id = %id, error.code = "http_status", http.response.status_code = status, duration_ms = ran, "job failed");
+                }
+            }
+            EndKind::Failed(error) => {
+                meters.finished(Ending::failed(&error.code), 1);
+                // A panic had its own `ERROR` event, with its payload, where
+                // it was caught.
+                if error.code != ErrorCode::Panicked {
+                    tracing::warn!(
+                        job.id = %id,
+                        error.code = error.code.as_str(),
+                        error.message = %error.message,
+                        duration_ms = ran,
+                        wait_ms = waited,
+                        "job failed"
+                    );
+                }
             }
         }
     }
 }
 
-/// A job that never ran ended (a shutdown, while it was queued).
-pub(crate) fn ended_unstarted(meters: &Meters, id: JobId, outcome: &Outcome) {
-    if let Some(error) = outcome.error() {
-        meters.finished(Ending::failed(&error.code), 1);
-        tracing::warn!(job.id = %id, error.code = error.code.as_str(), "job failed before it started");
-    }
+/// The store kept the job's earlier end (canceled, deleted, or lost to
+/// another process): this process's outcome is dropped.
+fn discarded(id: JobId) {
+    tracing::debug!(job.id = %id, "the job ended elsewhere meanwhile: its outcome here is dropped");
 }
 
-/// A durable job cut short by a shutdown goes back to its queue, for
+/// A durable job cut short by a shutdown went back to its queue, for
 /// another process: it has not ended.
 pub(crate) fn handed_back(id: JobId) {
-    tracing::info!(job.id = %id, "shutting down: the durable job goes back to its queue");
+    tracing::info!(job.id = %id, "shutting down: the durable job went back to its queue");
 }
 
-/// The job was canceled (or deleted) elsewhere: it ends here.
+/// The job was canceled by a client (`DELETE`): counted where the store
+/// says so, once per job.
 pub(crate) fn canceled(meters: &Meters, id: JobId) {
     meters.finished(Ending::Canceled, 1);
     tracing::info!(job.id = %id, "job canceled");
+}
+
+/// The job ended elsewhere (canceled, deleted, lost): it stops here.
+pub(crate) fn stopped(id: JobId) {
+    tracing::debug!(job.id = %id, "the job ended elsewhere: it stops here");
 }
 
 /// A sweep ended `lost` jobs whose process went away.
@@ -243,9 +292,13 @@ pub(crate) fn requeued(jobs: usize) {
     tracing::info!(jobs, "durable jobs of a process that went away are queued again");
 }
 
-/// This process's claim on a job lapsed: another process may run it now.
+/// This process's claim on a job that was still running lapsed: another
+/// process may run it now.
 pub(crate) fn lease_lost(id: JobId) {
-    tracing::warn!(job.id = %id, "the job's lease was lost: it stops here");
+    static LIMIT: Limited = Limited::new();
+    if let Some(held_back) = LIMIT.allow() {
+        tracing::warn!(job.id = %id, held_back, "the job's lease was lost: it stops here");
+    }
 }
 
 /// The store confirmed a renewal of the leases `lag` after it was due.
@@ -273,8 +326,38 @@ pub(crate) fn finish_retried(id: JobId) {
     }
 }
 
-/// Milliseconds, to the microsecond (`wait_ms=0.885`, not
-/// `0.884578000001`).
-fn millis(duration: Duration) -> f64 {
-    duration.as_micros() as f64 / 1000.0
+/// Whole milliseconds: jobs are slow by nature, and an integer is
+/// formatted at a fraction of a float's cost (this is on every job's path
+/// at `INFO`).
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_code_has_its_own_label() {
+        let codes = [
+            ErrorCode::HttpStatus,
+            ErrorCode::Panicked,
+            ErrorCode::Error,
+            ErrorCode::Timeout,
+            ErrorCode::Lost,
+            ErrorCode::ResultTooLarge,
+            ErrorCode::Shutdown,
+        ];
+        for code in &codes {
+            let Ending::Failed(index) = Ending::failed(code) else {
+                unreachable!("a failure")
+            };
+            assert_eq!(Ending::labels(Ending::Failed(index).index()), ("failed", code.as_str()));
+        }
+        let other = Ending::failed(&ErrorCode::from("quota_exceeded"));
+        assert_eq!(Ending::labels(other.index()), ("failed", "other"));
+        assert_eq!(Ending::labels(Ending::Succeeded.index()), ("succeeded", "none"));
+        assert_eq!(Ending::labels(Ending::Canceled.index()), ("canceled", "none"));
+        assert!(Ending::failed(&ErrorCode::Shutdown).index() < Ending::COUNT);
+    }
 }

@@ -4,9 +4,9 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
+use std::time::Instant;
 
 use pin_project_lite::pin_project;
-use tokio::time::Instant;
 
 use super::limit::Limited;
 use super::meters::{self, Meters};

@@ -438,10 +438,17 @@ impl JobStore for RedisStore {
         Some(self.inner.lease)
     }
 
-    /// `PING` on the shared connection, bounded by the command timeout; on
+    /// `PING` on the shared connection, bounded by the command timeout (and
+    /// a third of the lease); on
     /// a Cluster, to the master of the namespace's slot.
     async fn health(&self) -> Result<(), StoreError> {
-        self.conn().ping(&self.job_prefix()).await.map_err(store_error)
+        // Bounded here too: a connection manager the app built may have no
+        // response timeout, and a probe must answer.
+        let bound = (self.inner.lease / 3).max(std::time::Duration::from_millis(100));
+        match tokio::time::timeout(bound, self.conn().ping(&self.job_prefix())).await {
+            Ok(answer) => answer.map_err(store_error),
+            Err(_) => Err(StoreError::Unavailable("Redis did not answer PING in time".into())),
+        }
     }
 }
 
