@@ -6,11 +6,16 @@
 //! a `redis-server` of a test's own (`private_redis`), a three-master
 //! Redis Cluster of a test's own (`private_cluster`), replica processes
 //! of the `replicas` example (`replica`), a `MemoryStore`
-//! with hooks (`store`), two apps sharing one store (`sharing`), a shutdown begun in a task (`shutdown`) and calls of a router in process, for the tests on
-//! the paused clock (`oneshot`).
+//! with hooks (`store`), two apps sharing one store (`sharing`), a shutdown
+//! begun in a task (`shutdown`), calls of a router in process, for the
+//! tests on the paused clock (`oneshot`), the examples built for child
+//! processes (`examples`), Python virtual environments for the interop
+//! tests (`python`) and a `tracing` subscriber that keeps what it sees
+//! (`traces`).
 #![allow(dead_code, unreachable_pub)]
 
 pub mod body;
+pub mod examples;
 pub mod gate;
 pub mod http;
 pub mod oneshot;
@@ -23,6 +28,7 @@ pub mod private_cluster;
 pub mod private_postgres;
 #[cfg(feature = "redis")]
 pub mod private_redis;
+pub mod python;
 #[cfg(feature = "redis")]
 pub mod redis;
 #[cfg(any(feature = "redis", feature = "postgres"))]

@@ -19,36 +19,12 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tower_accepted::store::{JobId, JobRecord, JobStatus, JobStore, Lookup};
 
+use super::examples::example;
 use super::http::{HttpClient, assert_accepted};
 
-/// The path of the `replicas` example, built (again, when its sources
-/// changed) once per test run: `cargo test --test it` alone does not build
-/// examples, and a binary left from an earlier build would speak an older
-/// protocol to the store. It is built with the stores this test build has
-/// (features `redis` and `postgres`), so that the Redis and the PostgreSQL
-/// tests run the same binary.
+/// The path of the `replicas` example (see [`example`]).
 pub fn replicas_example() -> PathBuf {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let exe = std::env::current_exe().unwrap();
-            let target = exe.parent().and_then(|deps| deps.parent()).unwrap().to_path_buf();
-            let features: Vec<&str> = [
-                (cfg!(feature = "redis"), "redis"),
-                (cfg!(feature = "postgres"), "postgres"),
-            ]
-            .into_iter()
-            .filter_map(|(enabled, feature)| enabled.then_some(feature))
-            .collect();
-            let status = std::process::Command::new(env!("CARGO"))
-                .args(["build", "--example", "replicas", "--features", &features.join(",")])
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .status()
-                .unwrap();
-            assert!(status.success(), "building the replicas example failed");
-            target.join("examples").join("replicas")
-        })
-        .clone()
+    example("replicas")
 }
 
 /// Handler completions, by job id: the attempts that finished, in order,

@@ -9,74 +9,24 @@
 //! skipped: without Python, venv or pip (or PyPI), the test fails.
 #![cfg(feature = "client")]
 
+use crate::common;
 use crate::demo_app as app;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::process::Command;
 use tower_accepted::Completion;
 
 /// The requirement installed in the virtual environment.
 const AZURE_CORE: &str = "azure-core>=1.30,<2";
-
-fn venv_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    target.join("azure-venv")
-}
-
-async fn run(program: &Path, args: &[&str], limit: Duration) -> std::process::Output {
-    let mut command = Command::new(program);
-    command.args(args).kill_on_drop(true);
-    let output = tokio::time::timeout(limit, command.output())
-        .await
-        .unwrap_or_else(|_| panic!("{} {args:?} did not end within {limit:?}", program.display()))
-        .unwrap_or_else(|e| panic!("{} could not be started: {e}", program.display()));
-    assert!(
-        output.status.success(),
-        "{} {args:?} failed ({}):\n{}\n{}",
-        program.display(),
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
 
 /// The virtual environment's Python, with `azure-core` installed.
 async fn python() -> PathBuf {
     // Tests of this file run at once: one of them sets up, the others wait.
     static SETUP: tokio::sync::OnceCell<PathBuf> = tokio::sync::OnceCell::const_new();
     SETUP
-        .get_or_init(|| async {
-            let dir = venv_dir();
-            let python = dir.join("bin").join("python");
-            if !python.exists() {
-                let system = std::env::var_os("PYTHON").unwrap_or_else(|| "python3".into());
-                let dir = dir.to_string_lossy().into_owned();
-                run(Path::new(&system), &["-m", "venv", &dir], Duration::from_secs(120)).await;
-            }
-            let check = Command::new(&python)
-                .args(["-c", "import azure.core.polling.base_polling"])
-                .output()
-                .await
-                .unwrap_or_else(|e| panic!("{} could not be started: {e}", python.display()));
-            if !check.status.success() {
-                let args = [
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    AZURE_CORE,
-                ];
-                run(&python, &args, Duration::from_secs(300)).await;
-            }
-            python
-        })
+        .get_or_init(|| common::python::venv("azure-venv", "azure.core.polling.base_polling", AZURE_CORE))
         .await
         .clone()
 }
@@ -99,7 +49,7 @@ async fn azure_poll(base: &str, path: &str, body: &str) -> Value {
     let python = python().await;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/azure/poll.py");
     let script = script.to_string_lossy().into_owned();
-    let output = run(&python, &[&script, base, path, body], Duration::from_secs(90)).await;
+    let output = common::python::run(&python, &[&script, base, path, body], b"", Duration::from_secs(90)).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let line = stdout.lines().last().unwrap_or_default();
     serde_json::from_str(line).unwrap_or_else(|e| panic!("poll.py printed no JSON ({e}): {stdout}"))

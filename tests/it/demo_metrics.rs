@@ -8,7 +8,7 @@
 //! test's). Nothing is skipped: without Python, venv or pip (or PyPI), the
 //! test fails.
 
-use crate::common::{HttpClient, submit};
+use crate::common::{self, HttpClient, submit};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -28,36 +28,6 @@ const PROMETHEUS_CLIENT: &str = "prometheus-client>=0.17,<1";
 /// The overall bound of each wait of this test.
 const WITHIN: Duration = Duration::from_secs(30);
 
-/// The path of the `demo` example, built (again, when its sources changed)
-/// once per test run: `cargo test --test it` alone does not build
-/// examples. Built with the features of this test build, so that it links
-/// the library this build compiled rather than compiling another one.
-fn demo_example() -> PathBuf {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let exe = std::env::current_exe().unwrap();
-            let target = exe.parent().and_then(|deps| deps.parent()).unwrap().to_path_buf();
-            let features: Vec<&str> = [
-                (cfg!(feature = "axum"), "axum"),
-                (cfg!(feature = "redis"), "redis"),
-                (cfg!(feature = "postgres"), "postgres"),
-                (cfg!(feature = "client"), "client"),
-            ]
-            .into_iter()
-            .filter_map(|(enabled, feature)| enabled.then_some(feature))
-            .collect();
-            let status = std::process::Command::new(env!("CARGO"))
-                .args(["build", "--example", "demo", "--features", &features.join(",")])
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .status()
-                .unwrap();
-            assert!(status.success(), "building the demo example failed");
-            target.join("examples").join("demo")
-        })
-        .clone()
-}
-
 /// The demo process, and every line it wrote (stdout and stderr).
 struct Demo {
     addr: String,
@@ -75,7 +45,7 @@ impl Demo {
             .unwrap()
             .port();
         let addr = format!("127.0.0.1:{port}");
-        let mut child = Command::new(demo_example())
+        let mut child = Command::new(common::examples::example("demo"))
             .env("ADDR", &addr)
             .env("RUST_LOG", "info,tower_accepted=debug")
             // The planned panic's message, without a backtrace in the log.
@@ -137,74 +107,11 @@ fn collect(from: impl AsyncRead + Unpin + Send + 'static, log: Arc<Mutex<Vec<Str
     });
 }
 
-fn venv_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    target.join("prometheus-venv")
-}
-
-/// Runs `program` with `args` (and `stdin`), for at most `limit`; asserts
-/// it succeeded.
-async fn run(program: &Path, args: &[&str], stdin: &[u8], limit: Duration) -> std::process::Output {
-    use tokio::io::AsyncWriteExt;
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("{} could not be started: {e}", program.display()));
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin).await.unwrap();
-    // Closed, so that the program reads to the end of its input.
-    drop(input);
-    let output = tokio::time::timeout(limit, child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("{} {args:?} did not end within {limit:?}", program.display()))
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{} {args:?} failed ({}):\n{}\n{}",
-        program.display(),
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
-
 /// The virtual environment's Python, with `prometheus-client` installed.
 async fn python() -> PathBuf {
     static SETUP: tokio::sync::OnceCell<PathBuf> = tokio::sync::OnceCell::const_new();
     SETUP
-        .get_or_init(|| async {
-            let dir = venv_dir();
-            let python = dir.join("bin").join("python");
-            if !python.exists() {
-                let system = std::env::var_os("PYTHON").unwrap_or_else(|| "python3".into());
-                let dir = dir.to_string_lossy().into_owned();
-                run(Path::new(&system), &["-m", "venv", &dir], b"", Duration::from_secs(120)).await;
-            }
-            let check = Command::new(&python)
-                .args(["-c", "import prometheus_client.parser"])
-                .output()
-                .await
-                .unwrap_or_else(|e| panic!("{} could not be started: {e}", python.display()));
-            if !check.status.success() {
-                let args = [
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    PROMETHEUS_CLIENT,
-                ];
-                run(&python, &args, b"", Duration::from_secs(300)).await;
-            }
-            python
-        })
+        .get_or_init(|| common::python::venv("prometheus-venv", "prometheus_client.parser", PROMETHEUS_CLIENT))
         .await
         .clone()
 }
@@ -246,7 +153,7 @@ async fn scrape(client: &HttpClient) -> Scrape {
     let python = python().await;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/prometheus/parse.py");
     let script = script.to_string_lossy().into_owned();
-    let output = run(&python, &[&script], &answer.body, Duration::from_secs(60)).await;
+    let output = common::python::run(&python, &[&script], &answer.body, Duration::from_secs(60)).await;
     let families: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
         panic!(
             "parse.py printed no JSON ({e}): {}",
