@@ -257,6 +257,40 @@ async fn waiting_long_polls_answer_when_the_drain_ends() {
     .expect("the test ends within its bound");
 }
 
+/// One runner (`max_running(1)`) that has learned its jobs take about
+/// `teach_ms` (a job of that length ran to its end), serving under
+/// `drain_on` with `deadline`, with a `/held` job running that holds it
+/// until `gate` opens: the setup of the tests of queued jobs in a drain.
+struct OneRunner {
+    layer: AcceptedLayer,
+    server: Draining,
+    client: HttpClient,
+    gate: Arc<Semaphore>,
+    running: String,
+}
+
+async fn one_runner_taught(teach_ms: u64, deadline: Duration) -> OneRunner {
+    let gate = Arc::new(Semaphore::new(0));
+    let layer = AcceptedLayer::new().max_running(1);
+    let app = Router::new()
+        .route("/sleep", sleeping())
+        .route("/held", held(&gate, "held done"))
+        .layer(layer.clone());
+    let server = Draining::start(&layer, app, deadline).await;
+    let client = server.client();
+    let teacher = submit(&client, &format!("/sleep?ms={teach_ms}"), "").await;
+    assert_eq!(client.until_done(&teacher).await.status_word(), "succeeded");
+    let running = submit(&client, "/held", "").await;
+    poll_until(&client, &running, "running", |doc| status_of(doc) == "running").await;
+    OneRunner {
+        layer,
+        server,
+        client,
+        gate,
+        running,
+    }
+}
+
 /// With one runner whose jobs are known to take about a second, queued
 /// jobs that would not start before a shorter deadline end `shutdown` as
 /// soon as the drain begins, while the job running goes on until the
@@ -264,22 +298,15 @@ async fn waiting_long_polls_answer_when_the_drain_ends() {
 #[tokio::test]
 async fn queued_jobs_that_cannot_start_in_time_end_at_once() {
     tokio::time::timeout(WITHIN, async {
-        let gate = Arc::new(Semaphore::new(0));
-        let layer = AcceptedLayer::new().max_running(1);
-        let app = Router::new()
-            .route("/sleep", sleeping())
-            .route("/held", held(&gate, "held done"))
-            .layer(layer.clone());
         // Queued jobs would start a second or more from the signal; the
         // deadline is shorter, and long enough to read their monitors.
         let deadline = Duration::from_millis(1_500);
-        let mut server = Draining::start(&layer, app, deadline).await;
-        let client = server.client();
-        let teacher = submit(&client, "/sleep?ms=2000", "").await;
-        assert_eq!(client.until_done(&teacher).await.status_word(), "succeeded");
-
-        let running = submit(&client, "/held", "").await;
-        poll_until(&client, &running, "running", |doc| status_of(doc) == "running").await;
+        let OneRunner {
+            mut server,
+            client,
+            running,
+            ..
+        } = one_runner_taught(2_000, deadline).await;
         let mut queued = Vec::new();
         for _ in 0..5 {
             let monitor = submit(&client, "/held", "").await;
@@ -319,18 +346,13 @@ async fn queued_jobs_that_cannot_start_in_time_end_at_once() {
 #[tokio::test]
 async fn a_queued_job_that_can_start_in_time_runs() {
     tokio::time::timeout(WITHIN, async {
-        let gate = Arc::new(Semaphore::new(0));
-        let layer = AcceptedLayer::new().max_running(1);
-        let app = Router::new()
-            .route("/sleep", sleeping())
-            .route("/held", held(&gate, "held done"))
-            .layer(layer.clone());
-        let mut server = Draining::start(&layer, app, Duration::from_secs(20)).await;
-        let client = server.client();
-        let teacher = submit(&client, "/sleep?ms=300", "").await;
-        assert_eq!(client.until_done(&teacher).await.status_word(), "succeeded");
-        let running = submit(&client, "/held", "").await;
-        poll_until(&client, &running, "running", |doc| status_of(doc) == "running").await;
+        let OneRunner {
+            layer,
+            mut server,
+            client,
+            gate,
+            ..
+        } = one_runner_taught(300, Duration::from_secs(20)).await;
         let queued = submit(&client, "/sleep?ms=50", "").await;
 
         server.signal("/held").await;
