@@ -43,6 +43,8 @@
 mod apps;
 #[path = "http/load.rs"]
 mod load;
+#[path = "common/telemetry.rs"]
+mod telemetry;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -414,21 +416,11 @@ fn json_path() -> PathBuf {
     target.join("bench-http.json")
 }
 
-/// What an app in production has installed, as issue 14 measures the layer
-/// with it: a `tracing` subscriber at `INFO` (formatting every event it lets
-/// through, into a sink) and a Prometheus recorder. `BENCH_TELEMETRY=0`
-/// leaves both out.
+/// The subscriber and recorder of an app in production, unless
+/// `BENCH_TELEMETRY=0`.
 fn install_telemetry() {
-    if std::env::var("BENCH_TELEMETRY").as_deref() == Ok("0") {
-        return;
-    }
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
-        .with_writer(std::io::sink)
-        .with_ansi(false)
-        .init();
-    if let Err(e) = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
-        eprintln!("no Prometheus recorder: {e}");
+    if std::env::var("BENCH_TELEMETRY").as_deref() != Ok("0") {
+        telemetry::install();
     }
 }
 

@@ -22,6 +22,9 @@
 //! with `OVERHEAD_TELEMETRY=1`, under a `tracing` subscriber at `INFO` and a
 //! Prometheus recorder.
 
+#[path = "common/telemetry.rs"]
+mod telemetry;
+
 use std::convert::Infallible;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -384,14 +387,7 @@ fn main() {
         // As an app in production has them: a subscriber at `INFO`,
         // formatting into a sink, and a Prometheus recorder.
         if std::env::var("OVERHEAD_TELEMETRY").as_deref() == Ok("1") {
-            tracing_subscriber::fmt()
-                .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
-                .with_writer(std::io::sink)
-                .with_ansi(false)
-                .init();
-            if let Err(e) = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
-                eprintln!("no Prometheus recorder: {e}");
-            }
+            telemetry::install();
         }
         let iters = std::env::var("OVERHEAD_ITERS")
             .ok()

@@ -172,16 +172,23 @@ mod postgres {
         layer.ready().await.unwrap();
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres_store_is_not_ready_while_stopped_and_ready_once_started() {
-        let mut pg = PrivatePostgres::start().await;
-        let store = PostgresStore::builder(pg.url("health"))
+    /// A layer on a store of `pg` (its statements bounded by `TIMEOUT`),
+    /// ready.
+    async fn ready_layer_on(pg: &PrivatePostgres, schema: &str) -> AcceptedLayer<PostgresStore> {
+        let store = PostgresStore::builder(pg.url(schema))
             .statement_timeout(TIMEOUT)
             .build()
             .await
             .unwrap();
         let layer = AcceptedLayer::new().store(store);
         layer.ready().await.unwrap();
+        layer
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_store_is_not_ready_while_stopped_and_ready_once_started() {
+        let mut pg = PrivatePostgres::start().await;
+        let layer = ready_layer_on(&pg, "health").await;
 
         pg.stop().await;
         for _ in 0..3 {
@@ -200,13 +207,7 @@ mod postgres {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn postgres_store_is_not_ready_while_frozen() {
         let pg = PrivatePostgres::start().await;
-        let store = PostgresStore::builder(pg.url("health_frozen"))
-            .statement_timeout(TIMEOUT)
-            .build()
-            .await
-            .unwrap();
-        let layer = AcceptedLayer::new().store(store);
-        layer.ready().await.unwrap();
+        let layer = ready_layer_on(&pg, "health_frozen").await;
 
         pg.freeze();
         let (answer, elapsed) = timed_ready(&layer, Duration::from_secs(30)).await;
