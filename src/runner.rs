@@ -242,20 +242,30 @@ async fn queue<St: JobStore>(shared: &LayerState<St>, job: &Job) -> Queued {
             std::future::pending::<()>().await;
         }
     };
-    let permit = tokio::select! {
-        biased;
-        _ = admissions.force.fired() => None,
-        result = &mut ended => {
-            if result.is_ok() {
-                job.cancel();
-                return Queued::Ended;
+    tokio::pin!(hopeless);
+    // Made once, so that the job keeps its place in the semaphore's queue.
+    let acquire = Arc::clone(&admissions.running).acquire_owned();
+    tokio::pin!(acquire);
+    // Whether the store can still tell of the job's end elsewhere.
+    let mut watching = true;
+    let permit = loop {
+        break tokio::select! {
+            biased;
+            _ = admissions.force.fired() => None,
+            result = &mut ended, if watching => {
+                if result.is_ok() {
+                    job.cancel();
+                    return Queued::Ended;
+                }
+                // The store could not tell: wait for a runner as usual,
+                // the shutdown's deadline and estimate included.
+                watching = false;
+                continue;
             }
-            // The store could not tell; wait for a runner as usual.
-            Arc::clone(&admissions.running).acquire_owned().await.ok()
-        }
-        permit = Arc::clone(&admissions.running).acquire_owned() => permit.ok(),
-        // Last: a runner free at the same moment wins over the estimate.
-        () = hopeless => None,
+            permit = &mut acquire => permit.ok(),
+            // Last: a runner free at the same moment wins over the estimate.
+            () = &mut hopeless => None,
+        };
     };
     permit.map_or(Queued::Forced, Queued::Run)
 }
