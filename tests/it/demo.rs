@@ -16,7 +16,7 @@ use common::{Answer, HttpClient, Server, serve};
 
 /// The demo served with `completion`; the layer is returned too, to look
 /// into its job store.
-async fn demo(completion: Completion) -> (Server, HttpClient, AcceptedLayer) {
+pub(crate) async fn demo(completion: Completion) -> (Server, HttpClient, AcceptedLayer) {
     let layer = app::layer(completion);
     let server = serve(app::app(layer.clone())).await;
     let client = HttpClient::new(&server);

@@ -107,6 +107,21 @@ fn sleeping() -> axum::routing::MethodRouter {
 }
 
 /// A long poll (`?wait=50`) of `monitor` on a connection of its own, in a
+/// The drain's last job: its long poll asked first (its end ends the drain,
+/// and the listener closes right after), then `gate` opened; the long poll
+/// answers `succeeded` and the listener closes soon after.
+async fn last_job_ends_the_drain(server: Draining, monitor: &str, gate: &Semaphore) {
+    let long_poll = long_poll_of(&server, monitor);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    gate.add_permits(1);
+    let (done, _) = tokio::time::timeout(SOON, long_poll)
+        .await
+        .expect("the long poll answers")
+        .unwrap();
+    assert_eq!(done.status_word(), "succeeded", "{done:?}");
+    server.assert_closed_within(SOON).await;
+}
+
 /// task: its answer and when it came.
 fn long_poll_of(server: &Draining, monitor: &str) -> JoinHandle<(Answer, Instant)> {
     let client = server.client();
@@ -178,17 +193,7 @@ async fn results_stay_reachable_while_jobs_drain() {
         let other = server.client().get(&second).await;
         assert_eq!(other.status_word(), "running", "{other:?}");
 
-        // The last job: its end ends the drain, and the listener closes
-        // right after, so its long poll is asked before.
-        let last_poll = long_poll_of(&server, &second);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        other_gate.add_permits(1);
-        let (done, _) = tokio::time::timeout(SOON, last_poll)
-            .await
-            .expect("the long poll answers")
-            .unwrap();
-        assert_eq!(done.status_word(), "succeeded", "{done:?}");
-        server.assert_closed_within(SOON).await;
+        last_job_ends_the_drain(server, &second, &other_gate).await;
     })
     .await
     .expect("the test ends within its bound");
@@ -359,17 +364,7 @@ async fn a_queued_job_that_can_start_in_time_runs() {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let waiting = client.get(&queued).await;
         assert_eq!(waiting.status_word(), "pending", "it may start in time: {waiting:?}");
-        // Its end ends the drain and the listener closes: its long poll is
-        // asked before.
-        let long_poll = long_poll_of(&server, &queued);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        gate.add_permits(1);
-        let (done, _) = tokio::time::timeout(SOON, long_poll)
-            .await
-            .expect("the long poll answers")
-            .unwrap();
-        assert_eq!(done.status_word(), "succeeded", "{done:?}");
-        server.assert_closed_within(SOON).await;
+        last_job_ends_the_drain(server, &queued, &gate).await;
         let stored = layer
             .job_store()
             .response(job_id(&queued))

@@ -7,8 +7,6 @@
 
 use crate::common;
 
-use crate::demo_app as app;
-
 use std::error::Error as _;
 use std::time::{Duration, Instant};
 
@@ -17,7 +15,6 @@ use tower_accepted::store::{JobStore, StoreError};
 use tower_accepted::{AcceptedLayer, Completion, NotReady};
 
 use common::shutdown::begin_shutdown;
-use common::{HttpClient, serve};
 
 /// Asks `layer.ready()` and answers with how long it took; fails the test
 /// if it took longer than `within` (a probe must never hang).
@@ -218,17 +215,10 @@ mod postgres {
     }
 }
 
-/// The demo served as `cargo run --example demo` serves it.
-async fn demo() -> (common::Server, HttpClient, AcceptedLayer) {
-    let layer = app::layer(Completion::SeeOther);
-    let server = serve(app::app(layer.clone())).await;
-    let client = HttpClient::new(&server);
-    (server, client, layer)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_healthz_answers_ok() {
-    let (_server, client, layer) = demo().await;
+    // The demo as `cargo run --example demo` serves it (see tests/it/demo.rs).
+    let (_server, client, layer) = crate::demo::demo(Completion::SeeOther).await;
     let answer = client.get("/healthz").await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.body, "ok");
@@ -237,7 +227,7 @@ async fn demo_healthz_answers_ok() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_readyz_answers_ready() {
-    let (_server, client, layer) = demo().await;
+    let (_server, client, layer) = crate::demo::demo(Completion::SeeOther).await;
     let answer = client.get("/readyz").await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.body, "ready");
@@ -251,7 +241,7 @@ async fn demo_readyz_answers_ready() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_readyz_answers_503_once_a_shutdown_began_and_healthz_still_200() {
-    let (_server, client, layer) = demo().await;
+    let (_server, client, layer) = crate::demo::demo(Completion::SeeOther).await;
     let shutdown = begin_shutdown(layer, Duration::from_secs(5)).await;
     let answer = client.get("/readyz").await;
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
