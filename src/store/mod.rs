@@ -344,6 +344,55 @@ pub trait JobStore: Send + Sync + 'static {
     /// it already is. Callers bound the wait with a timeout.
     fn wait_terminal(&self, id: JobId) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Resolves once job `id` is no longer as it was when its record last
+    /// changed at `seen` (its [`updated_at_ms`](JobRecord::updated_at_ms)
+    /// differs: it started, made progress, ended, ran again), or it is gone
+    /// or expired, or has ended (it will not change again); at once if so
+    /// already. A wake-up with nothing changed is
+    /// allowed: callers read the job again and wait again. Callers bound
+    /// the wait with a timeout.
+    ///
+    /// This is what a Server-Sent Events stream of the job waits on, so a
+    /// store that keeps jobs for several processes announces every change
+    /// (Redis pub/sub, PostgreSQL `NOTIFY`) and waits without reading in a
+    /// loop: a stream costs nothing while its job does not change. Every
+    /// write that changes a job must raise its `updated_at_ms` (to at least
+    /// one millisecond past its last value, whatever the clocks say), since
+    /// streams tell changes, and name events, by it.
+    ///
+    /// The default waits for the job's end, and reads it once a second
+    /// while it runs, for stores that cannot announce progress.
+    ///
+    /// ```
+    /// use tower_accepted::store::{Claim, JobId, JobRecord, JobStore, Lookup, MemoryStore};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tower_accepted::store::StoreError> {
+    /// let store = MemoryStore::new();
+    /// let id = JobId::new();
+    /// store.create(JobRecord::pending(id)).await?;
+    /// let Lookup::Found(before) = store.get(id).await? else { unreachable!() };
+    /// let waiting = store.wait_change(id, before.updated_at_ms);
+    /// store.start(Claim::first(id)).await?;
+    /// waiting.await?; // it started
+    /// let Lookup::Found(after) = store.get(id).await? else { unreachable!() };
+    /// assert!(after.updated_at_ms > before.updated_at_ms);
+    /// # Ok(())
+    /// # }
+    /// ```
+    fn wait_change(&self, id: JobId, seen: u64) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async move {
+            loop {
+                match self.get(id).await? {
+                    Lookup::Found(record) if record.updated_at_ms == seen && !record.status.is_terminal() => {}
+                    _ => return Ok(()),
+                }
+                // Any end resolves it at once; progress is seen within a second.
+                let _ = tokio::time::timeout(Duration::from_secs(1), self.wait_terminal(id)).await;
+            }
+        }
+    }
+
     /// Adds a durable job: its record and, in the same atomic write, its
     /// request, queue and attempts ([`DurableJob`]); with `key`, only if
     /// the key is free, as [`create_once`](Self::create_once). A job that

@@ -303,9 +303,21 @@ impl JobRecord {
         self.touch();
     }
 
-    /// Marks the record changed now.
+    /// Marks the record changed now: at least a millisecond past its last
+    /// change, whatever the clock says, since every change must raise
+    /// [`updated_at_ms`](Self::updated_at_ms) (see
+    /// [`JobStore::wait_change`](super::JobStore::wait_change)).
+    ///
+    /// ```
+    /// use tower_accepted::store::{JobId, JobRecord};
+    ///
+    /// let mut record = JobRecord::pending(JobId::new());
+    /// let before = record.updated_at_ms;
+    /// record.touch();
+    /// assert!(record.updated_at_ms > before);
+    /// ```
     pub fn touch(&mut self) {
-        self.updated_at_ms = unix_ms().max(self.updated_at_ms);
+        self.updated_at_ms = unix_ms().max(self.updated_at_ms.saturating_add(1));
     }
 
     /// Whether a stored response can be fetched for this job.

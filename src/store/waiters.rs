@@ -1,5 +1,5 @@
 //! Waiters of jobs in one process, woken by a store's listener when a job
-//! ends anywhere (Redis pub/sub, PostgreSQL `LISTEN`).
+//! ends, or changes, anywhere (Redis pub/sub, PostgreSQL `LISTEN`).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -25,6 +25,10 @@ pub(crate) struct Waiters {
 struct Slot {
     /// Notified when the job ends, and when every waiter must look again.
     notify: Notify,
+    /// Notified when the job changes in any way (it ends too), and when
+    /// every waiter must look again: apart from `notify`, so that a long
+    /// poll is not woken by every progress of its job.
+    changed: Notify,
     /// How many times the job was announced as ended (raised before the
     /// notification, by [`Waiters::wake`] alone).
     ends: AtomicU64,
@@ -104,11 +108,72 @@ impl Waiters {
         }
     }
 
+    /// [`wait_change`](crate::store::JobStore::wait_change) of a store
+    /// whose listener feeds these waiters: resolves once `read` finds job
+    /// `id` changed since `seen` (its `updated_at_ms`), ended, unknown or
+    /// expired. It reads the job when it starts, at every announced change
+    /// and every `every` (a message can be missed).
+    pub(crate) async fn wait_for_change<F, Fut>(
+        &self,
+        id: JobId,
+        seen: u64,
+        every: Duration,
+        read: F,
+    ) -> Result<(), StoreError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<Lookup, StoreError>>,
+    {
+        let waiter = self.register(id);
+        loop {
+            let changed = waiter.slot.changed.notified();
+            tokio::pin!(changed);
+            // Enabled before the job is read: a change announced after the
+            // read wakes us.
+            changed.as_mut().enable();
+            match read().await? {
+                Lookup::Found(record) if record.updated_at_ms == seen && !record.status.is_terminal() => {}
+                _ => return Ok(()),
+            }
+            tokio::select! {
+                () = &mut changed => {}
+                () = tokio::time::sleep(every) => {}
+            }
+        }
+    }
+
     /// Wakes the waiters of `id`, which ended (or was deleted).
     pub(crate) fn wake(&self, id: JobId) {
         if let Some(slot) = lock(&self.map).get(&id) {
             slot.ends.fetch_add(1, Ordering::AcqRel);
             slot.notify.notify_waiters();
+            slot.changed.notify_waiters();
+        }
+    }
+
+    /// Wakes the watchers of the changes of `id`, which changed without
+    /// ending (it started, or made progress).
+    pub(crate) fn changed(&self, id: JobId) {
+        if let Some(slot) = lock(&self.map).get(&id) {
+            slot.changed.notify_waiters();
+        }
+    }
+
+    /// Wakes the waiters an announcement names: a job's id when it ended
+    /// (or was deleted), `~` and its id when it changed without ending.
+    /// Anything else (a message of a later version, say) is let go.
+    pub(crate) fn announce(&self, payload: &str) {
+        match payload.strip_prefix('~') {
+            Some(id) => {
+                if let Ok(id) = id.parse::<JobId>() {
+                    self.changed(id);
+                }
+            }
+            None => {
+                if let Ok(id) = payload.parse::<JobId>() {
+                    self.wake(id);
+                }
+            }
         }
     }
 
@@ -116,6 +181,7 @@ impl Waiters {
     pub(crate) fn wake_all(&self) {
         for slot in lock(&self.map).values() {
             slot.notify.notify_waiters();
+            slot.changed.notify_waiters();
         }
     }
 }

@@ -1,11 +1,13 @@
 //! A job as [`MemoryStore`](super::MemoryStore) keeps it, its waiters, and
 //! the wake-ups that are fired once the shard's lock is released.
 
+use std::sync::Arc;
 use std::task::Waker;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use slab::Slab;
+use tokio::sync::Notify;
 
 use crate::store::{Claim, JobError, JobId, JobRecord, JobStatus, Outcome, unix_ms};
 
@@ -61,6 +63,19 @@ struct Extra {
     waiters: Slab<Waker>,
     /// What a durable job keeps to run again.
     durable: Option<Durable>,
+    /// Notified at every change of the job, for the event streams that
+    /// watch it; made by the first of them.
+    watch: Option<Arc<Notify>>,
+}
+
+impl Drop for Extra {
+    /// A job that leaves the store (deleted, expired) wakes its watchers,
+    /// who find it gone.
+    fn drop(&mut self) {
+        if let Some(watch) = &self.watch {
+            watch.notify_waiters();
+        }
+    }
 }
 
 /// A durable job's request, queue and attempts (spent by claims: its
@@ -82,6 +97,7 @@ impl Extra {
             && self.key.is_none()
             && self.waiters.is_empty()
             && self.durable.is_none()
+            && self.watch.is_none()
     }
 }
 
@@ -127,6 +143,7 @@ impl Entry {
             key,
             waiters: Slab::new(),
             durable: None,
+            watch: None,
         };
         Self {
             created_at_ms: record.created_at_ms,
@@ -203,9 +220,19 @@ impl Entry {
             && self.durable().is_none_or(|d| !d.waiting)
     }
 
-    /// Marks the job changed now (as [`JobRecord::touch`]).
+    /// Marks the job changed now (as [`JobRecord::touch`]), at least a
+    /// millisecond past its last change (event streams tell changes by
+    /// it), and wakes its watchers.
     pub(super) fn touch(&mut self) {
-        self.updated_at_ms = unix_ms().max(self.updated_at_ms);
+        self.updated_at_ms = unix_ms().max(self.updated_at_ms.saturating_add(1));
+        if let Some(watch) = self.extra.as_deref().and_then(|e| e.watch.as_ref()) {
+            watch.notify_waiters();
+        }
+    }
+
+    /// The notifier of the job's changes (see [`touch`](Self::touch)).
+    pub(super) fn watch(&mut self) -> Arc<Notify> {
+        Arc::clone(self.extra_mut().watch.get_or_insert_with(Arc::default))
     }
 
     pub(super) fn set_message(&mut self, message: Option<String>) {

@@ -179,6 +179,34 @@ impl JobStore for MemoryStore {
         wait::WaitTerminal::new(self, id)
     }
 
+    async fn wait_change(&self, id: JobId, seen: u64) -> Result<(), StoreError> {
+        // The job as it is, and its notifier if it is still as `seen`.
+        let unchanged = || {
+            let mut shard = self.shard(id);
+            match shard.jobs.get_mut(&id) {
+                Some(entry)
+                    if entry.updated_at_ms == seen
+                        && !entry.status.is_terminal()
+                        && !entry.expired(self.inner.now()) =>
+                {
+                    Some(entry.watch())
+                }
+                _ => None,
+            }
+        };
+        let Some(watch) = unchanged() else { return Ok(()) };
+        let changed = watch.notified();
+        tokio::pin!(changed);
+        // Enabled, then looked at again: a change between the two looks
+        // wakes it.
+        changed.as_mut().enable();
+        if unchanged().is_none() {
+            return Ok(());
+        }
+        changed.await;
+        Ok(())
+    }
+
     async fn create_durable(
         &self,
         record: JobRecord,

@@ -9,7 +9,6 @@ use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use tokio::sync::oneshot;
 
-use crate::store::JobId;
 use crate::store::waiters::Waiters;
 
 /// How often the listener checks that its connection answers, since one
@@ -78,9 +77,7 @@ async fn relay(listener: &mut PgListener, waiters: &Waiters, bound: Duration) {
             // `try_recv` is cancel-safe: a ping never loses a notification.
             received = listener.try_recv() => match received {
                 Ok(Some(notification)) => {
-                    if let Ok(id) = notification.payload().parse::<JobId>() {
-                        waiters.wake(id);
-                    }
+                    waiters.announce(notification.payload());
                 }
                 Ok(None) | Err(_) => return,
             },

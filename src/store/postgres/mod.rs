@@ -320,6 +320,13 @@ impl JobStore for PostgresStore {
             .await
     }
 
+    async fn wait_change(&self, id: JobId, seen: u64) -> Result<(), StoreError> {
+        self.inner
+            .waiters
+            .wait_for_change(id, seen, self.inner.lease, || self.lookup(id))
+            .await
+    }
+
     async fn create_durable(
         &self,
         record: JobRecord,

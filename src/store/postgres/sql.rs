@@ -159,18 +159,21 @@ impl Statements {
                 "SELECT j.id, {RECORD} FROM {jobs} j WHERE j.owner = $1 AND {KEPT} \
                  AND (j.created_at_ms, j.id) < ($3, $4) ORDER BY j.created_at_ms DESC, j.id DESC LIMIT $2"
             ),
+            // Both announce the change (`~` and the id) for event streams.
             start: format!(
-                "UPDATE {jobs} j SET status = 'running', updated_at_ms = greatest(j.updated_at_ms, $3), \
+                "WITH started AS (UPDATE {jobs} j SET status = 'running', updated_at_ms = greatest(j.updated_at_ms + 1, $3), \
                  started_at_ms = greatest(j.created_at_ms, $3) \
-                 WHERE {HELD} AND j.status = 'pending'"
+                 WHERE {HELD} AND j.status = 'pending' RETURNING j.id) \
+                 SELECT pg_notify('{channel}', '~' || id::text) FROM started"
             ),
             progress: format!(
-                "UPDATE {jobs} j SET progress = $3, message = $4, updated_at_ms = greatest(j.updated_at_ms, $5) \
-                 WHERE {HELD}"
+                "WITH changed AS (UPDATE {jobs} j SET progress = $3, message = $4, updated_at_ms = greatest(j.updated_at_ms + 1, $5) \
+                 WHERE {HELD} RETURNING j.id) \
+                 SELECT pg_notify('{channel}', '~' || id::text) FROM changed"
             ),
             // $3 status, $4 updated, $5..$7 response, $8 code, $9 message.
             finish: format!(
-                "WITH ended AS (UPDATE {jobs} j SET status = $3, updated_at_ms = greatest(j.updated_at_ms, $4), result_status = $5, \
+                "WITH ended AS (UPDATE {jobs} j SET status = $3, updated_at_ms = greatest(j.updated_at_ms + 1, $4), result_status = $5, \
                  result_headers = $6, result_body = $7, error_code = $8, error_message = $9, {end} \
                  WHERE {HELD} RETURNING j.id) \
                  SELECT pg_notify('{channel}', id::text) FROM ended"
@@ -178,7 +181,7 @@ impl Statements {
             // $2 updated. Answers whether it canceled, and the row as it
             // was before (the statement's snapshot).
             cancel: format!(
-                "WITH ended AS (UPDATE {jobs} j SET status = 'canceled', updated_at_ms = greatest(j.updated_at_ms, $2), {end} \
+                "WITH ended AS (UPDATE {jobs} j SET status = 'canceled', updated_at_ms = greatest(j.updated_at_ms + 1, $2), {end} \
                  WHERE j.id = $1 AND j.status IN ('pending', 'running') RETURNING j.id), \
                  woken AS (SELECT pg_notify('{channel}', id::text) FROM ended) \
                  SELECT (SELECT count(*) FROM woken) > 0 AS canceled, l.* FROM ({lookup}) AS l"
@@ -197,7 +200,7 @@ impl Statements {
                 "WITH next AS (SELECT j.id FROM {jobs} j WHERE j.queue = $1 AND j.waiting \
                  ORDER BY j.created_at_ms, j.id LIMIT 1 FOR UPDATE SKIP LOCKED) \
                  UPDATE {jobs} j SET attempt = j.attempt + 1, waiting = false, lease_until = {lease}, \
-                 updated_at_ms = greatest(j.updated_at_ms, $2) FROM next WHERE j.id = next.id \
+                 updated_at_ms = greatest(j.updated_at_ms + 1, $2) FROM next WHERE j.id = next.id \
                  RETURNING j.id, {RECORD}, j.max_attempts, {REQUEST}"
             ),
             // $1 ids, $2 attempts.
@@ -209,7 +212,7 @@ impl Statements {
             // $3 updated.
             release: format!(
                 "UPDATE {jobs} j SET status = 'pending', waiting = true, started_at_ms = NULL, lease_until = NULL, \
-                 updated_at_ms = greatest(j.updated_at_ms, $3) WHERE {HELD} AND j.queue IS NOT NULL AND j.request_method IS NOT NULL"
+                 updated_at_ms = greatest(j.updated_at_ms + 1, $3) WHERE {HELD} AND j.queue IS NOT NULL AND j.request_method IS NOT NULL"
             ),
             // $1 batch, $2 lost code, $3 lost message. Answers how many
             // were requeued and lost.
@@ -218,10 +221,10 @@ impl Statements {
                  AND j.status IN ('pending', 'running') AND NOT j.waiting \
                  ORDER BY j.lease_until LIMIT $1 FOR UPDATE SKIP LOCKED), \
                  requeued AS (UPDATE {jobs} j SET status = 'pending', waiting = true, started_at_ms = NULL, \
-                 lease_until = NULL, updated_at_ms = greatest(j.updated_at_ms, {now_ms}) FROM due \
+                 lease_until = NULL, updated_at_ms = greatest(j.updated_at_ms + 1, {now_ms}) FROM due \
                  WHERE j.id = due.id AND {again} RETURNING j.id), \
                  lost AS (UPDATE {jobs} j SET status = 'failed', error_code = $2, error_message = $3, \
-                 updated_at_ms = greatest(j.updated_at_ms, {now_ms}), {end} FROM due \
+                 updated_at_ms = greatest(j.updated_at_ms + 1, {now_ms}), {end} FROM due \
                  WHERE j.id = due.id AND NOT {again} \
                  RETURNING j.id), \
                  woken AS (SELECT pg_notify('{channel}', id::text) FROM lost) \

@@ -78,6 +78,7 @@ impl RedisStore {
             .arg(unix_ms())
             .arg(id.to_string())
             .arg(claim.attempt())
+            .arg(&self.inner.channel)
             .invoke_async(&mut self.conn())
             .await
             .map_err(store_error)?;
@@ -104,6 +105,7 @@ impl RedisStore {
             .arg(message.unwrap_or_default())
             .arg(id.to_string())
             .arg(claim.attempt())
+            .arg(&self.inner.channel)
             .invoke_async(&mut self.conn())
             .await
             .map_err(store_error)?;

@@ -54,6 +54,19 @@ end
     };
 }
 
+/// Lua: `bump(u, now)`, the new `u` (updated, ms) of a job whose `u` is
+/// `u`: `now`, or one past `u` when a replica's clock is behind or two
+/// changes fall in one millisecond. Every change raises it, since event
+/// streams tell changes, and name their events, by it.
+macro_rules! lua_bump {
+    () => {
+        "local function bump(u, now)
+  return math.max(tonumber(now), (tonumber(u) or 0) + 1)
+end
+"
+    };
+}
+
 /// Lua: `held_by(at, w, token)`, whether attempt `token` holds a job
 /// whose `at` and `w` fields are these: `at` is the token (a job written
 /// before attempts were kept ran once) and the job is not waiting in its
@@ -80,7 +93,7 @@ end
 macro_rules! lua_end_job {
     () => {
         "local function end_job(job, gone, leases, qprefix, id, st, now, ttl, tomb, channel, rs, rh, rb, ec, em, dq, ik)
-  local fields = {'st', st, 'u', now}
+  local fields = {'st', st, 'u', bump(redis.call('HGET', job, 'u'), now)}
   if rs ~= '' then
     fields[#fields + 1] = 'rs'; fields[#fields + 1] = rs
     fields[#fields + 1] = 'rh'; fields[#fields + 1] = rh
@@ -190,6 +203,7 @@ return 'new'
 /// error code, message, attempt, queue key prefix.
 pub(super) const END: &str = concat!(
     lua_held!(),
+    lua_bump!(),
     lua_end_job!(),
     r"
 local f = redis.call('HMGET', KEYS[1], 'st', 'at', 'w', 'dq', 'ik')
@@ -225,33 +239,39 @@ redis.call('PUBLISH', ARGV[1], ARGV[2])
 return removed
 ";
 
-/// Moves a pending job its claim holds to running, and records when it
-/// started (`s`, the same time as `u`).
+/// Moves a pending job its claim holds to running, records when it
+/// started (`s`, the same time as `u`), and announces the change (`~` and
+/// the id, on the channel ends use).
 ///
-/// KEYS: job, leases. ARGV: now, id, attempt.
+/// KEYS: job, leases. ARGV: now, id, attempt, channel.
 pub(super) const START: &str = concat!(
     lua_held!(),
+    lua_bump!(),
     r"
-local f = redis.call('HMGET', KEYS[1], 'st', 'at', 'w')
+local f = redis.call('HMGET', KEYS[1], 'st', 'at', 'w', 'u')
 if f[1] ~= 'pending' or not held_by(f[2], f[3], ARGV[3]) then return 0 end
-redis.call('HSET', KEYS[1], 'st', 'running', 'u', ARGV[1], 's', ARGV[1])
+local u = bump(f[4], ARGV[1])
+redis.call('HSET', KEYS[1], 'st', 'running', 'u', u, 's', u)
+redis.call('PUBLISH', ARGV[4], '~' .. ARGV[2])
 return 1
 "
 );
 
 /// Records progress and message on a job that has not ended, for the
-/// claim that holds it.
+/// claim that holds it, and announces the change (`~` and the id).
 ///
 /// KEYS: job, leases. ARGV: now, progress (`''`: none), has message
-/// ('1'), message, id, attempt.
+/// ('1'), message, id, attempt, channel.
 pub(super) const PROGRESS: &str = concat!(
     lua_held!(),
+    lua_bump!(),
     r"
-local f = redis.call('HMGET', KEYS[1], 'st', 'at', 'w')
+local f = redis.call('HMGET', KEYS[1], 'st', 'at', 'w', 'u')
 local st = f[1]
 if not st or st == 'succeeded' or st == 'failed' or st == 'canceled' then return 0 end
 if not held_by(f[2], f[3], ARGV[6]) then return 0 end
-redis.call('HSET', KEYS[1], 'u', ARGV[1])
+redis.call('HSET', KEYS[1], 'u', bump(f[4], ARGV[1]))
+redis.call('PUBLISH', ARGV[7], '~' .. ARGV[5])
 if ARGV[2] == '' then redis.call('HDEL', KEYS[1], 'p') else redis.call('HSET', KEYS[1], 'p', ARGV[2]) end
 if ARGV[3] == '' then redis.call('HDEL', KEYS[1], 'm') else redis.call('HSET', KEYS[1], 'm', ARGV[4]) end
 return 1

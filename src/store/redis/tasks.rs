@@ -10,7 +10,6 @@ use futures_util::StreamExt;
 use redis::Client;
 use redis::aio::{PubSubSink, PubSubStream};
 
-use crate::store::JobId;
 use crate::store::waiters::Waiters;
 
 /// How the listener tells that its connection died without saying so.
@@ -82,12 +81,8 @@ async fn relay(mut messages: PubSubStream, sink: &mut PubSubSink, waiters: &Wait
         tokio::select! {
             message = messages.next() => {
                 let Some(message) = message else { return };
-                if let Some(id) = message
-                    .get_payload::<String>()
-                    .ok()
-                    .and_then(|p| p.parse::<JobId>().ok())
-                {
-                    waiters.wake(id);
+                if let Ok(payload) = message.get_payload::<String>() {
+                    waiters.announce(&payload);
                 }
             }
             _ = ticker.tick() => {

@@ -29,6 +29,8 @@
 //!   [`wait_terminal_resolves_at_once_when_ended_or_unknown`],
 //!   [`wait_terminal_wakes_on_finish`], [`wait_terminal_wakes_on_cancel`],
 //!   [`wait_terminal_wakes_on_delete`], [`many_waiters_all_wake`];
+//! - telling changes: [`every_change_raises_updated_at`],
+//!   [`wait_change_wakes_on_every_change`];
 //! - execution (claims, durable jobs and their queues, leases), through the
 //!   trait alone, without sleeping or letting a lease lapse (what a store
 //!   does with a lapsed lease depends on its clock, and is its own test's
@@ -55,6 +57,7 @@
 //! [`stored_response`], [`sample_response`], [`assert_same_response`]) serve
 //! a store's own tests too.
 
+mod changes;
 mod claims;
 mod expiry;
 mod queues;
@@ -69,6 +72,7 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
 use crate::store::{Claim, JobId, JobRecord, JobStore, Lookup, Outcome};
 
+pub use changes::{CHANGE_WITHIN, every_change_raises_updated_at, wait_change_wakes_on_every_change};
 pub use claims::{
     claims_fence_start_progress_and_finish, durable_job_not_queued_runs_as_attempt_one, renew_answers_claim_by_claim,
     sweep_leaves_held_claims_alone,
@@ -124,7 +128,9 @@ pub async fn run_all<St: JobStore>(make: impl Fn() -> St) {
     create_durable_with_a_key_creates_once(&make()).await;
     sweep_leaves_held_claims_alone(&make()).await;
     health_answers_ok_when_the_store_works(&make()).await;
+    every_change_raises_updated_at(&make()).await;
     let store = Arc::new(make());
+    wait_change_wakes_on_every_change(&store).await;
     wait_terminal_wakes_on_finish(&store).await;
     wait_terminal_wakes_on_cancel(&store).await;
     wait_terminal_wakes_on_delete(&store).await;
@@ -157,6 +163,8 @@ pub async fn run_all_on<St: JobStore>(store: Arc<St>) {
     create_durable_with_a_key_creates_once(&*store).await;
     sweep_leaves_held_claims_alone(&*store).await;
     health_answers_ok_when_the_store_works(&*store).await;
+    every_change_raises_updated_at(&*store).await;
+    wait_change_wakes_on_every_change(&store).await;
     wait_terminal_wakes_on_finish(&store).await;
     wait_terminal_wakes_on_cancel(&store).await;
     wait_terminal_wakes_on_delete(&store).await;

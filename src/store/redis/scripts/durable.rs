@@ -22,6 +22,7 @@
 pub(in crate::store::redis) const CLAIM: &str = concat!(
     lua_now!(),
     lua_keep!(),
+    lua_bump!(),
     lua_end_job!(),
     r"
 local now = now_ms()
@@ -37,7 +38,7 @@ for _ = 1, 16 do
       end_job(job, ARGV[1] .. 'gone:' .. id, KEYS[2], ARGV[4], id, 'failed', now, ARGV[5], ARGV[6], ARGV[7],
         '', '', '', ARGV[8], ARGV[9], f[5], f[6])
     else
-      redis.call('HSET', job, 'at', at, 'u', now)
+      redis.call('HSET', job, 'at', at, 'u', bump(redis.call('HGET', job, 'u'), now))
       redis.call('HDEL', job, 'w')
       redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), id)
       keep(KEYS[2], ARGV[3])
@@ -106,13 +107,14 @@ pub(in crate::store::redis) const RELEASE: &str = concat!(
     lua_now!(),
     lua_keep!(),
     lua_held!(),
+    lua_bump!(),
     r"
 local f = redis.call('HMGET', KEYS[1], 'st', 'at', 'w', 'dq', 'ik', 'ok')
 local st, dq = f[1], f[4]
 if st ~= 'pending' and st ~= 'running' then return 0 end
 if not held_by(f[2], f[3], ARGV[2]) then return 0 end
 if not dq or redis.call('HEXISTS', KEYS[1], 'qm') == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'st', 'pending', 'u', now_ms(), 'w', '1')
+redis.call('HSET', KEYS[1], 'st', 'pending', 'u', bump(redis.call('HGET', KEYS[1], 'u'), now_ms()), 'w', '1')
 redis.call('HDEL', KEYS[1], 's')
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZADD', ARGV[3] .. dq, redis.call('HGET', KEYS[1], 'c'), ARGV[1])
@@ -137,6 +139,7 @@ return 1
 pub(in crate::store::redis) const SWEEP: &str = concat!(
     lua_now!(),
     lua_keep!(),
+    lua_bump!(),
     lua_end_job!(),
     r"
 local now = now_ms()
@@ -152,7 +155,8 @@ for _, id in ipairs(due) do
     local at = tonumber(f[3] or '1')
     local dx = tonumber(f[4] or '1')
     if dq and redis.call('HEXISTS', job, 'qm') == 1 and at < dx then
-      redis.call('HSET', job, 'st', 'pending', 'u', now, 'w', '1')
+      redis.call('HSET', job, 'st', 'pending', 'u', bump(redis.call('HGET', job, 'u'), now), 'w', '1')
+      redis.call('PUBLISH', ARGV[5], '~' .. id)
       redis.call('HDEL', job, 's')
       redis.call('ZADD', ARGV[2] .. dq, redis.call('HGET', job, 'c'), id)
       keep(ARGV[2] .. dq, ARGV[6])
