@@ -42,6 +42,7 @@ mod postgres;
 mod record;
 #[cfg(feature = "redis")]
 mod redis;
+mod status;
 #[cfg(any(feature = "redis", feature = "postgres"))]
 mod stored_http;
 #[cfg(feature = "test-util")]
@@ -59,9 +60,10 @@ pub use outcome::Outcome;
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresStore, PostgresStoreBuilder};
 pub(crate) use record::unix_ms;
-pub use record::{CreatedOnce, IdempotencyKey, InvalidJobStatus, JobRecord, JobStatus, KeyLookup, ListCursor, Page};
+pub use record::{CreatedOnce, IdempotencyKey, JobRecord, KeyLookup, ListCursor, Page};
 #[cfg(feature = "redis")]
 pub use redis::{RedisStore, RedisStoreBuilder};
+pub use status::{InvalidJobStatus, JobStatus};
 
 /// What a store knows of an id.
 ///

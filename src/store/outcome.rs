@@ -4,7 +4,7 @@ use bytes::Bytes;
 use http::Response;
 
 use super::job_error::{ErrorCode, JobError};
-use super::record::JobStatus;
+use super::status::JobStatus;
 
 /// How a job ended, as the runner hands it to
 /// [`JobStore::finish`](super::JobStore::finish).
