@@ -11,6 +11,7 @@ use http_body_util::Empty;
 use pin_project_lite::pin_project;
 
 use crate::BoxError;
+use crate::events::EventBody;
 
 /// `Debug` and `Body` for a public body type whose `kind` field is a
 /// [`BytesOrBody`]: the public types differ in name only.
@@ -131,6 +132,23 @@ impl<B> ResponseBody<B> {
             kind: BytesOrBody::bytes(data),
         }
     }
+
+    /// The body of an answer of the job routes.
+    pub(crate) fn reply(reply: Reply) -> Self {
+        match reply {
+            Reply::Whole(data) => Self::full(data),
+            Reply::Events(events) => Self {
+                kind: BytesOrBody::Events { events },
+            },
+        }
+    }
+}
+
+/// The body of an answer of the job routes: whole, or an event stream.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    Whole(Bytes),
+    Events(EventBody),
 }
 
 body_over_kind!(ResponseBody, "ResponseBody::Full", "ResponseBody::Inner");
@@ -143,6 +161,8 @@ pin_project! {
     pub(crate) enum BytesOrBody<B> {
         Bytes { data: Option<Bytes> },
         Body { #[pin] body: B },
+        // Only ever in a `ResponseBody`.
+        Events { events: EventBody },
     }
 }
 
@@ -163,6 +183,7 @@ impl<B> BytesOrBody<B> {
                 .field("len", &data.as_ref().map_or(0, Bytes::len))
                 .finish(),
             Self::Body { .. } => f.write_str(body),
+            Self::Events { .. } => f.write_str("ResponseBody::Events"),
         }
     }
 }
@@ -179,6 +200,7 @@ where
         match self.project() {
             BytesOrBodyProj::Bytes { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             BytesOrBodyProj::Body { body } => poll_bytes(body, cx),
+            BytesOrBodyProj::Events { events } => Pin::new(events).poll_frame(cx),
         }
     }
 
@@ -186,6 +208,7 @@ where
         match self {
             Self::Bytes { data } => data.is_none(),
             Self::Body { body } => body.is_end_stream(),
+            Self::Events { .. } => false,
         }
     }
 
@@ -193,6 +216,7 @@ where
         match self {
             Self::Bytes { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
             Self::Body { body } => body.size_hint(),
+            Self::Events { events } => events.size_hint(),
         }
     }
 }

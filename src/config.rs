@@ -6,6 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{self, HeaderName};
 use http::request::Parts;
+use tokio::sync::Semaphore;
 
 use crate::admission::{Admissions, Family};
 use crate::document::MapDocument;
@@ -83,6 +84,10 @@ pub(crate) struct Config {
     /// Which headers a durable job's stored request keeps (hop-by-hop ones
     /// never are); `None`: all.
     pub(crate) stored_headers: Option<HeaderFilter>,
+    /// How long an event stream may stay silent before a comment line.
+    pub(crate) event_heartbeat: Duration,
+    /// How many event streams may be open at once.
+    pub(crate) max_event_streams: usize,
 }
 
 impl Default for Config {
@@ -118,6 +123,8 @@ impl Default for Config {
             max_attempts: 3,
             queue: Arc::from("default"),
             stored_headers: None,
+            event_heartbeat: Duration::from_secs(15),
+            max_event_streams: 1024,
         }
     }
 }
@@ -170,6 +177,10 @@ pub(crate) struct LayerState<St> {
     pub(crate) durability: Durability,
     /// The layer's metric handles (feature `metrics`) and log limits.
     pub(crate) telemetry: crate::telemetry::Telemetry,
+    /// The jobs with event streams open, each fed by one reader.
+    pub(crate) events: crate::events::Hub,
+    /// The places of open event streams ([`Config::max_event_streams`]).
+    pub(crate) streams: Arc<Semaphore>,
 }
 
 impl<St> LayerState<St> {
@@ -193,6 +204,11 @@ impl<St> LayerState<St> {
                 admissions
             }
         };
+        // Streams are bounded in the whole family while the bound stays.
+        let streams = match from {
+            Some(from) if from.config.max_event_streams == config.max_event_streams => Arc::clone(&from.streams),
+            _ => Arc::new(Semaphore::new(config.max_event_streams.min(Semaphore::MAX_PERMITS))),
+        };
         Self {
             config,
             store,
@@ -200,6 +216,8 @@ impl<St> LayerState<St> {
             family,
             durability: Durability::default(),
             telemetry: crate::telemetry::Telemetry::default(),
+            events: crate::events::Hub::default(),
+            streams,
         }
     }
 }

@@ -11,10 +11,13 @@ use http::Response;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use crate::body::ResponseBody;
+use crate::body::{Reply, ResponseBody};
 
-/// A response the layer makes itself (job routes, `202`, errors).
+/// A response the layer makes itself (`202`, errors).
 pub(crate) type LayerResponse = Pin<Box<dyn Future<Output = Response<Bytes>> + Send>>;
+
+/// An answer of the job routes, which may stream events.
+pub(crate) type RoutesResponse = Pin<Box<dyn Future<Output = Response<Reply>> + Send>>;
 
 pin_project! {
     /// Response future of [`Accepted`](crate::Accepted): the layer's own
@@ -37,6 +40,7 @@ pin_project! {
         Ready { service: S, request: R },
         Inner { #[pin] future: F },
         Layer { future: LayerResponse },
+        Routes { future: RoutesResponse },
         Called,
     }
 }
@@ -52,6 +56,12 @@ impl<S: Service<R>, R> ResponseFuture<S, R> {
     pub(crate) fn layer(future: LayerResponse) -> Self {
         Self {
             kind: Kind::Layer { future },
+        }
+    }
+
+    pub(crate) fn routes(future: RoutesResponse) -> Self {
+        Self {
+            kind: Kind::Routes { future },
         }
     }
 }
@@ -89,6 +99,11 @@ where
                     kind.set(Kind::Called);
                     return Poll::Ready(Ok(response.map(ResponseBody::full)));
                 }
+                KindProj::Routes { future } => {
+                    let response = ready!(future.as_mut().poll(cx));
+                    kind.set(Kind::Called);
+                    return Poll::Ready(Ok(response.map(ResponseBody::reply)));
+                }
                 // Polled after it answered: a caller's bug, as for any future.
                 KindProj::Called => panic!("`ResponseFuture` polled after completion"),
             }
@@ -98,11 +113,11 @@ where
 
 /// Response future of [`JobRoutes`](crate::JobRoutes).
 pub struct JobRoutesFuture {
-    future: LayerResponse,
+    future: RoutesResponse,
 }
 
 impl JobRoutesFuture {
-    pub(crate) fn new(future: LayerResponse) -> Self {
+    pub(crate) fn new(future: RoutesResponse) -> Self {
         Self { future }
     }
 }
@@ -118,6 +133,6 @@ impl Future for JobRoutesFuture {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let response = ready!(self.future.as_mut().poll(cx));
-        Poll::Ready(Ok(response.map(ResponseBody::full)))
+        Poll::Ready(Ok(response.map(ResponseBody::reply)))
     }
 }

@@ -1,11 +1,13 @@
 //! Answers of the job routes: monitor, result, cancel, and their errors.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 
+use crate::body::Reply;
 use crate::config::LayerState;
 use crate::headers::{PREFERENCE_APPLIED, Preferences, retry_after_secs, whole_seconds};
 use crate::problem::Problem;
@@ -18,10 +20,10 @@ use crate::telemetry::{StoreOp, store};
 
 /// The answer to a request for one of the job routes.
 pub(crate) async fn respond<St: JobStore, B>(
-    shared: &LayerState<St>,
+    shared: &Arc<LayerState<St>>,
     route: JobRoute,
     request: Request<B>,
-) -> Response<Bytes> {
+) -> Response<Reply> {
     let (parts, body) = request.into_parts();
     // Job routes take no body; let it go before any wait.
     drop(body);
@@ -29,6 +31,10 @@ pub(crate) async fn respond<St: JobStore, B>(
     let caller = shared.config.owner_of(&parts);
     let caller = caller.as_deref();
     let mut response = match (route, &parts.method) {
+        (JobRoute::Monitor(id), &Method::GET) if crate::events::wants_events(&parts.headers) => {
+            return events(shared, id, caller, &parts.headers).await;
+        }
+        (JobRoute::Events(id), &Method::GET) => return events(shared, id, caller, &parts.headers).await,
         (JobRoute::Monitor(id), &Method::GET | &Method::HEAD) => {
             let prefs = crate::headers::preferences(&parts.headers);
             match crate::query::query_wait(parts.uri.query()) {
@@ -44,11 +50,28 @@ pub(crate) async fn respond<St: JobStore, B>(
         (JobRoute::NotFound, _) => not_found(),
         (JobRoute::Monitor(_), _) => method_not_allowed("GET, HEAD, DELETE"),
         (JobRoute::Result(_) | JobRoute::Collection, _) => method_not_allowed("GET, HEAD"),
+        (JobRoute::Events(_), _) => method_not_allowed("GET"),
     };
     if head {
         strip_body(&mut response);
     }
-    response
+    response.map(Reply::Whole)
+}
+
+/// The event stream of `id`, for a caller who may see it.
+async fn events<St: JobStore>(
+    shared: &Arc<LayerState<St>>,
+    id: JobId,
+    caller: Option<&str>,
+    headers: &http::HeaderMap,
+) -> Response<Reply> {
+    let response = match lookup(shared, id, caller).await {
+        Ok(Lookup::Found(record)) => return crate::events::open(shared, &record, headers),
+        Ok(Lookup::Expired) => gone(),
+        Ok(Lookup::Unknown) => not_found(),
+        Err(e) => unavailable(&shared.config, &e),
+    };
+    response.map(Reply::Whole)
 }
 
 /// What `caller` may know of `id`: another owner's job is unknown to it.

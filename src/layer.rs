@@ -427,6 +427,36 @@ impl<St: JobStore> AcceptedLayer<St> {
         self.configure(|c| c.expose_errors = expose)
     }
 
+    /// How long an event stream of a job (`Accept: text/event-stream`, or
+    /// the monitor's path and `/events`) may stay silent before the layer
+    /// sends a comment line, which keeps proxies from closing a quiet
+    /// stream (default 15 s).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_accepted::AcceptedLayer;
+    ///
+    /// let layer = AcceptedLayer::new().event_heartbeat(Duration::from_secs(30));
+    /// ```
+    pub fn event_heartbeat(self, interval: Duration) -> Self {
+        // A zero interval would send comment lines without end.
+        self.configure(|c| c.event_heartbeat = interval.max(Duration::from_millis(100)))
+    }
+
+    /// How many event streams may be open at once in this process, across
+    /// every layer made from this one (default 1024); beyond, a request for
+    /// a stream gets `503` with `Retry-After`. Each open stream holds a
+    /// connection; the layer's own cost per stream is a few hundred bytes.
+    ///
+    /// ```
+    /// use tower_accepted::AcceptedLayer;
+    ///
+    /// let layer = AcceptedLayer::new().max_event_streams(10_000);
+    /// ```
+    pub fn max_event_streams(self, streams: usize) -> Self {
+        self.configure(|c| c.max_event_streams = streams)
+    }
+
     /// The job routes alone, as a service: see [`JobRoutes`].
     ///
     /// ```

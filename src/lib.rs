@@ -179,6 +179,7 @@ mod config;
 mod document;
 mod durability;
 pub mod durable;
+mod events;
 mod future;
 // Only for `cargo fuzz` (which sets `--cfg fuzzing`) and this crate's own
 // tests: never part of the API.

@@ -60,8 +60,10 @@ pub(crate) fn unavailable(config: &Config, error: &StoreError) -> Response<Bytes
         .into_response()
 }
 
-/// The status monitor's answer for `record`, per the completion style.
-pub(crate) fn monitor_response(config: &Config, record: &JobRecord) -> Response<Bytes> {
+/// The status document a monitor answers for `record`, with the result's
+/// link when the completion style shows it (returned too, for `Location`);
+/// an event stream's events carry the same document.
+pub(crate) fn monitor_document(config: &Config, record: &JobRecord) -> (Bytes, Option<String>) {
     let every_terminal_result = config.completion == Completion::Ok;
     let result =
         result_link_shown(record, every_terminal_result).then(|| config.link(&config.routes.result, record.id));
@@ -71,6 +73,12 @@ pub(crate) fn monitor_response(config: &Config, record: &JobRecord) -> Response<
         every_terminal_result,
         config.map_document.as_ref(),
     );
+    (body, result)
+}
+
+/// The status monitor's answer for `record`, per the completion style.
+pub(crate) fn monitor_response(config: &Config, record: &JobRecord) -> Response<Bytes> {
+    let (body, result) = monitor_document(config, record);
     let mut response = Response::new(body);
     // Room for every header a monitor or a `202` carries, at once.
     *response.headers_mut() = http::HeaderMap::with_capacity(6);

@@ -91,6 +91,9 @@ impl PathTemplate {
     }
 }
 
+/// What the path of a job's event stream adds to its monitor's.
+pub(crate) const EVENTS: &str = "/events";
+
 /// A request for one of the layer's own routes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum JobRoute {
@@ -98,6 +101,8 @@ pub(crate) enum JobRoute {
     Monitor(JobId),
     /// The stored result of a job.
     Result(JobId),
+    /// The event stream of a job: the monitor's path and `/events`.
+    Events(JobId),
     /// The collection of jobs (`/jobs`).
     Collection,
     /// A path in the layer's URL space that is no job route, or names a
@@ -125,6 +130,16 @@ impl Routes {
         let claimed = |route: Option<JobRoute>| route.or(whole_prefix.then_some(JobRoute::NotFound));
         if let Some(id) = self.monitor.match_path(path) {
             return claimed(parse(id).map(JobRoute::Monitor));
+        }
+        // The monitor's path and `/events`, for clients that cannot ask for
+        // a stream with `Accept` (a browser's `EventSource`, with no
+        // headers of its own).
+        if let Some(id) = path
+            .strip_suffix(EVENTS)
+            .and_then(|monitor| self.monitor.match_path(monitor))
+            .and_then(parse)
+        {
+            return Some(JobRoute::Events(id));
         }
         if let Some(id) = self.result.match_path(path) {
             return claimed(parse(id).map(JobRoute::Result));

@@ -163,7 +163,7 @@ where
             .classify(request.method(), request.uri().path(), config.claim_prefix)
         {
             let shared = Arc::clone(&self.shared);
-            return ResponseFuture::layer(Box::pin(
+            return ResponseFuture::routes(Box::pin(
                 async move { job_routes::respond(&shared, route, request).await },
             ));
         }

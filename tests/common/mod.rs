@@ -8,7 +8,7 @@
 //! of the `replicas` example (`replica`), a `MemoryStore`
 //! with hooks (`store`), two apps sharing one store (`sharing`), a shutdown
 //! begun in a task (`shutdown`), calls of a router in process, for the
-//! tests on the paused clock (`oneshot`), the examples built for child
+//! tests on the paused clock (`oneshot`), a reader of event streams (`sse`), the examples built for child
 //! processes (`examples`), Python virtual environments for the interop
 //! tests (`python`) and a `tracing` subscriber that keeps what it sees
 //! (`traces`).
@@ -36,6 +36,7 @@ pub mod replica;
 pub mod server;
 pub mod sharing;
 pub mod shutdown;
+pub mod sse;
 pub mod store;
 pub mod tcp;
 pub mod traces;

@@ -22,6 +22,7 @@ mod demo;
 mod demo_metrics;
 mod drain;
 mod durable;
+mod events;
 mod expiry;
 mod finish;
 mod health;
