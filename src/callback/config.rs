@@ -114,7 +114,9 @@ impl Callbacks {
 
     /// Allows addresses that are refused by default (loopback, private,
     /// link-local, metadata, …) when `predicate` says yes. Ordinary public
-    /// addresses need no allowance. It replaces an earlier one.
+    /// addresses need no allowance. IPv4-mapped IPv6 addresses
+    /// (`::ffff:127.0.0.1`) reach the predicate as their IPv4 address. It
+    /// replaces an earlier one.
     ///
     /// For a receiver on the same host or network, in development or
     /// behind a known gateway; a URL must still pass [`allow`](Self::allow).

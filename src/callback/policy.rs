@@ -38,7 +38,7 @@ impl Callbacks {
         // and a name that mixes a public and a private address is an attack.
         if addrs
             .iter()
-            .any(|addr| forbidden(addr.ip()).is_some() && !self.address_allowed(addr.ip()))
+            .any(|addr| forbidden(addr.ip()).is_some() && !self.address_allowed(addr.ip().to_canonical()))
         {
             return Err(CallbackRefused::new(RefusalKind::ForbiddenAddress));
         }
@@ -160,6 +160,8 @@ mod tests {
             .allow(|_| true)
             .allow_addresses(|ip| ip.is_loopback());
         assert!(callbacks.check("http://127.0.0.1:9/").await.is_ok());
+        // The predicate sees a mapped address as its IPv4 address.
+        assert!(callbacks.check("http://[::ffff:127.0.0.1]:9/").await.is_ok());
         // Only what the predicate names: other private ranges stay refused.
         let refused = callbacks.check("http://192.168.0.1/").await.unwrap_err();
         assert_eq!(refused.kind(), RefusalKind::ForbiddenAddress);
