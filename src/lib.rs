@@ -97,6 +97,8 @@
 //! | [`store::Claim`], [`store::Claimed`], [`store::DurableJob`], [`store::Swept`], [`store::LOST_MESSAGE`], [`store::OUT_OF_ATTEMPTS`] | execution: claims fenced by their attempt, durable jobs, sweeps | |
 //! | [`store::StoreError`], [`store::InvalidJobId`], [`store::InvalidJobStatus`] | errors of stores and of parsing | |
 //! | `store::suite` | the conformance kit a store's own tests run | `test-util` |
+//! | `callback::Callbacks`, `callback::WebhookSecret` | completion callbacks: which URLs, the Standard Webhooks signing secret, the bounds of delivery | `callbacks` |
+//! | `callback::CallbackRefused`, `callback::RefusalKind`, `callback::InvalidSecret` | why a callback URL or a secret was refused | `callbacks` |
 //! | `client::FollowLayer`, `client::Follow`, `client::ResponseFuture` | a client middleware that follows a `202` to the final response | `client` |
 //! | `client::FollowBody`, `client::FollowError`, `client::OnStatus` | its body, its errors, its progress callback | `client` |
 //! | `client::StatusDocument`, `client::Status`, `client::OperationError` | a status document as the client reads it (any common style) | `client` |
@@ -171,6 +173,9 @@
 
 mod admission;
 mod body;
+#[cfg(feature = "callbacks")]
+#[cfg_attr(docsrs, doc(cfg(feature = "callbacks")))]
+pub mod callback;
 mod claimed;
 #[cfg(feature = "client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]

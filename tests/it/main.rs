@@ -49,3 +49,4 @@ mod telemetry;
 mod timing;
 mod transparency;
 mod two_oh_two;
+mod webhook_signing;
