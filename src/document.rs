@@ -10,7 +10,7 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use crate::json;
-use crate::store::{JobError, JobId, JobRecord, JobStatus};
+use crate::store::{DeliveryState, JobError, JobId, JobRecord, JobStatus};
 
 /// A change to every status document, made by the user.
 pub(crate) type MapDocument = Arc<dyn Fn(&JobRecord, &mut serde_json::Map<String, serde_json::Value>) + Send + Sync>;
@@ -36,8 +36,18 @@ struct StatusDocument<'a> {
     error: Option<&'a JobError>,
     #[serde(skip_serializing_if = "Option::is_none")]
     attempt: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    callback: Option<CallbackDocument>,
     #[serde(rename = "resourceLocation", skip_serializing_if = "Option::is_none")]
     resource_location: Option<&'a str>,
+}
+
+/// The `callback` object: how the delivery stands, never where it goes
+/// (the URL is the submitter's, and may carry a secret).
+#[derive(Serialize)]
+struct CallbackDocument {
+    state: DeliveryState,
+    attempts: u32,
 }
 
 impl<'a> StatusDocument<'a> {
@@ -54,6 +64,10 @@ impl<'a> StatusDocument<'a> {
             result_status: record.result_status,
             error: record.error.as_ref(),
             attempt: (record.attempt > 1).then_some(record.attempt),
+            callback: record.callback.as_ref().map(|c| CallbackDocument {
+                state: c.state,
+                attempts: c.attempts,
+            }),
             resource_location,
         }
     }
@@ -129,6 +143,12 @@ fn encode_status_document(
     if record.attempt > 1 {
         doc.uint("attempt", u64::from(record.attempt));
     }
+    if let Some(callback) = &record.callback {
+        doc.object("callback", |c| {
+            c.plain("state", callback.state.as_str().as_bytes());
+            c.uint("attempts", u64::from(callback.attempts));
+        });
+    }
     if let Some(location) = resource_location {
         doc.str("resourceLocation", location);
     }
@@ -202,7 +222,7 @@ fn beyond_9999(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::ErrorCode;
+    use crate::store::{ErrorCode, JobCallback};
 
     /// The document as `serde_json` writes [`StatusDocument`].
     fn serde_document(record: &JobRecord, result: Option<&str>, every_terminal_result: bool) -> Vec<u8> {
@@ -261,6 +281,22 @@ mod tests {
         record.progress = None;
         record.message = None;
         assert_same_document(&record, Some("/r"), true);
+        // A callback shows its state and attempts, after the attempt.
+        record.attempt = 2;
+        for (state, attempts) in [
+            (DeliveryState::Pending, 0),
+            (DeliveryState::Delivered, 1),
+            (DeliveryState::Failed, u32::MAX),
+        ] {
+            let callback = JobCallback::new("https://user:secret@hooks.example.com/done?token=t")
+                .with_state(state)
+                .with_attempts(attempts);
+            record.callback = Some(callback);
+            assert_same_document(&record, Some("/r"), true);
+        }
+        record.attempt = 1;
+        assert_same_document(&record, None, false);
+        record.callback = None;
         // Timestamps at the edges of the fast path.
         for ms in [0, 951_782_400_000, 253_402_300_799_999, 253_402_300_800_000, u64::MAX] {
             record.created_at_ms = ms;
@@ -288,6 +324,24 @@ mod tests {
             let ours = status_document(&record, Some("/jobs/x/result"), true, None);
             proptest::prop_assert_eq!(ours.to_vec(), serde_document(&record, Some("/jobs/x/result"), true));
         }
+    }
+
+    #[test]
+    fn callbacks_show_their_state_never_their_url() {
+        let callback = JobCallback::new("https://hooks.example.com/secret-path")
+            .with_state(DeliveryState::Delivered)
+            .with_attempts(3);
+        let record = JobRecord::new(JobId::new(), JobStatus::Succeeded, 0, 0).with_callback(Some(callback));
+        let document = status_document(&record, None, false, None);
+        let value: serde_json::Value = serde_json::from_slice(&document).unwrap();
+        assert_eq!(
+            value["callback"],
+            serde_json::json!({"state": "delivered", "attempts": 3})
+        );
+        assert!(!String::from_utf8_lossy(&document).contains("secret-path"));
+        let plain = JobRecord::new(JobId::new(), JobStatus::Succeeded, 0, 0);
+        let value: serde_json::Value = serde_json::from_slice(&status_document(&plain, None, false, None)).unwrap();
+        assert!(value.get("callback").is_none(), "{value}");
     }
 
     #[test]

@@ -24,19 +24,21 @@
 //! and what it is given ([`Outcome`], [`ErrorCode`]) are `#[non_exhaustive]`
 //! enums.
 
-use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::Response;
 
+mod callback;
 mod claim;
+mod error;
 mod id;
 mod index;
 mod job_error;
 mod memory;
 mod outcome;
+mod page;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod record;
@@ -51,16 +53,19 @@ pub mod suite;
 #[cfg(any(feature = "redis", feature = "postgres"))]
 mod waiters;
 
+pub use callback::{DeliveryAttempt, DeliveryState, DueDelivery, InvalidDeliveryState, JobCallback};
 pub(crate) use claim::renewal_period;
 pub use claim::{Claim, Claimed, DurableJob, LOST_MESSAGE, OUT_OF_ATTEMPTS, Swept};
+pub use error::StoreError;
 pub use id::{InvalidJobId, JobId};
 pub use job_error::{ErrorCode, JobError, OtherCode};
 pub use memory::{MemoryStore, MemoryStoreBuilder};
 pub use outcome::Outcome;
+pub use page::{ListCursor, Page};
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresStore, PostgresStoreBuilder};
 pub(crate) use record::unix_ms;
-pub use record::{CreatedOnce, IdempotencyKey, JobRecord, KeyLookup, ListCursor, Page};
+pub use record::{CreatedOnce, IdempotencyKey, JobRecord, KeyLookup};
 #[cfg(feature = "redis")]
 pub use redis::{RedisStore, RedisStoreBuilder};
 pub use status::{InvalidJobStatus, JobStatus};
@@ -119,47 +124,6 @@ pub enum Cancel {
     Expired,
     /// No such job.
     Unknown,
-}
-
-/// Why a store could not do what was asked.
-///
-/// ```
-/// use tower_accepted::store::{JobId, JobRecord, JobStore, MemoryStore, StoreError};
-///
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() {
-/// let store = MemoryStore::builder().capacity(1).build();
-/// store.create(JobRecord::pending(JobId::new())).await.unwrap();
-/// let full = store.create(JobRecord::pending(JobId::new())).await;
-/// assert!(matches!(full, Err(StoreError::Full)));
-/// # }
-/// ```
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// The store holds as many jobs as it may; try again later.
-    Full,
-    /// The store could not be reached or failed (for example a lost
-    /// connection to a server).
-    Unavailable(Box<dyn std::error::Error + Send + Sync>),
-}
-
-impl fmt::Display for StoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Full => f.write_str("the job store is full"),
-            Self::Unavailable(e) => write!(f, "the job store is unavailable: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for StoreError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::Full => None,
-            Self::Unavailable(e) => Some(&**e),
-        }
-    }
 }
 
 /// A place to keep jobs, their progress and their results.
@@ -439,6 +403,93 @@ pub trait JobStore: Send + Sync + 'static {
     /// replica may run it, at any time, as often as it likes; reads never
     /// do this work.
     fn sweep(&self) -> impl Future<Output = Result<Swept, StoreError>> + Send;
+
+    /// Takes up to `limit` completion-callback deliveries that are due, by
+    /// the store's own clock, oldest due first: those of jobs that ended
+    /// with a [`callback`](JobRecord::callback) still
+    /// [`Pending`](DeliveryState::Pending). A job's end makes its delivery
+    /// due at once, in the same atomic write as the end (whichever way it
+    /// ended: finish, cancel, sweep, out of attempts), so that a replica
+    /// that dies right after the end loses nothing.
+    ///
+    /// Each delivery taken is *held*: its due time moves to now + `hold`
+    /// in the same atomic step, so that two replicas never take the same
+    /// one, and one whose replica dies while sending comes due again when
+    /// `hold` lapses. Its job is kept at least `hold` + the store's time to
+    /// live from now. The answer carries the record (terminal, with its
+    /// callback) and the token the attempt is recorded with. Cheap when
+    /// nothing is due: one round trip.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_accepted::store::{Claim, JobCallback, JobId, JobRecord, JobStore, MemoryStore, Outcome};
+    /// # use tower_accepted::store::{ErrorCode, JobError};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tower_accepted::store::StoreError> {
+    /// let store = MemoryStore::new();
+    /// let id = JobId::new();
+    /// let callback = JobCallback::new("https://hooks.example.com/done");
+    /// store.create(JobRecord::pending(id).with_callback(Some(callback))).await?;
+    /// assert!(store.claim_deliveries(10, Duration::from_secs(30)).await?.is_empty());
+    /// # let outcome = Outcome::Failed(JobError::new(ErrorCode::Error, "failed"));
+    /// store.finish(Claim::first(id), outcome).await?;
+    /// let due = store.claim_deliveries(10, Duration::from_secs(30)).await?;
+    /// assert_eq!((due.len(), due[0].record.id, due[0].token), (1, id, 0));
+    /// // Held: nobody else takes it meanwhile.
+    /// assert!(store.claim_deliveries(10, Duration::from_secs(30)).await?.is_empty());
+    /// # Ok(())
+    /// # }
+    /// ```
+    fn claim_deliveries(
+        &self,
+        limit: usize,
+        hold: Duration,
+    ) -> impl Future<Output = Result<Vec<DueDelivery>, StoreError>> + Send;
+
+    /// Records an attempt to deliver the callback of job `id`, made under
+    /// the claim whose token is `token`: the callback's attempts become
+    /// `token + 1`; [`Delivered`](DeliveryAttempt::Delivered) and
+    /// [`Failed`](DeliveryAttempt::Failed) set its state and take it off
+    /// the due deliveries for good; [`RetryAt`](DeliveryAttempt::RetryAt)
+    /// keeps it pending and due at that time (and the job kept at least the
+    /// store's time to live past it). Returns `false` (and changes nothing)
+    /// when `token` is not the callback's attempts count (another claim
+    /// recorded meanwhile), the delivery is no longer pending, or the job
+    /// is gone. It never changes [`updated_at_ms`](JobRecord::updated_at_ms):
+    /// a terminal record stays as it ended.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_accepted::store::{
+    ///     Claim, DeliveryAttempt, DeliveryState, JobCallback, JobId, JobRecord, JobStore, Lookup, MemoryStore, Outcome,
+    /// };
+    /// # use tower_accepted::store::{ErrorCode, JobError};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tower_accepted::store::StoreError> {
+    /// let store = MemoryStore::new();
+    /// let id = JobId::new();
+    /// let callback = JobCallback::new("https://hooks.example.com/done");
+    /// store.create(JobRecord::pending(id).with_callback(Some(callback))).await?;
+    /// # let outcome = Outcome::Failed(JobError::new(ErrorCode::Error, "failed"));
+    /// store.finish(Claim::first(id), outcome).await?;
+    /// let due = store.claim_deliveries(1, Duration::from_secs(30)).await?;
+    /// assert!(store.record_delivery(id, due[0].token, DeliveryAttempt::Delivered).await?);
+    /// // A second record under the same claim is stale.
+    /// assert!(!store.record_delivery(id, due[0].token, DeliveryAttempt::Failed).await?);
+    /// let Lookup::Found(record) = store.get(id).await? else { unreachable!() };
+    /// let callback = record.callback.unwrap();
+    /// assert_eq!((callback.state, callback.attempts), (DeliveryState::Delivered, 1));
+    /// # Ok(())
+    /// # }
+    /// ```
+    fn record_delivery(
+        &self,
+        id: JobId,
+        token: u32,
+        attempt: DeliveryAttempt,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// How long a claim lasts without renewal, for stores whose leases can
     /// lapse; the layer renews its claims every third of it and sweeps

@@ -1,14 +1,12 @@
-//! The data a [`JobStore`](super::JobStore) keeps: records, idempotency
-//! keys, pages of lists.
+//! The data a [`JobStore`](super::JobStore) keeps: records and idempotency
+//! keys.
 
-use std::fmt;
-use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
-use super::id::{InvalidJobId, JobId};
+use super::callback::JobCallback;
+use super::id::JobId;
 use super::job_error::JobError;
 use super::outcome::Outcome;
 use super::status::JobStatus;
@@ -76,6 +74,10 @@ pub struct JobRecord {
     /// that ran again after a runner stopped.
     #[serde(default)]
     pub attempt: u32,
+    /// The completion callback the job was submitted with, and how its
+    /// delivery stands; `None` when none was asked for.
+    #[serde(default)]
+    pub callback: Option<JobCallback>,
 }
 
 impl JobRecord {
@@ -103,6 +105,7 @@ impl JobRecord {
             error: None,
             owner: None,
             attempt: 1,
+            callback: None,
         }
     }
 
@@ -177,6 +180,20 @@ impl JobRecord {
     /// ```
     pub fn with_owner(mut self, owner: Option<String>) -> Self {
         self.owner = owner;
+        self
+    }
+
+    /// The same record, with a completion callback (see
+    /// [`callback`](Self::callback)).
+    ///
+    /// ```
+    /// use tower_accepted::store::{JobCallback, JobId, JobRecord};
+    ///
+    /// let record = JobRecord::pending(JobId::new()).with_callback(Some(JobCallback::new("https://hooks.example.com/done")));
+    /// assert_eq!(record.callback.unwrap().attempts, 0);
+    /// ```
+    pub fn with_callback(mut self, callback: Option<JobCallback>) -> Self {
+        self.callback = callback;
         self
     }
 
@@ -339,86 +356,6 @@ pub enum KeyLookup {
     Existing(JobRecord),
     /// The key is held by a job for a different request.
     Mismatch,
-}
-
-/// Where a listing of jobs goes on: after the job with this creation time
-/// and id, newest first. Opaque to clients (written as 48 hex digits).
-///
-/// `#[non_exhaustive]`: build one with [`ListCursor::new`] or by parsing
-/// its text; a listing in another order may need more in it.
-///
-/// ```
-/// use tower_accepted::store::{JobId, ListCursor};
-///
-/// let cursor = ListCursor::new(1_795_000_000_000, JobId::new());
-/// assert_eq!(cursor.to_string().parse::<ListCursor>().unwrap(), cursor);
-/// assert!("nope".parse::<ListCursor>().is_err());
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[non_exhaustive]
-pub struct ListCursor {
-    /// Creation time of the last job of the previous page, in ms.
-    pub created_at_ms: u64,
-    /// Its id.
-    pub id: JobId,
-}
-
-impl ListCursor {
-    /// The cursor after the job created at `created_at_ms` with `id`.
-    pub fn new(created_at_ms: u64, id: JobId) -> Self {
-        Self { created_at_ms, id }
-    }
-}
-
-impl fmt::Display for ListCursor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:016x}{}", self.created_at_ms, self.id.as_uuid().simple())
-    }
-}
-
-impl FromStr for ListCursor {
-    type Err = InvalidJobId;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let valid = s.len() == 48 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        if !valid {
-            return Err(InvalidJobId(()));
-        }
-        let created_at_ms = u64::from_str_radix(&s[..16], 16).map_err(|_| InvalidJobId(()))?;
-        let id = Uuid::try_parse(&s[16..]).map_err(|_| InvalidJobId(()))?;
-        Ok(Self::new(created_at_ms, JobId::from(id)))
-    }
-}
-
-/// One page of a listing: jobs newest first, and where the next page starts.
-///
-/// `#[non_exhaustive]`, so that a page can say more later (a total, say):
-/// build one with [`Page::new`].
-///
-/// ```
-/// use tower_accepted::store::{JobId, JobRecord, ListCursor, Page};
-///
-/// let last = JobRecord::pending(JobId::new());
-/// let next = ListCursor::new(last.created_at_ms, last.id);
-/// let page = Page::new(vec![last], Some(next));
-/// assert_eq!(page.jobs.len(), 1);
-/// assert_eq!(page.next, Some(next));
-/// assert_eq!(Page::default(), Page::new(Vec::new(), None));
-/// ```
-#[derive(Debug, Clone, PartialEq, Default)]
-#[non_exhaustive]
-pub struct Page {
-    /// The jobs, newest first.
-    pub jobs: Vec<JobRecord>,
-    /// The cursor of the next page, when there may be one.
-    pub next: Option<ListCursor>,
-}
-
-impl Page {
-    /// A page of `jobs` (newest first), followed by the page after `next`.
-    pub fn new(jobs: Vec<JobRecord>, next: Option<ListCursor>) -> Self {
-        Self { jobs, next }
-    }
 }
 
 #[cfg(test)]

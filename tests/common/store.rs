@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use bytes::Bytes;
 use http::Response;
 use tower_accepted::store::{
-    Cancel, Claim, Claimed, CreatedOnce, DurableJob, IdempotencyKey, JobId, JobRecord, JobStore, KeyLookup, ListCursor,
-    Lookup, MemoryStore, Outcome, Page, StoreError, Swept,
+    Cancel, Claim, Claimed, CreatedOnce, DeliveryAttempt, DueDelivery, DurableJob, IdempotencyKey, JobId, JobRecord,
+    JobStore, KeyLookup, ListCursor, Lookup, MemoryStore, Outcome, Page, StoreError, Swept,
 };
 
 /// What a [`Hooked`] store does before it delegates; nothing by default.
@@ -158,6 +158,12 @@ impl<H: Hooks> JobStore for Hooked<H> {
     }
     async fn sweep(&self) -> Result<Swept, StoreError> {
         self.inner.sweep().await
+    }
+    async fn claim_deliveries(&self, limit: usize, hold: std::time::Duration) -> Result<Vec<DueDelivery>, StoreError> {
+        self.inner.claim_deliveries(limit, hold).await
+    }
+    async fn record_delivery(&self, id: JobId, token: u32, attempt: DeliveryAttempt) -> Result<bool, StoreError> {
+        self.inner.record_delivery(id, token, attempt).await
     }
 }
 

@@ -36,6 +36,14 @@ async fn memory_store_passes_the_expiry_suite() {
     suite::expiry(&store, ttl, tombstone_ttl).await;
 }
 
+#[tokio::test(start_paused = true)]
+async fn memory_store_keeps_jobs_with_pending_deliveries() {
+    let ttl = Duration::from_secs(60);
+    let store = MemoryStore::builder().ttl(ttl).build();
+    suite::pending_delivery_keeps_its_job(&store, ttl).await;
+    suite::lost_job_delivery_is_due(&store).await;
+}
+
 // ---------------------------------------------------------------------------
 // MemoryStore specifics, on tokio's paused clock.
 

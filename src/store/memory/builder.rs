@@ -75,6 +75,7 @@ impl MemoryStoreBuilder {
         MemoryStore {
             inner: Arc::new(Inner {
                 epoch: Instant::now(),
+                epoch_ms: crate::store::unix_ms(),
                 shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
                 // A random key from std's random hasher keys (themselves
                 // from the operating system), without a dependency for it.
@@ -90,6 +91,7 @@ impl MemoryStoreBuilder {
                 owners: OwnerIndex::default(),
                 keys: KeyIndex::default(),
                 queues: super::queues::Queues::default(),
+                deliveries: super::deliveries::Deliveries::default(),
             }),
         }
     }

@@ -9,7 +9,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use slab::Slab;
 use tokio::sync::Notify;
 
-use crate::store::{Claim, JobError, JobId, JobRecord, JobStatus, Outcome, unix_ms};
+use crate::store::{Claim, DeliveryState, JobCallback, JobError, JobId, JobRecord, JobStatus, Outcome, unix_ms};
 
 /// What a finished job counts against the store's byte budget besides its
 /// response and texts: the entry, its place in the map and in the expiry
@@ -63,6 +63,8 @@ struct Extra {
     waiters: Slab<Waker>,
     /// What a durable job keeps to run again.
     durable: Option<Durable>,
+    /// The completion callback and its delivery.
+    callback: Option<JobCallback>,
     /// Notified at every change of the job, for the event streams that
     /// watch it; made by the first of them.
     watch: Option<Arc<Notify>>,
@@ -98,6 +100,7 @@ impl Extra {
             && self.waiters.is_empty()
             && self.durable.is_none()
             && self.watch.is_none()
+            && self.callback.is_none()
     }
 }
 
@@ -144,6 +147,7 @@ impl Entry {
             waiters: Slab::new(),
             durable: None,
             watch: None,
+            callback: record.callback,
         };
         Self {
             created_at_ms: record.created_at_ms,
@@ -180,7 +184,24 @@ impl Entry {
             error: extra.and_then(|e| e.error.clone()),
             owner: extra.and_then(|e| e.owner.clone()),
             attempt: self.attempt,
+            callback: extra.and_then(|e| e.callback.clone()),
         }
+    }
+
+    /// The completion callback, if the job has one.
+    pub(super) fn callback(&self) -> Option<&JobCallback> {
+        self.extra.as_deref().and_then(|e| e.callback.as_ref())
+    }
+
+    /// The completion callback, to record an attempt.
+    pub(super) fn callback_mut(&mut self) -> Option<&mut JobCallback> {
+        self.extra.as_deref_mut().and_then(|e| e.callback.as_mut())
+    }
+
+    /// Whether the job's callback is yet to be delivered: then it does not
+    /// expire (its delivery would be lost with it).
+    pub(super) fn delivery_pending(&self) -> bool {
+        self.callback().is_some_and(|c| c.state == DeliveryState::Pending)
     }
 
     /// Keeps what a durable job needs to run again.
@@ -286,6 +307,7 @@ impl Entry {
                 + e.owner.as_ref().map_or(0, String::len)
                 + e.key.as_ref().map_or(0, String::len)
                 + e.durable.as_ref().map_or(0, |d| d.request.body().len() + d.queue.len())
+                + e.callback.as_ref().map_or(0, |c| c.url.len())
         });
         ENTRY_BYTES
             .saturating_add(self.body.len())
@@ -309,7 +331,7 @@ impl Entry {
     }
 
     pub(super) fn expired(&self, now: u64) -> bool {
-        self.expires_at != 0 && self.expires_at <= now
+        self.expires_at != 0 && self.expires_at <= now && !self.delivery_pending()
     }
 
     /// Takes every waiter out, to be woken once the lock is released.

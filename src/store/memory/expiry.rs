@@ -55,9 +55,18 @@ impl Inner {
         if shard.jobs.get(&id).is_none_or(|e| e.expires_at != at) {
             return;
         }
+        if let Some(entry) = shard.jobs.get_mut(&id).filter(|e| e.delivery_pending()) {
+            // Its callback is yet to be delivered: kept, and looked at
+            // again a time to live later.
+            self.keep_ended(entry, id);
+            return;
+        }
         let Some(mut entry) = shard.jobs.remove(&id) else {
             return;
         };
+        if entry.callback().is_some() {
+            self.deliveries.remove(id);
+        }
         shard.give_back_memory();
         self.finished.give_back(entry.bytes);
         self.len.fetch_sub(1, Ordering::AcqRel);

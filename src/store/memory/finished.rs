@@ -54,6 +54,17 @@ impl Finished {
         }
     }
 
+    /// A finished job kept longer (its callback's delivery is under way):
+    /// queued again at `expires_at`, no earlier than any job queued before,
+    /// weighing what it weighed already.
+    pub(super) fn requeue(&self, expires_at: u64, id: JobId) {
+        let mut queue = lock(&self.queue);
+        queue.push_back((expires_at, id));
+        if queue.len() == 1 {
+            self.next_due.store(expires_at, Ordering::Release);
+        }
+    }
+
     /// A finished job left the store (deleted, expired or evicted): its
     /// weight is given back, and its entry dropped if it is among the last.
     pub(super) fn remove(&self, expires_at: u64, id: JobId, bytes: usize) {

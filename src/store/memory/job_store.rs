@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::Response;
@@ -9,8 +10,9 @@ use http::Response;
 use super::entry::{Durable, Entry, Wakeups};
 use super::{MemoryStore, lock, wait};
 use crate::store::{
-    Cancel, Claim, Claimed, CreatedOnce, DurableJob, ErrorCode, IdempotencyKey, JobError, JobId, JobRecord, JobStatus,
-    JobStore, KeyLookup, ListCursor, Lookup, OUT_OF_ATTEMPTS, Outcome, Page, StoreError, Swept,
+    Cancel, Claim, Claimed, CreatedOnce, DeliveryAttempt, DueDelivery, DurableJob, ErrorCode, IdempotencyKey, JobError,
+    JobId, JobRecord, JobStatus, JobStore, KeyLookup, ListCursor, Lookup, OUT_OF_ATTEMPTS, Outcome, Page, StoreError,
+    Swept,
 };
 
 impl JobStore for MemoryStore {
@@ -308,5 +310,13 @@ impl JobStore for MemoryStore {
     /// this store with it: nothing is ever found.
     async fn sweep(&self) -> Result<Swept, StoreError> {
         Ok(Swept::default())
+    }
+
+    async fn claim_deliveries(&self, limit: usize, hold: Duration) -> Result<Vec<DueDelivery>, StoreError> {
+        Ok(self.claim_due_deliveries(limit, hold))
+    }
+
+    async fn record_delivery(&self, id: JobId, token: u32, attempt: DeliveryAttempt) -> Result<bool, StoreError> {
+        Ok(self.record_attempt(id, token, attempt))
     }
 }

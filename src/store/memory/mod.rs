@@ -1,6 +1,7 @@
 //! [`MemoryStore`]: jobs in this process's memory.
 
 mod builder;
+mod deliveries;
 mod entry;
 mod expiry;
 mod finished;
@@ -94,6 +95,9 @@ impl std::fmt::Debug for MemoryStore {
 struct Inner {
     /// Times are kept as ticks: nanoseconds after this instant.
     epoch: Instant,
+    /// The wall clock at `epoch`, in ms since the Unix epoch: the origin
+    /// of delivery due times ([`Inner::now_ms`]).
+    epoch_ms: u64,
     shards: Box<[Mutex<Shard>]>,
     /// Picks a job's shard with its id: random per store, since clients
     /// choose the ids they look up (see [`Inner::shard_of`]).
@@ -113,6 +117,8 @@ struct Inner {
     keys: KeyIndex,
     /// Durable jobs waiting for a runner.
     queues: queues::Queues,
+    /// Callback deliveries of ended jobs, by due time.
+    deliveries: deliveries::Deliveries,
 }
 
 impl Default for MemoryStore {
@@ -263,6 +269,9 @@ impl Inner {
             self.finished.remove(entry.expires_at, id, entry.bytes);
         }
         self.unindex(id, &entry);
+        if entry.callback().is_some() {
+            self.deliveries.remove(id);
+        }
         Some(entry.take_waiters())
     }
 
@@ -298,6 +307,10 @@ impl Inner {
         entry.bytes = entry.weight();
         self.unfinished.fetch_sub(1, Ordering::AcqRel);
         self.finished.push(at, id, entry.bytes);
+        if entry.delivery_pending() {
+            // Due at once, in the same step as the end.
+            self.deliveries.schedule(id, self.now_ms());
+        }
         entry.take_waiters()
     }
 

@@ -358,6 +358,28 @@ impl JobStore for PostgresStore {
         self.sweep_leases().await
     }
 
+    // Not yet kept by this store (being built): refused rather than lost.
+    async fn claim_deliveries(
+        &self,
+        _limit: usize,
+        _hold: std::time::Duration,
+    ) -> Result<Vec<crate::store::DueDelivery>, StoreError> {
+        Err(StoreError::Unavailable(
+            "callback deliveries are not kept by this store yet".into(),
+        ))
+    }
+
+    async fn record_delivery(
+        &self,
+        _id: JobId,
+        _token: u32,
+        _attempt: crate::store::DeliveryAttempt,
+    ) -> Result<bool, StoreError> {
+        Err(StoreError::Unavailable(
+            "callback deliveries are not kept by this store yet".into(),
+        ))
+    }
+
     fn lease(&self) -> Option<Duration> {
         Some(self.inner.lease)
     }

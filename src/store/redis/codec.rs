@@ -58,6 +58,7 @@ pub(super) fn parse_record(id: JobId, fields: &[Option<Vec<u8>>]) -> Option<JobR
         owner: field(8).map(str::to_owned),
         // Jobs written before attempts were kept ran once.
         attempt: field(10).and_then(|t| t.parse().ok()).unwrap_or(1),
+        callback: None,
     })
 }
 

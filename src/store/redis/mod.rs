@@ -6,6 +6,7 @@ mod claims;
 mod codec;
 mod commands;
 mod connection;
+mod listing;
 mod scripts;
 mod tasks;
 
@@ -18,7 +19,7 @@ use redis::{RedisError, Script};
 use tokio::task::JoinHandle;
 
 pub use builder::RedisStoreBuilder;
-use codec::{FIELDS, parse_record};
+use codec::parse_record;
 use commands::{lock, store_error, unavailable};
 use connection::{Connection, Target};
 
@@ -293,48 +294,7 @@ impl JobStore for RedisStore {
     }
 
     async fn list(&self, owner: &str, limit: usize, after: Option<ListCursor>) -> Result<Page, StoreError> {
-        let index = self.owner_index(owner);
-        let start = after.map_or_else(|| "+".to_owned(), |c| format!("({c}"));
-        let members: Vec<String> = redis::cmd("ZREVRANGEBYLEX")
-            .arg(&index)
-            .arg(start)
-            .arg("-")
-            .arg("LIMIT")
-            .arg(0)
-            .arg(limit.saturating_add(1))
-            .query_async(&mut self.conn())
-            .await
-            .map_err(store_error)?;
-        let cursors: Vec<ListCursor> = members.iter().filter_map(|m| m.parse().ok()).collect();
-        let more = cursors.len() > limit;
-        let shown = &cursors[..cursors.len().min(limit)];
-        let mut pipe = redis::pipe();
-        for cursor in shown {
-            pipe.cmd("HMGET").arg(self.key(cursor.id, "job")).arg(&FIELDS[..]);
-        }
-        let rows: Vec<Vec<Option<Vec<u8>>>> = if shown.is_empty() {
-            Vec::new()
-        } else {
-            pipe.query_async(&mut self.conn()).await.map_err(store_error)?
-        };
-        let mut jobs = Vec::with_capacity(shown.len());
-        let mut gone = Vec::new();
-        for (cursor, fields) in shown.iter().zip(rows) {
-            match parse_record(cursor.id, &fields) {
-                Some(record) => jobs.push(record),
-                None => gone.push(cursor.to_string()),
-            }
-        }
-        if !gone.is_empty() {
-            // Expired jobs leave their entry; clear it now.
-            let _: Result<i64, RedisError> = redis::cmd("ZREM")
-                .arg(&index)
-                .arg(gone)
-                .query_async(&mut self.conn())
-                .await;
-        }
-        let next = if more { shown.last().copied() } else { None };
-        Ok(Page::new(jobs, next))
+        self.list_page(owner, limit, after).await
     }
 
     /// Reads only: a job whose lease lapsed stays as it is until a sweep
@@ -439,6 +399,28 @@ impl JobStore for RedisStore {
 
     async fn sweep(&self) -> Result<Swept, StoreError> {
         self.sweep_leases().await
+    }
+
+    // Not yet kept by this store (being built): refused rather than lost.
+    async fn claim_deliveries(
+        &self,
+        _limit: usize,
+        _hold: std::time::Duration,
+    ) -> Result<Vec<crate::store::DueDelivery>, StoreError> {
+        Err(StoreError::Unavailable(
+            "callback deliveries are not kept by this store yet".into(),
+        ))
+    }
+
+    async fn record_delivery(
+        &self,
+        _id: JobId,
+        _token: u32,
+        _attempt: crate::store::DeliveryAttempt,
+    ) -> Result<bool, StoreError> {
+        Err(StoreError::Unavailable(
+            "callback deliveries are not kept by this store yet".into(),
+        ))
     }
 
     fn lease(&self) -> Option<std::time::Duration> {

@@ -43,10 +43,18 @@
 //!   [`release_requeues_a_durable_job_for_the_next_attempt`],
 //!   [`create_durable_with_a_key_creates_once`],
 //!   [`sweep_leaves_held_claims_alone`];
+//! - completion-callback deliveries: [`callback_round_trips`],
+//!   [`delivery_is_due_once_its_job_ends`], [`delivery_claims_are_held`]
+//!   (it waits for a [`HOLD`] to lapse), [`record_delivery_is_fenced`],
+//!   [`delivery_is_due_when_out_of_attempts`],
+//!   [`deleted_job_drops_its_delivery`]; and, run on their own since they
+//!   wait for a time to live or a lease, [`pending_delivery_keeps_its_job`]
+//!   and [`lost_job_delivery_is_due`];
 //! - the store's health check: [`health_answers_ok_when_the_store_works`];
 //! - expiry, run on its own: [`expiry`].
 //!
-//! [`run_all`] and [`run_all_on`] run every check but [`expiry`].
+//! [`run_all`] and [`run_all_on`] run every check but [`expiry`],
+//! [`pending_delivery_keeps_its_job`] and [`lost_job_delivery_is_due`].
 //!
 //! A store that is costly to make (a connection to a server) runs every
 //! check on one store with [`run_all_on`] instead: each check uses fresh
@@ -57,6 +65,7 @@
 //! [`stored_response`], [`sample_response`], [`assert_same_response`]) serve
 //! a store's own tests too.
 
+mod callbacks;
 mod changes;
 mod claims;
 mod expiry;
@@ -72,6 +81,11 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
 use crate::store::{Claim, JobId, JobRecord, JobStore, Lookup, Outcome};
 
+pub use callbacks::{
+    HOLD, callback_round_trips, deleted_job_drops_its_delivery, delivery_claims_are_held,
+    delivery_is_due_once_its_job_ends, delivery_is_due_when_out_of_attempts, lost_job_delivery_is_due,
+    pending_delivery_keeps_its_job, record_delivery_is_fenced,
+};
 pub use changes::{CHANGE_WITHIN, every_change_raises_updated_at, wait_change_wakes_on_every_change};
 pub use claims::{
     claims_fence_start_progress_and_finish, durable_job_not_queued_runs_as_attempt_one, renew_answers_claim_by_claim,
@@ -129,6 +143,12 @@ pub async fn run_all<St: JobStore>(make: impl Fn() -> St) {
     sweep_leaves_held_claims_alone(&make()).await;
     health_answers_ok_when_the_store_works(&make()).await;
     every_change_raises_updated_at(&make()).await;
+    callback_round_trips(&make()).await;
+    delivery_is_due_once_its_job_ends(&make()).await;
+    delivery_claims_are_held(&make()).await;
+    record_delivery_is_fenced(&make()).await;
+    delivery_is_due_when_out_of_attempts(&make()).await;
+    deleted_job_drops_its_delivery(&make()).await;
     let store = Arc::new(make());
     wait_change_wakes_on_every_change(&store).await;
     wait_terminal_wakes_on_finish(&store).await;
