@@ -11,7 +11,7 @@ use http_body_util::Empty;
 use pin_project_lite::pin_project;
 
 use crate::BoxError;
-use crate::events::EventBody;
+use crate::events::stream::EventBody;
 
 /// `Debug` and `Body` for a public body type whose `kind` field is a
 /// [`BytesOrBody`]: the public types differ in name only.

@@ -178,7 +178,7 @@ pub(crate) struct LayerState<St> {
     /// The layer's metric handles (feature `metrics`) and log limits.
     pub(crate) telemetry: crate::telemetry::Telemetry,
     /// The jobs with event streams open, each fed by one reader.
-    pub(crate) events: crate::events::Hub,
+    pub(crate) events: crate::events::hub::Hub,
     /// The places of open event streams ([`Config::max_event_streams`]).
     pub(crate) streams: Arc<Semaphore>,
 }
@@ -216,7 +216,7 @@ impl<St> LayerState<St> {
             family,
             durability: Durability::default(),
             telemetry: crate::telemetry::Telemetry::default(),
-            events: crate::events::Hub::default(),
+            events: crate::events::hub::Hub::default(),
             streams,
         }
     }

@@ -36,8 +36,8 @@
 
 mod feed;
 mod frame;
-mod hub;
-mod stream;
+pub(crate) mod hub;
+pub(crate) mod stream;
 
 use std::sync::Arc;
 
@@ -45,14 +45,11 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
 
-pub(crate) use hub::Hub;
-pub(crate) use stream::EventBody;
-
 use crate::body::Reply;
 use crate::config::LayerState;
 use crate::response::busy;
 use crate::store::{JobRecord, JobStore};
-use stream::Watching;
+use stream::{EventBody, Watching};
 
 /// The media type of an event stream.
 const EVENT_STREAM: &str = "text/event-stream";

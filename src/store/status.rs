@@ -27,7 +27,7 @@ pub enum JobStatus {
     /// Finished with a response whose status is below 400.
     Succeeded,
     /// Finished with a response of 400 or above, or without a response
-    /// (panic, error, timeout, …); see [`JobRecord::error`].
+    /// (panic, error, timeout, …); see [`JobRecord::error`](super::JobRecord::error).
     Failed,
     /// Canceled by a client before it finished.
     Canceled,
