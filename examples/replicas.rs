@@ -21,7 +21,12 @@
 //!   one application share one;
 //! - `LEASE_MS` (default 5000): how soon the jobs of a replica that stopped
 //!   answering run elsewhere (durable) or end `lost` (the others);
-//! - `MAX_RUNNING` (default 8): jobs run at once by this replica.
+//! - `MAX_RUNNING` (default 8): jobs run at once by this replica;
+//! - `CALLBACK_ALLOW` (default `http://127.0.0.1:`): the prefix a
+//!   `Callback-Url` must start with; `WEBHOOK_SECRET` (default: a random
+//!   one, printed): the callbacks' signing secret, the same on every
+//!   replica. A pending callback is delivered by any replica, so one that
+//!   dies does not take it along.
 //!
 //! `/reports` and `/echo` are durable jobs, `/fail` is not. SIGTERM or
 //! SIGINT shuts the replica down gracefully: it stops accepting, gives its
@@ -149,10 +154,12 @@ mod replica {
         let addr = env("ADDR", "127.0.0.1:3010");
         let max_running: usize = env("MAX_RUNNING", "8").parse()?;
         let completion = app::completion_from_env()?;
+        let (callbacks, secret) = app::callbacks_from_env()?;
         let layer = app::layer(completion)
             .store(store)
             .max_running(max_running)
-            .durable_if(|parts| parts.uri.path() != "/fail");
+            .durable_if(|parts| parts.uri.path() != "/fail")
+            .callbacks(callbacks);
         let replica = HeaderValue::from_str(&addr)?;
         let app = app::routes()
             .layer(middleware::from_fn(move |request: Request, next: Next| {
@@ -172,6 +179,10 @@ mod replica {
         );
         println!("  curl -i -X POST {base}/reports -d '{{\"pages\": 10}}'");
         println!("  curl -i '{base}/jobs/<id>?wait=30'   # on this replica or any other");
+        if let Some(secret) = secret {
+            // Replicas of one application share one: set WEBHOOK_SECRET.
+            println!("webhook secret: {secret}   (set WEBHOOK_SECRET to share one between replicas)");
+        }
 
         axum::serve(listener, app).with_graceful_shutdown(stop_signal()).await?;
         let failed = layer.shutdown(Duration::from_secs(10)).await;

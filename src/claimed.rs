@@ -41,6 +41,12 @@ where
         permit,
     } = handoff;
     let job = Job::of_claim(claim, true, claimed_at);
+    // Whether it has a callback is in its record, which the claim loop did
+    // not read: with callbacks on, its end wakes the delivery loop anyway.
+    #[cfg(feature = "callbacks")]
+    if shared.config.callbacks.is_some() {
+        job.expect_callback();
+    }
     // The stored body is whole and within the limit it was accepted with.
     let body = match read_limited(body, usize::MAX).await {
         Ok(body) => body,

@@ -88,6 +88,9 @@ pub(crate) struct Config {
     pub(crate) event_heartbeat: Duration,
     /// How many event streams may be open at once.
     pub(crate) max_event_streams: usize,
+    /// Completion callbacks: `None` refuses every `Callback-Url`.
+    #[cfg(feature = "callbacks")]
+    pub(crate) callbacks: Option<crate::callback::Callbacks>,
 }
 
 impl Default for Config {
@@ -125,6 +128,8 @@ impl Default for Config {
             stored_headers: None,
             event_heartbeat: Duration::from_secs(15),
             max_event_streams: 1024,
+            #[cfg(feature = "callbacks")]
+            callbacks: None,
         }
     }
 }
@@ -181,6 +186,10 @@ pub(crate) struct LayerState<St> {
     pub(crate) events: crate::events::hub::Hub,
     /// The places of open event streams ([`Config::max_event_streams`]).
     pub(crate) streams: Arc<Semaphore>,
+    /// The completion callbacks' delivery loop: whether it runs, and its
+    /// wake-up.
+    #[cfg(feature = "callbacks")]
+    pub(crate) deliveries: crate::callback::Deliveries,
 }
 
 impl<St> LayerState<St> {
@@ -218,6 +227,8 @@ impl<St> LayerState<St> {
             telemetry: crate::telemetry::Telemetry::default(),
             events: crate::events::hub::Hub::default(),
             streams,
+            #[cfg(feature = "callbacks")]
+            deliveries: crate::callback::Deliveries::default(),
         }
     }
 }

@@ -61,6 +61,10 @@ struct Inner {
     /// Set when the runner begins recording the job's end: from then on a
     /// lease the store no longer holds is that end's doing, not a lost one.
     recording: AtomicBool,
+    /// Whether the job may have a completion callback: its end here wakes
+    /// the delivery loop.
+    #[cfg(feature = "callbacks")]
+    callback: AtomicBool,
 }
 
 #[derive(Default)]
@@ -96,6 +100,8 @@ impl Job {
                 reported: Notify::new(),
                 cancelled: Signal::default(),
                 recording: AtomicBool::new(false),
+                #[cfg(feature = "callbacks")]
+                callback: AtomicBool::new(false),
             }),
         }
     }
@@ -159,6 +165,19 @@ impl Job {
     /// Whether the job is durable.
     pub(crate) fn is_durable(&self) -> bool {
         self.inner.durable
+    }
+
+    /// The job may have a completion callback: its end wakes the delivery
+    /// loop.
+    #[cfg(feature = "callbacks")]
+    pub(crate) fn expect_callback(&self) {
+        self.inner.callback.store(true, Ordering::Release);
+    }
+
+    /// Whether the job may have a completion callback.
+    #[cfg(feature = "callbacks")]
+    pub(crate) fn may_have_callback(&self) -> bool {
+        self.inner.callback.load(Ordering::Acquire)
     }
 
     /// Reports progress between 0 and 1 (values outside are clamped, NaN is

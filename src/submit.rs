@@ -104,6 +104,17 @@ where
             {
                 break 'answer problem.into_response();
             }
+            // A `Callback-Url` is checked (DNS included) before the job
+            // takes a place; a submission without one pays one lookup.
+            #[cfg(feature = "callbacks")]
+            let callback = if parts.headers.contains_key(crate::callback::CALLBACK_URL) {
+                match Box::pin(crate::callback::requested(config, &parts.headers)).await {
+                    Ok(callback) => Some(callback),
+                    Err(response) => break 'answer response,
+                }
+            } else {
+                None
+            };
             let owner = config.owner_of(&parts);
             let key = key.map(|key| {
                 let scope = config.key_scope(&parts, owner.as_deref());
@@ -121,6 +132,10 @@ where
             };
             let id = JobId::new();
             let record = JobRecord::pending(id);
+            #[cfg(feature = "callbacks")]
+            let has_callback = callback.is_some();
+            #[cfg(feature = "callbacks")]
+            let record = record.with_callback(callback);
             // What the `202` needs of the record, kept rather than a copy of it.
             let created_at_ms = record.created_at_ms;
             // A durable job runs here at once when a runner is free;
@@ -182,9 +197,15 @@ where
                 let mut record = JobRecord::pending(id).with_attempt(0);
                 record.created_at_ms = created_at_ms;
                 record.updated_at_ms = created_at_ms;
+                #[cfg(feature = "callbacks")]
+                shown_callback(&mut record, has_callback);
                 break 'answer accepted_response(&shared.config, &record, prefs);
             }
             let job = Job::of_claim(Claim::first(id), is_durable, accepted_at);
+            #[cfg(feature = "callbacks")]
+            if has_callback {
+                job.expect_callback();
+            }
             if shared.store.lease().is_some() {
                 // Renewed from now on; the runner's task lets it go.
                 shared.durability.leases.hold(&job);
@@ -217,8 +238,13 @@ where
                 && let Some(response) = Box::pin(wait_for(config, outcome, wait, prefs)).await
             {
                 // Nobody knows this job's id: it is kept only for a key,
-                // whose retries must find it.
-                if key.is_none() {
+                // whose retries must find it, or a callback, whose delivery
+                // reads it.
+                #[cfg(feature = "callbacks")]
+                let keep = key.is_some() || has_callback;
+                #[cfg(not(feature = "callbacks"))]
+                let keep = key.is_some();
+                if !keep {
                     let _ = store(&shared.telemetry.meters, StoreOp::Delete, shared.store.delete(id)).await;
                 }
                 break 'answer response;
@@ -226,12 +252,23 @@ where
             let mut record = JobRecord::pending(id);
             record.created_at_ms = created_at_ms;
             record.updated_at_ms = created_at_ms;
+            #[cfg(feature = "callbacks")]
+            shown_callback(&mut record, has_callback);
             accepted_response(&shared.config, &record, prefs)
         };
         if head {
             strip_body(&mut response);
         }
         response
+    }
+}
+
+/// Gives the `202`'s `record` the pending callback the stored job has, for
+/// its document (which shows the state, never the URL).
+#[cfg(feature = "callbacks")]
+fn shown_callback(record: &mut JobRecord, has_callback: bool) {
+    if has_callback {
+        record.callback = Some(crate::store::JobCallback::new(""));
     }
 }
 

@@ -5,6 +5,7 @@
 //! so that what the tests check is what `cargo run --example demo` serves.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 
 use axum::extract::Query;
@@ -14,6 +15,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{Value, json};
+use tower_accepted::callback::{Callbacks, WebhookSecret};
 use tower_accepted::{AcceptedLayer, Completion, Job, Problem, store::JobStore};
 
 /// How long one page of a report takes.
@@ -75,6 +77,56 @@ fn demo_user(parts: &axum::http::request::Parts) -> Option<String> {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     token.hash(&mut hasher);
     Some(format!("user-{:016x}", hasher.finish()))
+}
+
+/// The prefix a `Callback-Url` must start with when `CALLBACK_ALLOW` names
+/// none: receivers on this machine.
+pub const CALLBACK_ALLOW: &str = "http://127.0.0.1:";
+
+/// Completion callbacks as the demo and the replicas example send them:
+/// to URLs whose text starts with `CALLBACK_ALLOW` (default
+/// [`CALLBACK_ALLOW`]), signed with `WEBHOOK_SECRET` (a `whsec_…` secret),
+/// or else with a random secret, returned to be printed (`None` when the
+/// secret came from the environment).
+pub fn callbacks_from_env() -> Result<(Callbacks, Option<String>), String> {
+    let prefix = std::env::var("CALLBACK_ALLOW").unwrap_or_else(|_| CALLBACK_ALLOW.to_owned());
+    let (secret, printed) = match std::env::var("WEBHOOK_SECRET") {
+        Ok(text) => (
+            WebhookSecret::parse(&text).map_err(|e| format!("WEBHOOK_SECRET: {e}"))?,
+            None,
+        ),
+        Err(_) => {
+            let secret = WebhookSecret::random();
+            let text = secret.to_string();
+            (secret, Some(text))
+        }
+    };
+    Ok((callbacks(&prefix, secret), printed))
+}
+
+/// Callbacks to URLs whose text starts with `prefix`, signed with `secret`.
+/// A prefix on this machine (`http://127.0.0.1:`, `http://[::1]:`,
+/// `http://localhost:`) also allows the loopback addresses 127.0.0.1 and
+/// ::1, which are refused otherwise (an application's own host is what a
+/// forged callback would probe first); no other loopback or private address.
+///
+/// A prefix is a blunt rule (`http://hooks.example.com` also lets
+/// `http://hooks.example.com.evil.test` through): end it with `:` or `/`
+/// after the host, or compare hosts as `Callbacks::allow` shows.
+pub fn callbacks(prefix: &str, secret: WebhookSecret) -> Callbacks {
+    let loopback = ["http://127.0.0.1:", "http://[::1]:", "http://localhost:"]
+        .iter()
+        .any(|local| prefix.starts_with(local));
+    let allowed = prefix.to_owned();
+    let callbacks = Callbacks::new(secret)
+        .allow(move |url| url.to_string().starts_with(&allowed))
+        // Receivers of a demo answer at once, or are gone.
+        .timeout(Duration::from_secs(5));
+    if loopback {
+        callbacks.allow_addresses(|ip| ip == IpAddr::from([127, 0, 0, 1]) || ip == IpAddr::from(Ipv6Addr::LOCALHOST))
+    } else {
+        callbacks
+    }
 }
 
 /// The demo's routes, with the layer applied (on any job store), and the

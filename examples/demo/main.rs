@@ -1,6 +1,9 @@
 //! The demo: `cargo run --example demo`, then follow the printed curl commands.
 //!
-//! `ADDR` sets the address (default `127.0.0.1:3000`); `COMPLETION` the
+//! `ADDR` sets the address (default `127.0.0.1:3000`); `CALLBACK_ALLOW` the
+//! prefix a `Callback-Url` must start with (default `http://127.0.0.1:`,
+//! receivers on this machine); `WEBHOOK_SECRET` the callbacks' signing
+//! secret (default: a random one, printed at start); `COMPLETION` the
 //! completion style (`see-other`, `created` or `ok`); `RUST_LOG` what the
 //! console log shows (default `info,tower_accepted=debug`: the layer's
 //! `job` spans and per-job events are at `DEBUG`, so this default shows the
@@ -17,7 +20,7 @@ use tracing_subscriber::EnvFilter;
 
 /// Histogram buckets, in seconds: from a fast store call (a millisecond)
 /// to the layer's timeout (120 s); ten, since each is a series per label
-/// value (17 store operations). With buckets set the exporter renders
+/// value (19 store operations). With buckets set the exporter renders
 /// real Prometheus histograms, which a server can aggregate across
 /// replicas and query with `histogram_quantile`; without them it renders
 /// summaries, whose quantiles cannot be aggregated.
@@ -44,10 +47,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let metrics = prometheus()?;
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
     let completion = app::completion_from_env()?;
-    let layer = app::layer(completion);
+    let (callbacks, secret) = app::callbacks_from_env()?;
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     let base = format!("http://{}", listener.local_addr()?);
+    // Links stay relative, for the demo page whatever host name it is
+    // opened by; a service whose receivers follow links sets `base_url`.
+    let layer = app::layer(completion).callbacks(callbacks);
     println!("tower-accepted demo listening on {base} (completion style {completion:?})");
+    if let Some(secret) = secret {
+        // A random one per run, for the receiver to verify with.
+        println!("webhook secret: {secret}   (set WEBHOOK_SECRET to choose one)");
+    }
     println!();
     println!("Demo page: {base}/   (open it in a browser: start reports, watch them, cancel them)");
     println!();
@@ -57,6 +67,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("  curl -i '{base}/jobs/<id>?wait=30'   # long poll: answers when the job ends");
     println!("  curl -i {base}/jobs/<id>/result      # the handler's own response");
     println!("  curl -i -X DELETE {base}/jobs/<id>   # cancel, or forget once finished");
+    println!();
+    println!("Be called back when it ends (a receiver on this machine, signed per Standard Webhooks):");
+    println!("  curl -i -X POST {base}/reports -H 'callback-url: http://127.0.0.1:9000/hook' -d '{{\"pages\": 3}}'");
     println!();
     println!("Other endpoints:");
     println!(

@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use super::config::Callbacks;
 
-/// The wait after the first failed attempt. The specification's example
-/// schedule (Svix's) retries after 5 s first: most failures are a blip
-/// (a deploy, a restart) that 5 s outlasts.
+/// The default wait after the first failed attempt
+/// ([`Callbacks::first_retry`]). The specification's example schedule
+/// (Svix's) retries after 5 s first: most failures are a blip (a deploy, a
+/// restart) that 5 s outlasts.
 pub(crate) const BASE: Duration = Duration::from_secs(5);
 
 /// The longest wait between two attempts. The example schedule stretches to
@@ -16,11 +17,11 @@ pub(crate) const BASE: Duration = Duration::from_secs(5);
 /// one request an hour per pending delivery.
 pub(crate) const CAP: Duration = Duration::from_secs(60 * 60);
 
-/// The nominal wait after `attempts_made` attempts (1 or more):
-/// `BASE · 2^(attempts_made − 1)`, at most [`CAP`].
-pub(crate) fn nominal_wait(attempts_made: u32) -> Duration {
+/// The nominal wait after `attempts_made` attempts (1 or more), the first
+/// wait being `first`: `first · 2^(attempts_made − 1)`, at most [`CAP`].
+pub(crate) fn nominal_wait(first: Duration, attempts_made: u32) -> Duration {
     let doublings = attempts_made.saturating_sub(1).min(31);
-    BASE.checked_mul(1 << doublings).map_or(CAP, |wait| wait.min(CAP))
+    first.checked_mul(1 << doublings).map_or(CAP, |wait| wait.min(CAP))
 }
 
 impl Callbacks {
@@ -32,12 +33,11 @@ impl Callbacks {
     /// The wait is drawn between half and all of the nominal wait ("equal
     /// jitter"): replicas that failed together spread out, and none retries
     /// sooner than half the schedule (full jitter could retry at once).
-    #[allow(dead_code, reason = "for the integration, which schedules retries (issue 15)")]
     pub(crate) fn next_attempt_at(&self, attempts_made: u32, first_attempt_ms: u64, now_ms: u64) -> Option<u64> {
         if attempts_made >= self.attempts() {
             return None;
         }
-        let nominal = u64::try_from(nominal_wait(attempts_made).as_millis()).unwrap_or(u64::MAX);
+        let nominal = u64::try_from(nominal_wait(self.first_wait(), attempts_made).as_millis()).unwrap_or(u64::MAX);
         let half = nominal / 2;
         let wait = half + fastrand::u64(0..=nominal - half);
         let next = now_ms.saturating_add(wait);
@@ -60,14 +60,14 @@ mod tests {
 
     #[test]
     fn nominal_waits_double_up_to_the_cap() {
-        assert_eq!(nominal_wait(1), Duration::from_secs(5));
-        assert_eq!(nominal_wait(2), Duration::from_secs(10));
-        assert_eq!(nominal_wait(3), Duration::from_secs(20));
-        assert_eq!(nominal_wait(11), Duration::from_secs(5 * 1024).min(CAP));
-        assert_eq!(nominal_wait(u32::MAX), CAP);
+        assert_eq!(nominal_wait(BASE, 1), Duration::from_secs(5));
+        assert_eq!(nominal_wait(BASE, 2), Duration::from_secs(10));
+        assert_eq!(nominal_wait(BASE, 3), Duration::from_secs(20));
+        assert_eq!(nominal_wait(BASE, 11), Duration::from_secs(5 * 1024).min(CAP));
+        assert_eq!(nominal_wait(BASE, u32::MAX), CAP);
         let mut previous = Duration::ZERO;
         for attempts in 1..100 {
-            let wait = nominal_wait(attempts);
+            let wait = nominal_wait(BASE, attempts);
             assert!(wait >= previous && wait <= CAP, "{attempts}: {wait:?}");
             previous = wait;
         }
@@ -79,7 +79,7 @@ mod tests {
         let callbacks = callbacks();
         let now = 1_000_000;
         for attempts in 1..25 {
-            let nominal = nominal_wait(attempts).as_millis() as u64;
+            let nominal = nominal_wait(BASE, attempts).as_millis() as u64;
             let mut seen_low = false;
             let mut seen_high = false;
             for _ in 0..200 {

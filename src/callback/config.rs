@@ -50,6 +50,7 @@ struct Inner {
     permits: Arc<Semaphore>,
     retry_for: Duration,
     max_attempts: u32,
+    first_retry: Duration,
 }
 
 /// Default time of one attempt, everything included: within the 15 to 30 s
@@ -88,6 +89,7 @@ impl Callbacks {
                 permits: Arc::new(Semaphore::new(MAX_CONCURRENCY)),
                 retry_for: RETRY_FOR,
                 max_attempts: MAX_ATTEMPTS,
+                first_retry: super::backoff::BASE,
             }),
         }
     }
@@ -198,6 +200,25 @@ impl Callbacks {
         self
     }
 
+    /// The wait after the first failed attempt, which doubles after each
+    /// further one (at most an hour). Default 5 s, as the specification's
+    /// example schedule. Shorter suits receivers that recover within
+    /// seconds (a restart on the same host) and tests that watch a retry
+    /// happen; longer spares a receiver that sheds load. Each wait is drawn
+    /// between half and all of its nominal length.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_accepted::callback::{Callbacks, WebhookSecret};
+    ///
+    /// let callbacks = Callbacks::new(WebhookSecret::random()).first_retry(Duration::from_secs(1));
+    /// # let _ = callbacks;
+    /// ```
+    pub fn first_retry(mut self, wait: Duration) -> Self {
+        self.inner_mut().first_retry = wait;
+        self
+    }
+
     fn inner_mut(&mut self) -> &mut Inner {
         Arc::make_mut(&mut self.inner)
     }
@@ -226,8 +247,11 @@ impl Callbacks {
         self.inner.max_attempts
     }
 
+    pub(crate) fn first_wait(&self) -> Duration {
+        self.inner.first_retry
+    }
+
     /// The bound on deliveries at once: a permit per delivery in flight.
-    #[allow(dead_code, reason = "for the integration, which spawns deliveries (issue 15)")]
     pub(crate) fn permits(&self) -> Arc<Semaphore> {
         Arc::clone(&self.inner.permits)
     }
@@ -244,6 +268,7 @@ impl fmt::Debug for Callbacks {
             .field("max_concurrency", &inner.max_concurrency)
             .field("retry_for", &inner.retry_for)
             .field("max_attempts", &inner.max_attempts)
+            .field("first_retry", &inner.first_retry)
             .finish()
     }
 }

@@ -42,9 +42,12 @@
 mod address;
 mod backoff;
 mod config;
+mod deliver;
+mod layer;
 mod outcome;
 mod policy;
 mod refused;
+mod request;
 mod secret;
 mod send;
 #[cfg(test)]
@@ -54,7 +57,5 @@ pub use config::Callbacks;
 pub use refused::{CallbackRefused, RefusalKind};
 pub use secret::{InvalidSecret, WebhookSecret};
 
-#[allow(unused_imports, reason = "for the integration (issue 15)")]
-pub(crate) use outcome::SendOutcome;
-#[allow(unused_imports, reason = "for the integration (issue 15)")]
-pub(crate) use policy::{CallbackTarget, MAX_URL_LEN};
+pub(crate) use deliver::{Deliveries, ensure_deliveries};
+pub(crate) use request::{CALLBACK_URL, requested};

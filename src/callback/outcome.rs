@@ -10,7 +10,6 @@ use super::refused::CallbackRefused;
 
 /// What one attempt of a delivery came to, and so what to do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[allow(dead_code, reason = "for the integration, which acts on outcomes (issue 15)")]
 pub(crate) enum SendOutcome {
     /// A `2xx`: the delivery is done.
     Delivered,

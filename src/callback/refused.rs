@@ -35,6 +35,20 @@ pub enum RefusalKind {
     Unresolvable,
 }
 
+impl RefusalKind {
+    /// The kind's word, as the log says it.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::Scheme => "scheme",
+            Self::UserInfo => "user_info",
+            Self::NotAllowed => "not_allowed",
+            Self::ForbiddenAddress => "forbidden_address",
+            Self::Unresolvable => "unresolvable",
+        }
+    }
+}
+
 /// A callback URL that is refused: [`kind`](Self::kind) says why.
 ///
 /// Its `Display` is fit for a client (the `detail` of a `400` problem

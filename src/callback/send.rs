@@ -33,7 +33,6 @@ impl Callbacks {
     /// since the submission: rebinding), and the connection goes only to
     /// an address that check accepted. One connection per attempt, no
     /// redirects followed, at most 16 KiB of the answer read.
-    #[allow(dead_code, reason = "for the integration, which delivers callbacks (issue 15)")]
     pub(crate) async fn send(&self, url: &str, webhook_id: &str, payload: Bytes) -> SendOutcome {
         let deadline = Instant::now() + self.per_request();
         let target = match timeout_at(deadline, self.check(url)).await {

@@ -14,7 +14,8 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 
-use super::{Callbacks, RefusalKind, SendOutcome, WebhookSecret};
+use super::outcome::SendOutcome;
+use super::{Callbacks, RefusalKind, WebhookSecret};
 
 /// Every test ends within this, or fails.
 const LIMIT: Duration = Duration::from_secs(10);

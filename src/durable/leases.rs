@@ -14,8 +14,11 @@ use crate::telemetry::{self, StoreOp, store};
 /// Starts, once per layer and only for a store whose leases can lapse,
 /// the renewal of the layer's claims and the periodic sweep. Called on
 /// every request the layer sees (one atomic load once started), so that a
-/// replica that only answers polls sweeps too.
+/// replica that only answers polls sweeps too. The delivery of completion
+/// callbacks (feature `callbacks`) starts here too, for the same reason.
 pub(crate) fn ensure_upkeep<St: JobStore>(shared: &Arc<LayerState<St>>) {
+    #[cfg(feature = "callbacks")]
+    crate::callback::ensure_deliveries(shared);
     let started = &shared.durability.upkeep;
     if started.load(Ordering::Acquire) {
         return;

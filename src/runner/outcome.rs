@@ -74,7 +74,9 @@ pub(crate) fn record_outcome<'a, St: JobStore>(
         // a retry if the store can fail.
         if waiter.is_none() && !shared.store.finish_can_fail() {
             let recorded = store(meters, StoreOp::Finish, shared.store.finish(claim, outcome)).await;
-            return ending.say(meters, claim.id(), matches!(recorded, Ok(true)));
+            let recorded = matches!(recorded, Ok(true));
+            ended_here(shared, job, recorded);
+            return ending.say(meters, claim.id(), recorded);
         }
         let answer = store(meters, StoreOp::Finish, shared.store.finish(claim, outcome.clone())).await;
         if let Some(waiter) = waiter {
@@ -89,7 +91,19 @@ pub(crate) fn record_outcome<'a, St: JobStore>(
                 Box::pin(finish_until_answered(shared, claim, &outcome)).await
             }
         };
+        ended_here(shared, job, recorded);
         ending.say(meters, claim.id(), recorded);
+    }
+}
+
+/// The store took `job`'s end (`recorded`): a completion callback it has is
+/// due now, and this process's delivery loop hears of it at once rather
+/// than at its next poll.
+#[cfg_attr(not(feature = "callbacks"), allow(unused_variables))]
+fn ended_here<St>(shared: &LayerState<St>, job: &Job, recorded: bool) {
+    #[cfg(feature = "callbacks")]
+    if recorded && job.may_have_callback() {
+        shared.deliveries.wake();
     }
 }
 

@@ -19,9 +19,14 @@ use tracing::{Level, Span};
 use crate::job::Job;
 use crate::store::{ErrorCode, JobError, JobId, Outcome};
 
+#[cfg(feature = "callbacks")]
+mod callback;
 mod limit;
 mod meters;
 mod store_op;
+
+#[cfg(feature = "callbacks")]
+pub(crate) use callback::{attempt_unrecorded, callback_refused, delivered, given_up, retrying};
 
 use limit::Limited;
 pub(crate) use meters::Meters;

@@ -32,10 +32,12 @@ pub(crate) enum StoreOp {
     Release,
     Sweep,
     Health,
+    ClaimDeliveries,
+    RecordDelivery,
 }
 
 impl StoreOp {
-    pub(crate) const ALL: [Self; 17] = [
+    pub(crate) const ALL: [Self; 19] = [
         Self::Create,
         Self::CreateOnce,
         Self::CreateDurable,
@@ -53,6 +55,8 @@ impl StoreOp {
         Self::Release,
         Self::Sweep,
         Self::Health,
+        Self::ClaimDeliveries,
+        Self::RecordDelivery,
     ];
 
     pub(crate) fn as_str(self) -> &'static str {
@@ -74,6 +78,8 @@ impl StoreOp {
             Self::Release => "release",
             Self::Sweep => "sweep",
             Self::Health => "health",
+            Self::ClaimDeliveries => "claim_deliveries",
+            Self::RecordDelivery => "record_delivery",
         }
     }
 }

@@ -10,7 +10,8 @@
 //! begun in a task (`shutdown`), calls of a router in process, for the
 //! tests on the paused clock (`oneshot`), a reader of event streams (`sse`), the examples built for child
 //! processes (`examples`), Python virtual environments for the interop
-//! tests (`python`) and a `tracing` subscriber that keeps what it sees
+//! tests (`python`), a webhook receiver that records what it gets
+//! (`receiver`) and a `tracing` subscriber that keeps what it sees
 //! (`traces`).
 #![allow(dead_code, unreachable_pub)]
 
@@ -29,6 +30,7 @@ pub mod private_postgres;
 #[cfg(feature = "redis")]
 pub mod private_redis;
 pub mod python;
+pub mod receiver;
 #[cfg(feature = "redis")]
 pub mod redis;
 #[cfg(any(feature = "redis", feature = "postgres"))]

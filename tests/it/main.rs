@@ -13,6 +13,7 @@ mod follow;
 
 mod axum_extractor;
 mod azure_interop;
+mod callbacks;
 mod chaos;
 mod client;
 mod client_errors;
