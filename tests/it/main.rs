@@ -37,6 +37,7 @@ mod postgres_plans;
 mod postgres_replicas;
 mod postgres_store;
 mod progress;
+mod redis_callbacks;
 mod redis_claims;
 mod redis_cluster;
 mod redis_durable;
