@@ -1,8 +1,48 @@
 //! Completion callbacks (feature `callbacks`): a signed `POST` of a job's
 //! final status document to a URL its submitter named.
 //!
+//! Switch them on with [`AcceptedLayer::callbacks`](crate::AcceptedLayer::callbacks);
+//! a submission then names its receiver in a `Callback-Url` header:
+//!
+//! ```text
+//! POST /reports HTTP/1.1
+//! Callback-Url: http://hooks.example.com/reports/done?token=abc
+//! ```
+//!
+//! A URL that does not pass the checks below (or any `Callback-Url`, when
+//! callbacks are not switched on) gets `400` with a problem document saying
+//! why, and no job is made. An accepted one is kept with the job (in the
+//! store, never shown: the status document says only
+//! `"callback": {"state", "attempts"}`). When the job ends, however it
+//! ends (succeeded, failed, canceled, lost), its delivery is due: the
+//! monitor's status document for the ended job, exactly as a poll would get
+//! it, is `POST`ed to the URL. Set [`base_url`](crate::AcceptedLayer::base_url)
+//! so that its links (`result`) are absolute: a receiver has no other way
+//! to resolve them. The header's name is the design's plain
+//! `Callback-Url`; Sonatype Nexus asks for `Nexus-Callback-Url`, but no
+//! registry names one and a vendor prefix would say nothing more. An
+//! idempotent retry (the same `Idempotency-Key`) gets the job its key made,
+//! with that job's callback: no second one. A durable job's stored request
+//! keeps the header like any other (leave it out with
+//! [`stored_headers`](crate::AcceptedLayer::stored_headers) if the URL is a
+//! secret): harmless, since a claimed job runs its handler without being
+//! accepted again.
+//!
+//! Deliveries are made by a task per layer, started with the layer's first
+//! request: woken when a job with a callback ends in this process, when a
+//! retry it scheduled comes due, and every second otherwise, so that it
+//! also takes the deliveries of replicas that went away and the retries
+//! they scheduled (a pending delivery lives in the store, with its job:
+//! with a shared store it survives its replica). Each delivery runs on a
+//! task of its own, under a permit of [`Callbacks::max_concurrency`]: a slow
+//! or silent receiver holds a permit for at most the per-request timeout,
+//! and never delays a job. A claimed delivery is held for twice the
+//! timeout and 5 s, after which another replica may take it: one whose
+//! replica died while sending is sent again.
+//!
 //! Deliveries follow the [Standard Webhooks] specification: each carries
-//! `webhook-id` (stable across retries, for the receiver to deduplicate),
+//! `webhook-id` (`msg_` and the job's id: stable across retries and
+//! replicas, for the receiver to deduplicate),
 //! `webhook-timestamp` (the attempt's time, Unix seconds) and
 //! `webhook-signature` (`v1,` and an HMAC-SHA256 of
 //! `{id}.{timestamp}.{body}` under a [`WebhookSecret`]), so that receivers
@@ -35,7 +75,8 @@
 //! reject timestamps far from their clock (the libraries allow 5 minutes),
 //! and deduplicate by `webhook-id`: a delivery may arrive more than once.
 //!
-//! `https` URLs are refused for now: the client does not speak TLS yet.
+//! `https` URLs are refused for now: the client does not speak TLS yet
+//! (refused at submission, rather than accepted and never delivered).
 //!
 //! [Standard Webhooks]: https://github.com/standard-webhooks/standard-webhooks/blob/main/spec/standard-webhooks.md
 
