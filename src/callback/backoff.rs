@@ -97,6 +97,17 @@ mod tests {
     }
 
     #[test]
+    fn the_first_retry_sets_the_schedule() {
+        let callbacks = callbacks().first_retry(Duration::from_millis(200));
+        for (attempts, nominal) in [(1, 200), (2, 400), (3, 800)] {
+            for _ in 0..50 {
+                let wait = callbacks.next_attempt_at(attempts, 0, 0).unwrap();
+                assert!(wait >= nominal / 2 && wait <= nominal, "{attempts}: {wait}");
+            }
+        }
+    }
+
+    #[test]
     fn it_stops_at_max_attempts() {
         let callbacks = callbacks().max_attempts(3);
         assert!(callbacks.next_attempt_at(1, 0, 0).is_some());

@@ -230,7 +230,58 @@ fn now_ms() -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::host_of;
+    use std::time::Duration;
+
+    use super::{ensure_deliveries, host_of};
+    use crate::AcceptedLayer;
+    use crate::callback::{Callbacks, WebhookSecret};
+
+    /// Waits (up to 5 s) until the runtime has `n` tasks alive.
+    async fn alive(n: usize) {
+        let metrics = tokio::runtime::Handle::current().metrics();
+        let waited = tokio::time::timeout(Duration::from_secs(5), async {
+            while metrics.num_alive_tasks() != n {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert!(waited.is_ok(), "{} tasks alive, not {n}", metrics.num_alive_tasks());
+    }
+
+    #[tokio::test]
+    async fn the_loop_runs_only_with_callbacks_once_and_ends_with_the_layer() {
+        let before = tokio::runtime::Handle::current().metrics().num_alive_tasks();
+        let plain = AcceptedLayer::new();
+        ensure_deliveries(plain.shared());
+        alive(before).await;
+
+        let layer = AcceptedLayer::new().callbacks(Callbacks::new(WebhookSecret::random()));
+        ensure_deliveries(layer.shared());
+        ensure_deliveries(layer.shared());
+        alive(before + 1).await;
+        // In its wait: it asked the store once, and found nothing due.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        alive(before + 1).await;
+        // The loop holds no strong reference: dropping the layer ends it
+        // (within a poll).
+        let dropped = std::time::Instant::now();
+        drop(layer);
+        alive(before).await;
+        assert!(
+            dropped.elapsed() >= Duration::from_millis(500),
+            "{:?}",
+            dropped.elapsed()
+        );
+
+        let layer = AcceptedLayer::new().callbacks(Callbacks::new(WebhookSecret::random()));
+        ensure_deliveries(layer.shared());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        alive(before + 1).await;
+        // A shutdown's end ends it too, the layer still held.
+        assert_eq!(layer.shutdown(Duration::from_secs(1)).await, 0);
+        alive(before).await;
+        drop(layer);
+    }
 
     #[test]
     fn the_log_sees_the_host_only() {
