@@ -13,6 +13,7 @@ mod follow;
 
 mod axum_extractor;
 mod azure_interop;
+mod callback_replicas;
 mod callbacks;
 mod chaos;
 mod client;
@@ -37,7 +38,6 @@ mod postgres_plans;
 mod postgres_replicas;
 mod postgres_store;
 mod progress;
-mod redis_callbacks;
 mod redis_claims;
 mod redis_cluster;
 mod redis_durable;
