@@ -97,7 +97,7 @@
 //! | [`store::Claim`], [`store::Claimed`], [`store::DurableJob`], [`store::Swept`], [`store::LOST_MESSAGE`], [`store::OUT_OF_ATTEMPTS`] | execution: claims fenced by their attempt, durable jobs, sweeps | |
 //! | [`store::StoreError`], [`store::InvalidJobId`], [`store::InvalidJobStatus`] | errors of stores and of parsing | |
 //! | `store::suite` | the conformance kit a store's own tests run | `test-util` |
-//! | `callback::Callbacks`, `callback::WebhookSecret` | completion callbacks: which URLs, the Standard Webhooks signing secret, the bounds of delivery | `callbacks` |
+//! | `AcceptedLayer::callbacks`, `callback::Callbacks`, `callback::WebhookSecret` | completion callbacks (a `Callback-Url` on a submission): which URLs, the Standard Webhooks signing secret, the bounds of delivery | `callbacks` |
 //! | `callback::CallbackRefused`, `callback::RefusalKind`, `callback::InvalidSecret` | why a callback URL or a secret was refused | `callbacks` |
 //! | `client::FollowLayer`, `client::Follow`, `client::ResponseFuture` | a client middleware that follows a `202` to the final response | `client` |
 //! | `client::FollowBody`, `client::FollowError`, `client::OnStatus` | its body, its errors, its progress callback | `client` |

@@ -22,7 +22,9 @@
 //! `Callback-Url`; Sonatype Nexus asks for `Nexus-Callback-Url`, but no
 //! registry names one and a vendor prefix would say nothing more. An
 //! idempotent retry (the same `Idempotency-Key`) gets the job its key made,
-//! with that job's callback: no second one. A durable job's stored request
+//! with that job's callback: no second one. A submission answered at once
+//! (`Prefer: wait`) is called back all the same: its job is kept for the
+//! delivery. A durable job's stored request
 //! keeps the header like any other (leave it out with
 //! [`stored_headers`](crate::AcceptedLayer::stored_headers) if the URL is a
 //! secret): harmless, since a claimed job runs its handler without being

@@ -373,3 +373,24 @@ async fn the_demo_calls_back_receivers_on_this_machine_only() {
     .await
     .expect("the test took too long");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submission_answered_at_once_is_called_back_too() {
+    tokio::time::timeout(WITHIN, async {
+        let receiver = Receiver::ok().await;
+        let layer = AcceptedLayer::new().callbacks(local(WebhookSecret::random()));
+        let server = serve(app(layer)).await;
+        let client = HttpClient::new(&server);
+        let answer = submit_with(&client, "/work", &receiver.url("/hook"), &[("prefer", "wait=5")]).await;
+        assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
+        assert_eq!(answer.body, "done");
+        let hook = &receiver.wait_for(1).await[0];
+        assert_eq!(hook.json()["status"], "succeeded");
+        // The job was kept for its delivery, which it records.
+        let id = hook.header("webhook-id").strip_prefix("msg_").unwrap().to_owned();
+        let callback = callback_once(&client, &format!("/jobs/{id}"), "delivered").await;
+        assert_eq!(callback, json!({"state": "delivered", "attempts": 1}));
+    })
+    .await
+    .expect("the test took too long");
+}
