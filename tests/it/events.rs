@@ -282,3 +282,44 @@ async fn a_client_that_leaves_mid_stream_leaves_no_task_behind() {
     let terminal = again.rest().await.pop().expect("the terminal event");
     assert_eq!(terminal.event.as_deref(), Some("succeeded"));
 }
+
+/// A stream opened on replica B sees the progress and the end of a job
+/// that runs on replica A, through the shared store's announcements.
+async fn a_stream_on_b_follows_a_job_on_a<St: JobStore + Clone>(a: St, b: St) {
+    let gate = Arc::new(Semaphore::new(0));
+    let on_a = serve(app(AcceptedLayer::new().store(a), &gate)).await;
+    // Replica B serves the same routes, with a gate that is never opened:
+    // nothing runs there.
+    let on_b = serve(app(AcceptedLayer::new().store(b), &Arc::new(Semaphore::new(0)))).await;
+    let monitor = submit(&HttpClient::new(&on_a), "/steps", "").await;
+    let mut stream = sse::open(on_b.addr, &monitor, &[ACCEPT_EVENTS]).await;
+    assert_eq!(stream.status, StatusCode::OK);
+    let first = stream.next_event().await.expect("the job as it is");
+    let mut last = first.id();
+    for progress in [0.25, 0.5] {
+        gate.add_permits(1);
+        let event = until_progress(&mut stream, progress).await;
+        assert_event(&event, last);
+        last = event.id();
+    }
+    gate.add_permits(1);
+    let terminal = stream.rest().await.pop().expect("the terminal event");
+    assert_eq!(terminal.event.as_deref(), Some("succeeded"));
+    assert!(terminal.id() > last);
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_on_one_replica_follows_a_job_on_another_through_redis() {
+    use common::redis::{namespace, store};
+    let ns = namespace();
+    a_stream_on_b_follows_a_job_on_a(store(&ns).await, store(&ns).await).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_on_one_replica_follows_a_job_on_another_through_postgres() {
+    use common::postgres::{Schema, store};
+    let schema = Schema::new();
+    a_stream_on_b_follows_a_job_on_a(store(&schema).await, store(&schema).await).await;
+}
