@@ -15,7 +15,10 @@
 //!   expired id is reported as [`Lookup::Expired`] for a bounded time, then as
 //!   [`Lookup::Unknown`];
 //! - [`create`](JobStore::create) fails with [`StoreError::Full`] rather than
-//!   grow past the store's capacity.
+//!   grow past the store's capacity;
+//! - every change of a job raises its
+//!   [`updated_at_ms`](JobRecord::updated_at_ms), by at least a millisecond,
+//!   and wakes [`wait_change`](JobStore::wait_change).
 //!
 //! The types of the contract can grow without breaking a store: the
 //! structs a store builds ([`JobRecord`], [`JobError`], [`Page`],
