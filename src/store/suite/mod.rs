@@ -51,6 +51,7 @@
 //! - the store's health check: [`health_answers_ok_when_the_store_works`];
 //! - expiry, run on its own: [`expiry`].
 //!
+//! [`callbacks_on`] runs the delivery checks alone, on one store.
 //! [`run_all`] and [`run_all_on`] run every check but [`expiry`],
 //! [`pending_delivery_keeps_its_job`] and [`lost_job_delivery_is_due`].
 //!
@@ -181,6 +182,17 @@ pub async fn run_all_on<St: JobStore>(store: Arc<St>) {
     wait_terminal_wakes_on_cancel(&store).await;
     wait_terminal_wakes_on_delete(&store).await;
     many_waiters_all_wake(&store).await;
+}
+
+/// Runs the completion-callback delivery checks that need no particular
+/// setting, on one store (each uses fresh ids and queues).
+pub async fn callbacks_on<St: JobStore>(store: &St) {
+    callback_round_trips(store).await;
+    delivery_is_due_once_its_job_ends(store).await;
+    delivery_claims_are_held(store).await;
+    record_delivery_is_fenced(store).await;
+    delivery_is_due_when_out_of_attempts(store).await;
+    deleted_job_drops_its_delivery(store).await;
 }
 
 /// [`health`](JobStore::health) answers `Ok` on a store that works, within
