@@ -178,6 +178,7 @@ pub async fn run_all_on<St: JobStore>(store: Arc<St>) {
     create_durable_with_a_key_creates_once(&*store).await;
     sweep_leaves_held_claims_alone(&*store).await;
     health_answers_ok_when_the_store_works(&*store).await;
+    callbacks_on(&*store).await;
     wait_terminal_wakes_on_finish(&store).await;
     wait_terminal_wakes_on_cancel(&store).await;
     wait_terminal_wakes_on_delete(&store).await;
