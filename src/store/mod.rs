@@ -16,6 +16,10 @@
 //!   [`Lookup::Unknown`];
 //! - [`create`](JobStore::create) fails with [`StoreError::Full`] rather than
 //!   grow past the store's capacity.
+//! - a job's end, whichever way it ended, makes its pending completion
+//!   callback's delivery due in the same atomic write, and a pending
+//!   delivery keeps its job from expiring
+//!   ([`claim_deliveries`](JobStore::claim_deliveries)).
 //!
 //! The types of the contract can grow without breaking a store: the
 //! structs a store builds ([`JobRecord`], [`JobError`], [`Page`],
