@@ -45,6 +45,7 @@
 //!   [`delivery_is_due_once_its_job_ends`], [`delivery_claims_are_held`]
 //!   (it waits for a [`HOLD`] to lapse), [`record_delivery_is_fenced`],
 //!   [`delivery_is_due_when_out_of_attempts`],
+//!   [`concurrent_claims_take_each_delivery_once`],
 //!   [`deleted_job_drops_its_delivery`]; and, run on their own since they
 //!   wait for a time to live or a lease, [`pending_delivery_keeps_its_job`]
 //!   and [`lost_job_delivery_is_due`];
@@ -80,9 +81,9 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use crate::store::{Claim, JobId, JobRecord, JobStore, Lookup, Outcome};
 
 pub use callbacks::{
-    HOLD, callback_round_trips, deleted_job_drops_its_delivery, delivery_claims_are_held,
-    delivery_is_due_once_its_job_ends, delivery_is_due_when_out_of_attempts, lost_job_delivery_is_due,
-    pending_delivery_keeps_its_job, record_delivery_is_fenced,
+    HOLD, callback_round_trips, concurrent_claims_take_each_delivery_once, deleted_job_drops_its_delivery,
+    delivery_claims_are_held, delivery_is_due_once_its_job_ends, delivery_is_due_when_out_of_attempts,
+    lost_job_delivery_is_due, pending_delivery_keeps_its_job, record_delivery_is_fenced,
 };
 pub use claims::{
     claims_fence_start_progress_and_finish, durable_job_not_queued_runs_as_attempt_one, renew_answers_claim_by_claim,
@@ -144,6 +145,7 @@ pub async fn run_all<St: JobStore>(make: impl Fn() -> St) {
     delivery_claims_are_held(&make()).await;
     record_delivery_is_fenced(&make()).await;
     delivery_is_due_when_out_of_attempts(&make()).await;
+    concurrent_claims_take_each_delivery_once(&make()).await;
     deleted_job_drops_its_delivery(&make()).await;
     let store = Arc::new(make());
     wait_terminal_wakes_on_finish(&store).await;
@@ -193,6 +195,7 @@ pub async fn callbacks_on<St: JobStore>(store: &St) {
     delivery_claims_are_held(store).await;
     record_delivery_is_fenced(store).await;
     delivery_is_due_when_out_of_attempts(store).await;
+    concurrent_claims_take_each_delivery_once(store).await;
     deleted_job_drops_its_delivery(store).await;
 }
 
