@@ -18,7 +18,11 @@
 //!   grow past the store's capacity;
 //! - every change of a job raises its
 //!   [`updated_at_ms`](JobRecord::updated_at_ms), by at least a millisecond,
-//!   and wakes [`wait_change`](JobStore::wait_change).
+//!   and wakes [`wait_change`](JobStore::wait_change);
+//! - a job's end, whichever way it ended, makes its pending completion
+//!   callback's delivery due in the same atomic write, and a pending
+//!   delivery keeps its job from expiring
+//!   ([`claim_deliveries`](JobStore::claim_deliveries)).
 //!
 //! The types of the contract can grow without breaking a store: the
 //! structs a store builds ([`JobRecord`], [`JobError`], [`Page`],

@@ -245,7 +245,9 @@ async fn waiting_long_polls_answer_when_the_drain_ends() {
         );
         // An event stream of a job still running ends too, so that it
         // does not hold up the server's shutdown.
-        let rest = tokio::time::timeout(SOON, stream.rest()).await.expect("the stream ends with the drain");
+        let rest = tokio::time::timeout(SOON, stream.rest())
+            .await
+            .expect("the stream ends with the drain");
         assert!(rest.is_empty(), "nothing changed meanwhile: {rest:?}");
         server.assert_closed_within(SOON).await;
 
