@@ -18,7 +18,9 @@
 //!   grow past the store's capacity;
 //! - every change of a job raises its
 //!   [`updated_at_ms`](JobRecord::updated_at_ms), by at least a millisecond,
-//!   and wakes [`wait_change`](JobStore::wait_change);
+//!   and a start, progress or end wakes [`wait_change`](JobStore::wait_change)
+//!   (a durable job handed back to its queue may show first with its next
+//!   start);
 //! - a job's end, whichever way it ended, makes its pending completion
 //!   callback's delivery due in the same atomic write, and a pending
 //!   delivery keeps its job from expiring

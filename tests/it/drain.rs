@@ -254,6 +254,7 @@ async fn waiting_long_polls_answer_when_the_drain_ends() {
         // The drain is over: a long poll now answers at once.
         let asked = Instant::now();
         let response = app
+            .clone()
             .oneshot(
                 Request::get(format!("{elsewhere}?wait=50"))
                     .body(axum::body::Body::empty())
@@ -263,6 +264,19 @@ async fn waiting_long_polls_answer_when_the_drain_ends() {
             .unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         assert!(asked.elapsed() < SOON, "a long poll after the drain does not wait");
+        // And a new event stream is refused, with when to come back, rather
+        // than opened to end at once (a browser would reconnect every second).
+        let stream = app
+            .clone()
+            .oneshot(
+                Request::get(format!("{elsewhere}/events"))
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(stream.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(stream.headers().contains_key("retry-after"));
 
         gate.add_permits(1);
         let _ = other.shutdown(SOON).await;

@@ -128,6 +128,11 @@ async fn last_event_id_resumes_after_the_event_it_names() {
     let seen = quarter.id().to_string();
     let mut resumed = sse::open(server.addr, &events, &[("last-event-id", &seen)]).await;
     assert_eq!(resumed.status, StatusCode::OK);
+    // The stream names the id it resumes from, so a client's last event
+    // id stays what it was.
+    assert_eq!(resumed.last_id(), None);
+    let _ = resumed.next_within(Duration::from_millis(100)).await;
+    assert_eq!(resumed.last_id(), Some(seen.clone()));
     assert_eq!(
         resumed.next_within(Duration::from_millis(300)).await,
         None,
@@ -210,7 +215,15 @@ async fn streams_are_scoped_by_owner_and_answer_errors_as_the_monitor_does() {
         .send(http::Method::POST, &events, &[("x-user", "alice")], "")
         .await;
     assert_eq!(posted.status, StatusCode::METHOD_NOT_ALLOWED);
-    assert_eq!(posted.header("allow"), Some("GET"));
+    assert_eq!(posted.header("allow"), Some("GET, HEAD"));
+    let head = client
+        .send(http::Method::HEAD, &events, &[("x-user", "alice")], "")
+        .await;
+    assert_eq!(
+        (head.status, head.header("content-type")),
+        (StatusCode::OK, Some("text/event-stream"))
+    );
+    assert!(head.body.is_empty());
     gate.add_permits(3);
 }
 
