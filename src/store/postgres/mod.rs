@@ -73,7 +73,8 @@ use super::{
 ///   it. A queue holds at most
 ///   [`max_queued`](PostgresStoreBuilder::max_queued) jobs.
 /// - **Waking.** Every end (and delete) sends `NOTIFY` on the channel
-///   `<schema>_ended` in the same statement as the change, so it is sent
+///   `<schema>_ended` (a start or a progress, `~` and the id, for event
+///   streams) in the same statement as the change, so it is sent
 ///   if and only if the change commits. Each store holds one `LISTEN`
 ///   connection for all its waiters (long polls, and the runner that must
 ///   drop a job canceled elsewhere), pinged every second; when it is lost,

@@ -105,7 +105,9 @@ const MAX_DURATION: Duration = Duration::from_millis(MAX_MS);
 /// - **Waking.** Ending a job publishes its id on the channel `ns:ended`;
 ///   each store listens on one connection and wakes its local waiters within
 ///   milliseconds (long polls, and the runner that must drop a job canceled
-///   elsewhere); waiters also read the job again every lease.
+///   elsewhere); waiters also read the job again every lease. A start or a
+///   progress publishes `~` and the id on the same channel, for event
+///   streams (long polls are not woken by it).
 /// - **Cost.** One round trip per operation (a pipeline, a transaction or a
 ///   script); no `KEYS` or `SCAN`. The exception:
 ///   [`find_key`](JobStore::find_key) reads the key then its holder (two).
