@@ -35,6 +35,12 @@ pub(crate) async fn respond<St: JobStore, B>(
             return events(shared, id, caller, &parts.headers).await;
         }
         (JobRoute::Events(id), &Method::GET) => return events(shared, id, caller, &parts.headers).await,
+        (JobRoute::Events(id), &Method::HEAD) => match lookup(shared, id, caller).await {
+            Ok(Lookup::Found(_)) => return crate::events::head(),
+            Ok(Lookup::Expired) => gone(),
+            Ok(Lookup::Unknown) => not_found(),
+            Err(e) => unavailable(&shared.config, &e),
+        },
         (JobRoute::Monitor(id), &Method::GET | &Method::HEAD) => {
             let prefs = crate::headers::preferences(&parts.headers);
             match crate::query::query_wait(parts.uri.query()) {
@@ -50,7 +56,7 @@ pub(crate) async fn respond<St: JobStore, B>(
         (JobRoute::NotFound, _) => not_found(),
         (JobRoute::Monitor(_), _) => method_not_allowed("GET, HEAD, DELETE"),
         (JobRoute::Result(_) | JobRoute::Collection, _) => method_not_allowed("GET, HEAD"),
-        (JobRoute::Events(_), _) => method_not_allowed("GET"),
+        (JobRoute::Events(_), _) => method_not_allowed("GET, HEAD"),
     };
     if head {
         strip_body(&mut response);

@@ -37,6 +37,7 @@
 //! | `GET /jobs/{id}` failed without answer, or canceled | `200`, status document with `error` |
 //! | `GET /jobs/{id}/result` | the handler's response, replayed byte for byte |
 //! | `GET /jobs/{id}?wait=10` | long poll: answers when the job ends, or after 10 s |
+//! | `GET /jobs/{id}/events`, or the monitor with `Accept: text/event-stream` | Server-Sent Events: an event per change, the terminal one last, resumable with `Last-Event-ID` |
 //! | `DELETE /jobs/{id}` | cancels a running job, or forgets a finished one: `204` |
 //! | unknown id / expired id | `404` / `410` problem document |
 //!

@@ -65,6 +65,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("  curl -i -X POST {base}/reports -H 'content-type: application/json' -d '{{\"pages\": 10}}'");
     println!("  curl -i {base}/jobs/<id>             # 200 + Retry-After while running, then 303");
     println!("  curl -i '{base}/jobs/<id>?wait=30'   # long poll: answers when the job ends");
+    println!("  curl -N {base}/jobs/<id>/events        # Server-Sent Events: an event per change, the end last");
     println!("  curl -i {base}/jobs/<id>/result      # the handler's own response");
     println!("  curl -i -X DELETE {base}/jobs/<id>   # cancel, or forget once finished");
     println!();

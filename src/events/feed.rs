@@ -22,6 +22,11 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// that grows to [`MAX_BACKOFF`]: streams wait (their heartbeats go on)
 /// rather than end on a blip.
 pub(crate) async fn feed<St: JobStore>(shared: Arc<LayerState<St>>, id: JobId, feed: Feed) {
+    let _unwinding = Unwinding {
+        shared: &shared,
+        id,
+        feed: &feed,
+    };
     let mut seen: Option<u64> = None;
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -76,5 +81,23 @@ async fn pause<St: JobStore>(shared: &LayerState<St>, id: JobId, feed: &Feed, ba
     tokio::select! {
         () = feed.closed() => shared.events.retire_if_unused(id, feed),
         () = tokio::time::sleep(wait) => false,
+    }
+}
+
+/// Ends the streams of a feed whose task panics (a user's
+/// `map_status_document`, a store's `get`): told their job is gone, they
+/// end, their clients reconnect to a new feed, and the map forgets this one.
+struct Unwinding<'a, St> {
+    shared: &'a LayerState<St>,
+    id: JobId,
+    feed: &'a Feed,
+}
+
+impl<St> Drop for Unwinding<'_, St> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.feed.send_replace(Some(Arc::new(Change::Gone)));
+            self.shared.events.retire(self.id, self.feed);
+        }
     }
 }

@@ -16,8 +16,8 @@
 //! Every stream of a job in one process shares one reader of the job
 //! ([`feed`]), woken by the store's announcements
 //! ([`JobStore::wait_change`]), and one formatted event per change, so a
-//! thousand streams of one job cost one store read and one encoding per
-//! change, and nothing while the job does not change but a comment line
+//! thousand streams of one job cost what one does: a store read or two
+//! (the wait's own, on a shared store) and one encoding per change, and nothing while the job does not change but a comment line
 //! per heartbeat interval.
 //!
 //! ```
@@ -91,13 +91,21 @@ pub(crate) fn open<St: JobStore>(
         *response.status_mut() = StatusCode::NO_CONTENT;
         return response;
     }
+    // Once a shutdown's drain has ended, a stream would end at once, and
+    // its client come back every `retry:`: `503` tells it to stop (an
+    // `EventSource` does) and when to try again.
+    if shared.family.closing.is_fired() {
+        return busy(config, "the server is shutting down; try again later").map(Reply::Whole);
+    }
     let Ok(permit) = Arc::clone(&shared.streams).try_acquire_owned() else {
         return busy(config, "too many event streams are open; try again later").map(Reply::Whole);
     };
     // How long a browser waits before it reconnects, as for a poll.
     let mut first = format!("retry: {}\n", config.retry_after.saturating_mul(1000)).into_bytes();
     if seen {
-        first.push(b'\n');
+        // The id again, without an event: a client's last event id is the
+        // last one its stream named, and this stream named none yet.
+        first.extend_from_slice(format!("id: {}\n\n", record.updated_at_ms).as_bytes());
     } else {
         first.extend_from_slice(&frame::frame_of(config, record).bytes);
     }
@@ -119,7 +127,16 @@ pub(crate) fn open<St: JobStore>(
         _permit: permit,
         done: terminal,
     });
-    let mut response = Response::new(Reply::Events(body));
+    with_stream_headers(Response::new(Reply::Events(body)))
+}
+
+/// The answer to `HEAD` of a stream the caller may see: its headers, no
+/// body (and no place among the open streams).
+pub(crate) fn head() -> Response<Reply> {
+    with_stream_headers(Response::new(Reply::Whole(Bytes::new())))
+}
+
+fn with_stream_headers(mut response: Response<Reply>) -> Response<Reply> {
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(EVENT_STREAM));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

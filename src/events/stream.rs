@@ -19,6 +19,10 @@ use crate::admission::Family;
 /// quiet stream.
 const HEARTBEAT: &[u8] = b":\n\n";
 
+/// How long a stream waits, once a shutdown's drain has ended, for the end
+/// of its job that the drain may just have recorded.
+const CLOSING_GRACE: Duration = Duration::from_millis(200);
+
 /// The body of an event stream. Polling it costs nothing while its job
 /// does not change: it waits on its job's channel and on one timer.
 pub(crate) struct EventBody {
@@ -95,7 +99,18 @@ impl Watching {
                         return None;
                     }
                 }
-                () = self.family.closing.fired() => return None,
+                () = self.family.closing.fired() => {
+                    // The drain's last ends (jobs it stopped) are being
+                    // read: a moment for them, then the stream ends.
+                    let _ = tokio::time::timeout(CLOSING_GRACE, self.changes.changed()).await;
+                    return match self.take_latest() {
+                        Next::Send(bytes) => {
+                            self.done = true;
+                            Some(bytes)
+                        }
+                        Next::End | Next::Wait => None,
+                    };
+                }
                 () = tokio::time::sleep(self.heartbeat) => return Some(Bytes::from_static(HEARTBEAT)),
             }
         }

@@ -15,7 +15,16 @@
 //!   expired id is reported as [`Lookup::Expired`] for a bounded time, then as
 //!   [`Lookup::Unknown`];
 //! - [`create`](JobStore::create) fails with [`StoreError::Full`] rather than
-//!   grow past the store's capacity.
+//!   grow past the store's capacity;
+//! - every change of a job raises its
+//!   [`updated_at_ms`](JobRecord::updated_at_ms), by at least a millisecond,
+//!   and a start, progress or end wakes [`wait_change`](JobStore::wait_change)
+//!   (a durable job handed back to its queue may show first with its next
+//!   start);
+//! - a job's end, whichever way it ended, makes its pending completion
+//!   callback's delivery due in the same atomic write, and a pending
+//!   delivery keeps its job from expiring
+//!   ([`claim_deliveries`](JobStore::claim_deliveries)).
 //!
 //! The types of the contract can grow without breaking a store: the
 //! structs a store builds ([`JobRecord`], [`JobError`], [`Page`],

@@ -158,6 +158,9 @@ function readJob(job) {
     note: li.querySelector(".note").textContent,
     result: li.querySelector(".result").hidden ? null : li.querySelector(".result").textContent,
     cancelVisible: !li.querySelector(".cancel").hidden,
+    transport: li.dataset.transport,
+    events: Number(li.dataset.events || 0),
+    meta: li.querySelector(".meta").textContent,
   }));
 }
 
@@ -258,6 +261,10 @@ async function main() {
     const body = JSON.parse(shown.result.split("\n").slice(1).join("\n"));
     assert(body.pages === 20 && body.words === 7000, `result: ${shown.result}`);
     assert(!shown.cancelVisible, "no cancel button once done");
+    // Through the event stream: one request for every event, one for the result.
+    assert(shown.transport === "events", `transport: ${shown.transport}`);
+    assert(shown.events >= values.length - 1 && shown.events >= 3, `${shown.events} events for ${values.length} values`);
+    assert(/ 2 request\(s\) · \d+ event\(s\)$/.test(shown.meta), `meta: ${shown.meta}`);
   });
 
   await step("the second job is canceled with its button and shown as canceled", async () => {
@@ -294,7 +301,9 @@ async function main() {
     console.log(`         screenshot: ${SCREENSHOT}`);
   });
 
-  await step("network errors are retried: a lost 202 gives the same job (Idempotency-Key), a lost poll is retried", async () => {
+  await step("without EventSource the page long-polls; network errors are retried: a lost 202 gives the same job (Idempotency-Key), a lost poll is retried", async () => {
+    // As in a browser without EventSource: the page falls back to polls.
+    await page.evaluate(() => { delete window.EventSource; });
     // The first POST reaches the server, but its answer is lost on the way back.
     let lostId = null;
     await page.route(
@@ -314,6 +323,7 @@ async function main() {
     await job.locator(".note", { hasText: "cannot reach the server" }).waitFor({ timeout: 3_000 });
     const shown = await waitStatus(job, "succeeded", 10_000, true);
     assert(shown.note === "" && /^HTTP 200 /.test(shown.result), JSON.stringify(shown));
+    assert(shown.transport === "polls" && shown.events === 0, JSON.stringify(shown));
   });
 
   await step("no uncaught error in the page", async () => {

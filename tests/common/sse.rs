@@ -56,6 +56,9 @@ pub struct Stream {
     buffer: BytesMut,
     /// A `retry:` seen in a block without data, kept for the next event.
     retry: Option<u64>,
+    /// The last `id:` the stream named, with an event or without, as a
+    /// browser keeps it for `Last-Event-ID`.
+    last_id: Option<String>,
 }
 
 /// `GET path` on `addr` with `headers` (an `Accept: text/event-stream` is
@@ -77,10 +80,16 @@ pub async fn open(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Str
         body,
         buffer: BytesMut::new(),
         retry: None,
+        last_id: None,
     }
 }
 
 impl Stream {
+    /// The last `id:` the stream named.
+    pub fn last_id(&self) -> Option<String> {
+        self.last_id.clone()
+    }
+
     /// The next event or comment, or the end of the stream, within
     /// `within`; `None` when nothing came in time.
     pub async fn next_within(&mut self, within: Duration) -> Option<Piece> {
@@ -160,7 +169,10 @@ impl Stream {
                 let (field, value) = line.split_once(':').unwrap_or((line, ""));
                 let value = value.strip_prefix(' ').unwrap_or(value);
                 match field {
-                    "id" => event.id = Some(value.to_owned()),
+                    "id" => {
+                        event.id = Some(value.to_owned());
+                        self.last_id = Some(value.to_owned());
+                    }
                     "event" => event.event = Some(value.to_owned()),
                     "retry" => event.retry = value.parse().ok(),
                     "data" => {

@@ -76,7 +76,6 @@ async fn another_replica_delivers_the_callback_of_a_killed_one(store_env: &[(&st
 
 #[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs RedisStore deliveries (branch wt-cbstore, not merged yet)"]
 async fn on_redis_another_replica_delivers_the_callback_of_a_killed_one() {
     let _heavy = one_heavy_test_at_a_time().await;
     let ns = common::redis::namespace();
@@ -93,7 +92,6 @@ async fn on_redis_another_replica_delivers_the_callback_of_a_killed_one() {
 
 #[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs PostgresStore deliveries (branch wt-cbstore, not merged yet)"]
 async fn on_postgres_another_replica_delivers_the_callback_of_a_killed_one() {
     let _heavy = one_heavy_test_at_a_time().await;
     // Dropped (with its tables) when the test ends, also when it fails.

@@ -222,6 +222,9 @@ async fn waiting_long_polls_answer_when_the_drain_ends() {
         poll_until(&client, &elsewhere, "running", |doc| status_of(doc) == "running").await;
         let running = submit(&client, "/held", "").await;
         poll_until(&client, &running, "running", |doc| status_of(doc) == "running").await;
+        let mut stream = common::sse::open(server.addr, &elsewhere, &[("accept", "text/event-stream")]).await;
+        let first = stream.next_event().await.expect("the job as it is");
+        assert_eq!(first.event.as_deref(), Some("running"));
 
         let signalled = server.signal("/held").await;
         let long_poll = long_poll_of(&server, &elsewhere);
@@ -240,11 +243,18 @@ async fn waiting_long_polls_answer_when_the_drain_ends() {
             waited >= deadline && waited < deadline + SOON,
             "answered at the end of the drain, not before: after {waited:?}"
         );
+        // An event stream of a job still running ends too, so that it
+        // does not hold up the server's shutdown.
+        let rest = tokio::time::timeout(SOON, stream.rest())
+            .await
+            .expect("the stream ends with the drain");
+        assert!(rest.is_empty(), "nothing changed meanwhile: {rest:?}");
         server.assert_closed_within(SOON).await;
 
         // The drain is over: a long poll now answers at once.
         let asked = Instant::now();
         let response = app
+            .clone()
             .oneshot(
                 Request::get(format!("{elsewhere}?wait=50"))
                     .body(axum::body::Body::empty())
@@ -254,6 +264,19 @@ async fn waiting_long_polls_answer_when_the_drain_ends() {
             .unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         assert!(asked.elapsed() < SOON, "a long poll after the drain does not wait");
+        // And a new event stream is refused, with when to come back, rather
+        // than opened to end at once (a browser would reconnect every second).
+        let stream = app
+            .clone()
+            .oneshot(
+                Request::get(format!("{elsewhere}/events"))
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(stream.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(stream.headers().contains_key("retry-after"));
 
         gate.add_permits(1);
         let _ = other.shutdown(SOON).await;

@@ -128,6 +128,11 @@ async fn last_event_id_resumes_after_the_event_it_names() {
     let seen = quarter.id().to_string();
     let mut resumed = sse::open(server.addr, &events, &[("last-event-id", &seen)]).await;
     assert_eq!(resumed.status, StatusCode::OK);
+    // The stream names the id it resumes from, so a client's last event
+    // id stays what it was.
+    assert_eq!(resumed.last_id(), None);
+    let _ = resumed.next_within(Duration::from_millis(100)).await;
+    assert_eq!(resumed.last_id(), Some(seen.clone()));
     assert_eq!(
         resumed.next_within(Duration::from_millis(300)).await,
         None,
@@ -210,7 +215,15 @@ async fn streams_are_scoped_by_owner_and_answer_errors_as_the_monitor_does() {
         .send(http::Method::POST, &events, &[("x-user", "alice")], "")
         .await;
     assert_eq!(posted.status, StatusCode::METHOD_NOT_ALLOWED);
-    assert_eq!(posted.header("allow"), Some("GET"));
+    assert_eq!(posted.header("allow"), Some("GET, HEAD"));
+    let head = client
+        .send(http::Method::HEAD, &events, &[("x-user", "alice")], "")
+        .await;
+    assert_eq!(
+        (head.status, head.header("content-type")),
+        (StatusCode::OK, Some("text/event-stream"))
+    );
+    assert!(head.body.is_empty());
     gate.add_permits(3);
 }
 
@@ -281,4 +294,45 @@ async fn a_client_that_leaves_mid_stream_leaves_no_task_behind() {
     gate.add_permits(3);
     let terminal = again.rest().await.pop().expect("the terminal event");
     assert_eq!(terminal.event.as_deref(), Some("succeeded"));
+}
+
+/// A stream opened on replica B sees the progress and the end of a job
+/// that runs on replica A, through the shared store's announcements.
+async fn a_stream_on_b_follows_a_job_on_a<St: JobStore + Clone>(a: St, b: St) {
+    let gate = Arc::new(Semaphore::new(0));
+    let on_a = serve(app(AcceptedLayer::new().store(a), &gate)).await;
+    // Replica B serves the same routes, with a gate that is never opened:
+    // nothing runs there.
+    let on_b = serve(app(AcceptedLayer::new().store(b), &Arc::new(Semaphore::new(0)))).await;
+    let monitor = submit(&HttpClient::new(&on_a), "/steps", "").await;
+    let mut stream = sse::open(on_b.addr, &monitor, &[ACCEPT_EVENTS]).await;
+    assert_eq!(stream.status, StatusCode::OK);
+    let first = stream.next_event().await.expect("the job as it is");
+    let mut last = first.id();
+    for progress in [0.25, 0.5] {
+        gate.add_permits(1);
+        let event = until_progress(&mut stream, progress).await;
+        assert_event(&event, last);
+        last = event.id();
+    }
+    gate.add_permits(1);
+    let terminal = stream.rest().await.pop().expect("the terminal event");
+    assert_eq!(terminal.event.as_deref(), Some("succeeded"));
+    assert!(terminal.id() > last);
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_on_one_replica_follows_a_job_on_another_through_redis() {
+    use common::redis::{namespace, store};
+    let ns = namespace();
+    a_stream_on_b_follows_a_job_on_a(store(&ns).await, store(&ns).await).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_on_one_replica_follows_a_job_on_another_through_postgres() {
+    use common::postgres::{Schema, store};
+    let schema = Schema::new();
+    a_stream_on_b_follows_a_job_on_a(store(&schema).await, store(&schema).await).await;
 }

@@ -36,7 +36,10 @@ fn with_samples<'q>(name: &str, sql: &'q str) -> Query<'q, Postgres, PgArguments
             .bind(Some(Vec::<u8>::new()))
             .bind(false)
             .bind(false)
-            .bind(100_000_i64),
+            .bind(100_000_i64)
+            .bind(Some("https://hooks.example.com/done"))
+            .bind(Some("pending"))
+            .bind(0_i32),
         "key_holder" => q.bind("alice order-1"),
         "free_key" | "get" | "tombstone" | "delete" | "response" => q.bind(id),
         "list_first" => q.bind("alice").bind(11_i64),
@@ -63,6 +66,8 @@ fn with_samples<'q>(name: &str, sql: &'q str) -> Query<'q, Postgres, PgArguments
         "renew" => q.bind(vec![id, Uuid::new_v4()]).bind(vec![1_i32, 2]),
         "sweep" => q.bind(256_i64).bind("lost").bind("gone"),
         "expire" | "forget" => q.bind(500_i64),
+        "claim_deliveries" => q.bind(16_i64).bind(30_000_i64),
+        "record_delivery" => q.bind(id).bind(0_i32).bind("pending").bind(Some(1_i64)),
         other => panic!("no sample values for statement {other}: add them here"),
     }
 }
@@ -109,7 +114,7 @@ async fn every_statement_finds_its_rows_through_an_index() {
     .await
     .unwrap();
     let statements = store.statements();
-    assert!(statements.len() >= 18, "every statement is checked");
+    assert!(statements.len() >= 21, "every statement is checked");
     for (name, sql) in statements {
         let plan = plan(store.pool(), name, sql).await;
         assert!(

@@ -36,6 +36,27 @@ async fn postgres_store_passes_the_expiry_suite() {
     renewer.abort();
 }
 
+/// Completion-callback deliveries on PostgreSQL, besides the suite's
+/// checks: a lost job's delivery made due by the sweep (3 s lease), and a
+/// pending delivery keeping its job past the expiry suite's time to live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_store_keeps_callback_deliveries() {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let schema = Schema::new();
+        suite::lost_job_delivery_is_due(&store(&schema).await).await;
+        let schema = Schema::new();
+        let store = builder(&schema)
+            .ttl(EXPIRY_TTL)
+            .tombstone_ttl(EXPIRY_TOMBSTONE_TTL)
+            .build()
+            .await
+            .unwrap();
+        suite::pending_delivery_keeps_its_job(&store, EXPIRY_TTL).await;
+    })
+    .await
+    .expect("the delivery checks end within a minute");
+}
+
 /// The migrations' table of `schema`: its versions.
 async fn versions(pool: &PgPool, schema: &str) -> Vec<i32> {
     sqlx::query_scalar(&format!("SELECT version FROM \"{schema}\".migrations ORDER BY version"))
@@ -57,10 +78,37 @@ async fn replicas_starting_at_once_create_the_schema_once() {
     for build in builds {
         stores.push(build.await.unwrap().expect("every replica starts"));
     }
-    assert_eq!(versions(stores[0].pool(), &schema.name).await, vec![1]);
+    assert_eq!(versions(stores[0].pool(), &schema.name).await, vec![1, 2]);
     // And they share it: a job made by one is read by another.
     let id = suite::pending(&stores[0]).await;
     assert_eq!(suite::found(&stores[3], id).await.status, JobStatus::Pending);
+}
+
+/// A schema of version 1 (before callbacks) with a job in it is upgraded in
+/// place: the job is read back without a callback, and new jobs keep theirs.
+#[tokio::test]
+async fn a_schema_of_version_one_is_upgraded_with_its_jobs() {
+    let schema = Schema::new();
+    let pool = pool().await;
+    let quoted = format!("\"{}\"", schema.name);
+    let version_one = include_str!("../../src/store/postgres/migrations/0001_jobs.sql").replace("{schema}", &quoted);
+    let id = tower_accepted::store::JobId::new();
+    sqlx::raw_sql(&format!(
+        "CREATE SCHEMA {quoted}; {version_one}; \
+         CREATE TABLE {quoted}.migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now()); \
+         INSERT INTO {quoted}.migrations (version) VALUES (1); \
+         INSERT INTO {quoted}.jobs (id, status, created_at_ms, updated_at_ms, attempt) \
+         VALUES ('{}', 'pending', 1000, 1000, 1)",
+        id.as_uuid()
+    ))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let store = store(&schema).await;
+    assert_eq!(versions(store.pool(), &schema.name).await, vec![1, 2]);
+    let old = suite::found(&store, id).await;
+    assert_eq!((old.status, old.callback), (JobStatus::Pending, None));
+    suite::callback_round_trips(&store).await;
 }
 
 #[tokio::test]

@@ -42,6 +42,26 @@ async fn redis_store_passes_the_expiry_suite() {
     assert_every_key_expires(&ns).await;
 }
 
+/// Completion-callback deliveries on Redis, besides the suite's checks: a
+/// lost job's delivery made due by the sweep (1 s lease), and a pending
+/// delivery keeping its job past the expiry suite's time to live; every
+/// key (the deliveries set too) has a time to live after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_keeps_callback_deliveries() {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let ns = namespace();
+        let store = store(&ns).await;
+        suite::lost_job_delivery_is_due(&store).await;
+        assert_every_key_expires(&ns).await;
+        let ns = namespace();
+        let store = expiry_store(RedisStore::builder(redis_url()), &ns).await;
+        suite::pending_delivery_keeps_its_job(&store, EXPIRY_TTL).await;
+        assert_every_key_expires(&ns).await;
+    })
+    .await
+    .expect("the delivery checks end within a minute");
+}
+
 /// The record of a job that must be there.
 async fn found(store: &RedisStore, id: JobId) -> JobRecord {
     match store.get(id).await.unwrap() {

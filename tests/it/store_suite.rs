@@ -10,7 +10,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use tower_accepted::store::{
-    Cancel, Claim, ErrorCode, JobError, JobId, JobRecord, JobStatus, JobStore, Lookup, MemoryStore, Outcome, StoreError,
+    Cancel, Claim, DeliveryAttempt, ErrorCode, JobCallback, JobError, JobId, JobRecord, JobStatus, JobStore, Lookup,
+    MemoryStore, Outcome, StoreError,
 };
 
 use tower_accepted::store::suite;
@@ -42,6 +43,46 @@ async fn memory_store_keeps_jobs_with_pending_deliveries() {
     let store = MemoryStore::builder().ttl(ttl).build();
     suite::pending_delivery_keeps_its_job(&store, ttl).await;
     suite::lost_job_delivery_is_due(&store).await;
+}
+
+/// Jobs kept for their pending deliveries are never evicted, even past the
+/// byte budget: eviction and `purge_expired` pass them by (and end), and
+/// once delivered they go as any other.
+#[tokio::test(start_paused = true)]
+async fn pending_deliveries_are_never_evicted() {
+    let store = MemoryStore::builder().max_finished_bytes(1).build();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let id = JobId::new();
+        let callback = JobCallback::new("https://hooks.example.com/done");
+        store
+            .create(JobRecord::pending(id).with_callback(Some(callback)))
+            .await
+            .unwrap();
+        assert!(store.finish(Claim::first(id), ok_response("kept")).await.unwrap());
+        ids.push(id);
+    }
+    store.purge_expired();
+    assert_eq!(store.len(), 3, "pending deliveries keep their jobs over the budget");
+    for &id in &ids {
+        assert_eq!(suite::found(&store, id).await.status, JobStatus::Succeeded);
+    }
+    let due = store.claim_deliveries(10, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(due.len(), 3);
+    for delivery in due {
+        let id = delivery.record.id;
+        assert!(
+            store
+                .record_delivery(id, delivery.token, DeliveryAttempt::Delivered)
+                .await
+                .unwrap()
+        );
+    }
+    store.purge_expired();
+    assert_eq!(store.len(), 0, "delivered, they are evicted as any other");
+    for id in ids {
+        assert_eq!(store.get(id).await.unwrap(), Lookup::Expired);
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -133,7 +133,7 @@ impl MemoryStore {
 
     pub(super) fn record_attempt(&self, id: JobId, token: u32, attempt: DeliveryAttempt) -> bool {
         let mut shard = self.shard(id);
-        let Some(entry) = shard.jobs.get_mut(&id) else {
+        let Some(entry) = shard.jobs.get_mut(&id).filter(|e| e.status.is_terminal()) else {
             return false;
         };
         let Some(callback) = entry.callback_mut() else {

@@ -4,6 +4,10 @@
 use std::sync::atomic::Ordering;
 
 use super::{EVICT_BUDGET, Inner, PURGE_BUDGET, lock};
+
+/// How many jobs kept for their pending delivery one eviction passes by at
+/// most before it leaves the rest to later operations.
+const KEPT_BUDGET: usize = 64;
 use crate::store::JobId;
 
 impl Inner {
@@ -35,11 +39,20 @@ impl Inner {
             return;
         }
         let now = self.now();
+        let mut kept = 0;
         for _ in 0..EVICT_BUDGET {
             let Some((at, id)) = self.finished.pop_due(now) else {
                 return;
             };
-            self.remove_finished(at, id, now);
+            // Jobs whose delivery is pending are not evicted; past a few of
+            // them, the rest waits for later operations (the budget may be
+            // exceeded by them meanwhile).
+            if self.remove_finished(at, id, now) {
+                kept += 1;
+                if kept >= KEPT_BUDGET {
+                    return;
+                }
+            }
             if !self.finished.over_budget() {
                 return;
             }
@@ -48,21 +61,22 @@ impl Inner {
 
     /// Removes the finished job `id` whose place in the expiry queue was
     /// `at` (nothing if it was deleted or ended again since), and remembers
-    /// its id as expired.
-    pub(super) fn remove_finished(&self, at: u64, id: JobId, now: u64) {
+    /// its id as expired. Answers `true` when the job was kept instead, its
+    /// callback yet to be delivered.
+    pub(super) fn remove_finished(&self, at: u64, id: JobId, now: u64) -> bool {
         let mut shard = lock(self.shard_of(id));
         // Only the job that queue place belongs to.
         if shard.jobs.get(&id).is_none_or(|e| e.expires_at != at) {
-            return;
+            return false;
         }
         if let Some(entry) = shard.jobs.get_mut(&id).filter(|e| e.delivery_pending()) {
             // Its callback is yet to be delivered: kept, and looked at
             // again a time to live later.
             self.keep_ended(entry, id);
-            return;
+            return true;
         }
         let Some(mut entry) = shard.jobs.remove(&id) else {
-            return;
+            return false;
         };
         if entry.callback().is_some() {
             self.deliveries.remove(id);
@@ -80,5 +94,6 @@ impl Inner {
         let wakeups = entry.take_waiters();
         drop(shard);
         wakeups.wake();
+        false
     }
 }

@@ -167,8 +167,16 @@ impl MemoryStore {
     /// after a burst.
     pub fn purge_expired(&self) {
         let now = self.inner.now();
+        // Jobs kept for their pending delivery go back in the queue, a
+        // time to live on: each is passed by once, so that the loop ends.
+        let mut passes = self.inner.len.load(Ordering::Acquire);
         while let Some((at, id)) = self.inner.finished.pop_due(now) {
-            self.inner.remove_finished(at, id, now);
+            if self.inner.remove_finished(at, id, now) {
+                if passes == 0 {
+                    return;
+                }
+                passes -= 1;
+            }
         }
     }
 

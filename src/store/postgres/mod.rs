@@ -3,6 +3,7 @@
 
 mod builder;
 mod claims;
+mod deliveries;
 mod expiry;
 mod listener;
 mod records;
@@ -23,8 +24,8 @@ use sql::Statements;
 
 use super::waiters::Waiters;
 use super::{
-    Cancel, Claim, Claimed, CreatedOnce, DurableJob, IdempotencyKey, JobId, JobRecord, JobStore, KeyLookup, ListCursor,
-    Lookup, Outcome, Page, StoreError, Swept,
+    Cancel, Claim, Claimed, CreatedOnce, DeliveryAttempt, DueDelivery, DurableJob, IdempotencyKey, JobId, JobRecord,
+    JobStore, KeyLookup, ListCursor, Lookup, Outcome, Page, StoreError, Swept,
 };
 
 /// Jobs kept in PostgreSQL, the database the application most likely has
@@ -41,7 +42,10 @@ use super::{
 ///   stored response (status, headers and body as bytes), its error, its
 ///   owner, its idempotency key (a unique index: of concurrent creates with
 ///   one key, exactly one inserts) and, for a durable job, its queue,
-///   attempts and request. `tombstones` holds the ids of expired jobs.
+///   attempts and request, and its completion callback (URL, delivery
+///   state, attempts, and when its delivery is due: through a partial
+///   index, set only while an ended job's delivery is pending).
+///   `tombstones` holds the ids of expired jobs.
 ///   `migrations` records the schema's version.
 /// - **Expiry.** PostgreSQL has no time to live: an ended job's row
 ///   carries when it expires (its end plus [`ttl`](PostgresStoreBuilder::ttl),
@@ -69,7 +73,8 @@ use super::{
 ///   it. A queue holds at most
 ///   [`max_queued`](PostgresStoreBuilder::max_queued) jobs.
 /// - **Waking.** Every end (and delete) sends `NOTIFY` on the channel
-///   `<schema>_ended` in the same statement as the change, so it is sent
+///   `<schema>_ended` (a start or a progress, `~` and the id, for event
+///   streams) in the same statement as the change, so it is sent
 ///   if and only if the change commits. Each store holds one `LISTEN`
 ///   connection for all its waiters (long polls, and the runner that must
 ///   drop a job canceled elsewhere), pinged every second; when it is lost,
@@ -358,26 +363,12 @@ impl JobStore for PostgresStore {
         self.sweep_leases().await
     }
 
-    // Not yet kept by this store (being built): refused rather than lost.
-    async fn claim_deliveries(
-        &self,
-        _limit: usize,
-        _hold: std::time::Duration,
-    ) -> Result<Vec<crate::store::DueDelivery>, StoreError> {
-        Err(StoreError::Unavailable(
-            "callback deliveries are not kept by this store yet".into(),
-        ))
+    async fn claim_deliveries(&self, limit: usize, hold: Duration) -> Result<Vec<DueDelivery>, StoreError> {
+        self.claim_due(limit, hold).await
     }
 
-    async fn record_delivery(
-        &self,
-        _id: JobId,
-        _token: u32,
-        _attempt: crate::store::DeliveryAttempt,
-    ) -> Result<bool, StoreError> {
-        Err(StoreError::Unavailable(
-            "callback deliveries are not kept by this store yet".into(),
-        ))
+    async fn record_delivery(&self, id: JobId, token: u32, attempt: DeliveryAttempt) -> Result<bool, StoreError> {
+        self.record_attempt(id, token, attempt).await
     }
 
     fn lease(&self) -> Option<Duration> {

@@ -66,6 +66,14 @@ impl PostgresStore {
                     .bind(!queued && !record.status.is_terminal())
                     .bind(record.status.is_terminal())
                     .bind(self.inner.max_queued)
+                    .bind(record.callback.as_ref().map(|c| c.url.as_str()))
+                    .bind(record.callback.as_ref().map(|c| c.state.as_str()))
+                    .bind(
+                        record
+                            .callback
+                            .as_ref()
+                            .map_or(0, |c| i32::try_from(c.attempts).unwrap_or(i32::MAX)),
+                    )
                     .fetch_one(&self.inner.pool),
             )
             .await?;

@@ -7,10 +7,10 @@ use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
 use crate::store::stored_http;
-use crate::store::{JobError, JobId, JobRecord, JobStatus, Lookup};
+use crate::store::{DeliveryState, JobCallback, JobError, JobId, JobRecord, JobStatus, Lookup};
 
 /// How many columns [`record`] reads.
-pub(super) const RECORD_COLUMNS: usize = 11;
+pub(super) const RECORD_COLUMNS: usize = 14;
 
 /// The value of column `index`, `None` when it is NULL or of another type.
 fn column<'r, T>(row: &'r PgRow, index: usize) -> Option<T>
@@ -30,6 +30,21 @@ fn ms(row: &PgRow, index: usize) -> Option<u64> {
 /// or its status is not one of ours.
 pub(super) fn record(id: JobId, row: &PgRow, at: usize) -> Option<JobRecord> {
     let status: JobStatus = column::<String>(row, at)?.parse().ok()?;
+    // A callback whose state this version cannot read is kept as given up
+    // rather than sent again.
+    let callback = column::<String>(row, at + 11).map(|url| {
+        JobCallback::new(url)
+            .with_state(
+                column::<String>(row, at + 12)
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(DeliveryState::Failed),
+            )
+            .with_attempts(
+                column::<i32>(row, at + 13)
+                    .and_then(|a| u32::try_from(a).ok())
+                    .unwrap_or(0),
+            )
+    });
     let error = match (column::<String>(row, at + 7), column::<String>(row, at + 8)) {
         (Some(code), message) => Some(JobError::new(code, message.unwrap_or_default())),
         (None, _) => None,
@@ -46,7 +61,8 @@ pub(super) fn record(id: JobId, row: &PgRow, at: usize) -> Option<JobRecord> {
                 column::<i32>(row, at + 10)
                     .and_then(|a| u32::try_from(a).ok())
                     .unwrap_or(1),
-            ),
+            )
+            .with_callback(callback),
     )
 }
 

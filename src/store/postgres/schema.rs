@@ -7,7 +7,10 @@ use crate::store::StoreError;
 
 /// The migrations, in order: version `i + 1` is `MIGRATIONS[i]`. A new
 /// version is a new file added at the end; a released one never changes.
-const MIGRATIONS: [&str; 1] = [include_str!("migrations/0001_jobs.sql")];
+const MIGRATIONS: [&str; 2] = [
+    include_str!("migrations/0001_jobs.sql"),
+    include_str!("migrations/0002_callbacks.sql"),
+];
 
 /// The longest schema name: PostgreSQL's identifiers hold 63 bytes, and the
 /// store's channel is the name and `_ended`.

@@ -14,7 +14,8 @@
 
 /// The record's columns, in the order `rows::record` reads them.
 pub(super) const RECORD: &str = "j.status, j.created_at_ms, j.updated_at_ms, j.started_at_ms, j.progress, j.message, \
-     j.result_status, j.error_code, j.error_message, j.owner, j.attempt";
+     j.result_status, j.error_code, j.error_message, j.owner, j.attempt, j.callback_url, j.callback_state, \
+     j.callback_attempts";
 
 /// The request's columns, after the record's in a claim.
 const REQUEST: &str = "j.request_method, j.request_uri, j.request_headers, j.request_body";
@@ -47,6 +48,8 @@ pub(super) struct Statements {
     pub(super) sweep: String,
     pub(super) expire: String,
     pub(super) forget: String,
+    pub(super) claim_deliveries: String,
+    pub(super) record_delivery: String,
 }
 
 /// What the statements are written with.
@@ -86,6 +89,8 @@ impl Statements {
             ("sweep", &self.sweep),
             ("expire", &self.expire),
             ("forget", &self.forget),
+            ("claim_deliveries", &self.claim_deliveries),
+            ("record_delivery", &self.record_delivery),
         ]
     }
 
@@ -104,7 +109,8 @@ impl Statements {
             "lease_until = NULL, waiting = false, request_method = NULL, request_uri = NULL, \
              request_headers = NULL, request_body = NULL, \
              expires_at = now() + interval '{ttl} milliseconds', \
-             forget_at = now() + interval '{forget} milliseconds'"
+             forget_at = now() + interval '{forget} milliseconds', \
+             callback_due = CASE WHEN j.callback_state = 'pending' THEN now() END"
         );
         // The database's clock in ms, for the writes of the sweep.
         let now_ms = "(extract(epoch FROM now()) * 1000)::bigint";
@@ -125,7 +131,9 @@ impl Statements {
             // $1 id, $2 status, $3 created, $4 updated, $5 started, $6
             // progress, $7 message, $8 owner, $9 attempt, $10 key scope,
             // $11 fingerprint, $12 queue, $13 max attempts, $14 waiting,
-            // $15..$18 request, $19 leased, $20 ended, $21 max queued.
+            // $15..$18 request, $19 leased, $20 ended, $21 max queued, $22
+            // callback URL, $23 its state, $24 its attempts (a job created
+            // ended has its pending delivery due at once).
             // Answers whether the queue had room and whether a row went in.
             create: format!(
                 "WITH room AS (SELECT NOT $14 OR count(*) < $21 AS ok FROM \
@@ -133,11 +141,12 @@ impl Statements {
                  inserted AS (INSERT INTO {jobs} AS j (id, status, created_at_ms, updated_at_ms, started_at_ms, \
                  progress, message, owner, attempt, idempotency_scope, idempotency_fingerprint, queue, \
                  max_attempts, waiting, request_method, request_uri, request_headers, request_body, \
-                 lease_until, expires_at, forget_at) \
+                 lease_until, expires_at, forget_at, callback_url, callback_state, callback_attempts, callback_due) \
                  SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
                  CASE WHEN $19 THEN {lease} END, \
                  CASE WHEN $20 THEN now() + interval '{ttl} milliseconds' END, \
-                 CASE WHEN $20 THEN now() + interval '{forget} milliseconds' END \
+                 CASE WHEN $20 THEN now() + interval '{forget} milliseconds' END, \
+                 $22, $23, $24, CASE WHEN $20 AND $23 = 'pending' THEN now() END \
                  FROM room WHERE room.ok ON CONFLICT DO NOTHING RETURNING 1) \
                  SELECT (SELECT ok FROM room), (SELECT count(*) FROM inserted) > 0"
             ),
@@ -239,6 +248,33 @@ impl Statements {
                  kept AS (INSERT INTO {tombstones} (id, forget_at) SELECT id, forget_at FROM gone \
                  WHERE forget_at > now() ON CONFLICT (id) DO UPDATE SET forget_at = EXCLUDED.forget_at RETURNING 1) \
                  SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM kept)"
+            ),
+            // $1 limit, $2 hold ms. Due deliveries of kept jobs, soonest
+            // first, each held (due again after the hold) and its job kept
+            // at least hold + TTL; answers the row and when it was due.
+            claim_deliveries: format!(
+                "WITH due AS (SELECT j.id, j.callback_due AS was FROM {jobs} j WHERE j.callback_due <= now() \
+                 AND {KEPT} ORDER BY j.callback_due LIMIT $1 FOR UPDATE SKIP LOCKED) \
+                 UPDATE {jobs} j SET callback_due = now() + $2 * interval '1 millisecond', \
+                 expires_at = greatest(j.expires_at, now() + ($2 + {ttl}) * interval '1 millisecond'), \
+                 forget_at = greatest(j.forget_at, now() + ($2 + {forget}) * interval '1 millisecond') \
+                 FROM due WHERE j.id = due.id \
+                 RETURNING j.id, {RECORD}, (extract(epoch FROM due.was) * 1000)::bigint"
+            ),
+            // $1 id, $2 token, $3 state after, $4 due ms (a retry: state
+            // `pending`). Never `updated_at_ms`: an ended record stays as it
+            // ended.
+            record_delivery: format!(
+                "UPDATE {jobs} j SET callback_attempts = j.callback_attempts + 1, callback_state = $3, \
+                 callback_due = CASE WHEN $3 = 'pending' THEN to_timestamp($4::bigint / 1000.0) END, \
+                 expires_at = CASE WHEN $3 = 'pending' THEN greatest(j.expires_at, \
+                 greatest(to_timestamp($4::bigint / 1000.0), now()) + interval '{ttl} milliseconds') \
+                 ELSE j.expires_at END, \
+                 forget_at = CASE WHEN $3 = 'pending' THEN greatest(j.forget_at, \
+                 greatest(to_timestamp($4::bigint / 1000.0), now()) + interval '{forget} milliseconds') \
+                 ELSE j.forget_at END \
+                 WHERE j.id = $1 AND j.callback_state = 'pending' AND j.callback_attempts = $2 \
+                 AND j.status IN ('succeeded', 'failed', 'canceled')"
             ),
             // $1 batch.
             forget: format!(

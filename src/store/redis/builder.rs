@@ -215,6 +215,8 @@ impl RedisStoreBuilder {
             renew: Script::new(scripts::RENEW),
             release: Script::new(scripts::RELEASE),
             sweep: Script::new(scripts::SWEEP),
+            claim_deliveries: Script::new(scripts::CLAIM_DELIVERIES),
+            record_delivery: Script::new(scripts::RECORD_DELIVERY),
             waiters,
             tasks: Mutex::new(vec![listener]),
         });

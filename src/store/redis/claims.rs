@@ -30,6 +30,7 @@ impl RedisStore {
                 .claim
                 .key(format!("{}{}", self.queue_prefix(), queue))
                 .key(self.leases_key())
+                .key(self.deliveries_key())
                 .arg(self.job_prefix())
                 .arg(Self::ms(self.inner.lease))
                 .arg(self.running_ttl())
@@ -167,6 +168,7 @@ impl RedisStore {
                 .inner
                 .sweep
                 .key(self.leases_key())
+                .key(self.deliveries_key())
                 .arg(self.job_prefix())
                 .arg(self.queue_prefix())
                 .arg(Self::ms(self.inner.ttl))

@@ -4,12 +4,15 @@ use bytes::Bytes;
 use http::Request;
 
 use crate::store::stored_http;
-use crate::store::{JobError, JobId, JobRecord, JobStatus};
+use crate::store::{DeliveryState, JobCallback, JobError, JobId, JobRecord, JobStatus};
 
 /// The fields of a record, in the order they are read (every `HMGET` of a
 /// record reads these): status, created, updated, progress, message, result
-/// status, error code, error message, owner, started.
-pub(super) const FIELDS: [&str; 11] = ["st", "c", "u", "p", "m", "rs", "ec", "em", "o", "s", "at"];
+/// status, error code, error message, owner, started, attempt, callback URL,
+/// state and attempts.
+pub(super) const FIELDS: [&str; 14] = [
+    "st", "c", "u", "p", "m", "rs", "ec", "em", "o", "s", "at", "cu", "cs", "cn",
+];
 
 /// The fields of a durable job's request, in the order they are read:
 /// method, URI, headers (as `stored_http` encodes them), body.
@@ -58,7 +61,13 @@ pub(super) fn parse_record(id: JobId, fields: &[Option<Vec<u8>>]) -> Option<JobR
         owner: field(8).map(str::to_owned),
         // Jobs written before attempts were kept ran once.
         attempt: field(10).and_then(|t| t.parse().ok()).unwrap_or(1),
-        callback: None,
+        // A callback whose state this version cannot read is kept as
+        // given up rather than sent again.
+        callback: field(11).map(|url| {
+            JobCallback::new(url)
+                .with_state(field(12).and_then(|t| t.parse().ok()).unwrap_or(DeliveryState::Failed))
+                .with_attempts(field(13).and_then(|t| t.parse().ok()).unwrap_or(0))
+        }),
     })
 }
 

@@ -48,6 +48,13 @@ impl RedisStore {
         format!("{{{}}}:leases", self.inner.namespace)
     }
 
+    /// The sorted set of callback deliveries due, `{ns}:deliveries`:
+    /// members are job ids, scores their due time in ms by the server's
+    /// clock.
+    pub(super) fn deliveries_key(&self) -> String {
+        format!("{{{}}}:deliveries", self.inner.namespace)
+    }
+
     /// What every queue's key begins with, `{ns}:queue:`; a queue is the
     /// sorted set of the ids waiting in it, scored with their creation
     /// time.
@@ -101,6 +108,13 @@ impl RedisStore {
         if let Some(o) = &record.owner {
             fields.push(("o", o.clone().into()));
         }
+        if let Some(callback) = &record.callback {
+            fields.extend([
+                ("cu", callback.url.clone().into()),
+                ("cs", callback.state.as_str().into()),
+                ("cn", callback.attempts.to_string().into()),
+            ]);
+        }
         if let Some(durable) = durable {
             let request = &durable.request;
             fields.extend([
@@ -130,6 +144,7 @@ impl RedisStore {
             .key(idempotency_key.as_deref().unwrap_or(&absent))
             .key(self.leases_key())
             .key(queue.as_deref().unwrap_or(&absent))
+            .key(self.deliveries_key())
             .arg(self.running_ttl())
             .arg(Self::ms(self.inner.lease))
             .arg(member)
@@ -185,6 +200,7 @@ impl RedisStore {
             .key(self.key(id, "job"))
             .key(self.key(id, "gone"))
             .key(self.leases_key())
+            .key(self.deliveries_key())
             .arg(&self.inner.channel)
             .arg(id.to_string())
             .arg(self.queue_prefix())
@@ -245,6 +261,7 @@ impl RedisStore {
             .key(self.key(id, "job"))
             .key(self.key(id, "gone"))
             .key(self.leases_key())
+            .key(self.deliveries_key())
             .arg(if claim.is_some() { "finish" } else { "cancel" })
             .arg(unix_ms())
             .arg(Self::ms(self.inner.ttl))

@@ -6,6 +6,7 @@ mod claims;
 mod codec;
 mod commands;
 mod connection;
+mod deliveries;
 mod listing;
 mod scripts;
 mod tasks;
@@ -27,8 +28,8 @@ use super::stored_http;
 use super::waiters::Waiters;
 
 use super::{
-    Cancel, Claim, Claimed, CreatedOnce, DurableJob, IdempotencyKey, JobId, JobRecord, JobStatus, JobStore, KeyLookup,
-    ListCursor, Lookup, Outcome, Page, StoreError, Swept,
+    Cancel, Claim, Claimed, CreatedOnce, DeliveryAttempt, DueDelivery, DurableJob, IdempotencyKey, JobId, JobRecord,
+    JobStatus, JobStore, KeyLookup, ListCursor, Lookup, Outcome, Page, StoreError, Swept,
 };
 
 /// The longest time, in milliseconds, that the store hands to Redis (a time
@@ -104,7 +105,9 @@ const MAX_DURATION: Duration = Duration::from_millis(MAX_MS);
 /// - **Waking.** Ending a job publishes its id on the channel `ns:ended`;
 ///   each store listens on one connection and wakes its local waiters within
 ///   milliseconds (long polls, and the runner that must drop a job canceled
-///   elsewhere); waiters also read the job again every lease.
+///   elsewhere); waiters also read the job again every lease. A start or a
+///   progress publishes `~` and the id on the same channel, for event
+///   streams (long polls are not woken by it).
 /// - **Cost.** One round trip per operation (a pipeline, a transaction or a
 ///   script); no `KEYS` or `SCAN`. The exception:
 ///   [`find_key`](JobStore::find_key) reads the key then its holder (two).
@@ -178,6 +181,10 @@ struct Inner {
     release: Script,
     /// [`scripts::SWEEP`].
     sweep: Script,
+    /// [`scripts::CLAIM_DELIVERIES`].
+    claim_deliveries: Script,
+    /// [`scripts::RECORD_DELIVERY`].
+    record_delivery: Script,
     /// This replica's waiters, woken by the listener.
     waiters: Arc<Waiters>,
     /// The listener, aborted with the last clone.
@@ -401,26 +408,12 @@ impl JobStore for RedisStore {
         self.sweep_leases().await
     }
 
-    // Not yet kept by this store (being built): refused rather than lost.
-    async fn claim_deliveries(
-        &self,
-        _limit: usize,
-        _hold: std::time::Duration,
-    ) -> Result<Vec<crate::store::DueDelivery>, StoreError> {
-        Err(StoreError::Unavailable(
-            "callback deliveries are not kept by this store yet".into(),
-        ))
+    async fn claim_deliveries(&self, limit: usize, hold: Duration) -> Result<Vec<DueDelivery>, StoreError> {
+        self.claim_due(limit, hold).await
     }
 
-    async fn record_delivery(
-        &self,
-        _id: JobId,
-        _token: u32,
-        _attempt: crate::store::DeliveryAttempt,
-    ) -> Result<bool, StoreError> {
-        Err(StoreError::Unavailable(
-            "callback deliveries are not kept by this store yet".into(),
-        ))
+    async fn record_delivery(&self, id: JobId, token: u32, attempt: DeliveryAttempt) -> Result<bool, StoreError> {
+        self.record_attempt(id, token, attempt).await
     }
 
     fn lease(&self) -> Option<std::time::Duration> {

@@ -5,7 +5,9 @@
 //! a script touches sit in one slot of a Redis Cluster: a job's hash
 //! `{ns}:job:<id>` and, once it ended, its tombstone `{ns}:gone:<id>`;
 //! owner indexes `{ns}:owner:<owner>`, idempotency keys `{ns}:key:<scope>`,
-//! the lease set `{ns}:leases` and the queues `{ns}:queue:<name>`. Scripts
+//! the lease set `{ns}:leases`, the queues `{ns}:queue:<name>` and the
+//! callback deliveries due `{ns}:deliveries` (ids scored with their due
+//! time in ms by the server's clock). Scripts
 //! that deal with jobs they find (claim, sweep) build their keys from the
 //! id (`ARGV` carries the prefix); every other declares its keys.
 //!
@@ -28,7 +30,9 @@
 //! `ik` the idempotency key it holds, `at` the attempt (0 while queued and
 //! never claimed), `w` while it waits in its queue; a durable job adds `dq` its queue, `dx` its attempts,
 //! and its request `qm`/`qu`/`qh`/`qb` (method, URI, headers, body), which
-//! its end removes.
+//! its end removes; a job with a completion callback adds `cu` its URL,
+//! `cs` its delivery state (`pending`, `delivered`, `failed`) and `cn` the
+//! attempts recorded (absent: 0).
 
 /// Lua: `now_ms()`, the server's time in ms (`TIME`). Scripts may call
 /// `TIME` before writing since Redis 5 (effects replication).
@@ -88,11 +92,13 @@ end
 /// request too (the
 /// credentials among its headers are not kept longer than needed); its
 /// time to live (and its idempotency key's), its tombstone, and the message
-/// that wakes waiters on every replica. Shared by the end and the sweep, so
+/// that wakes waiters on every replica; a pending callback delivery becomes
+/// due at once in `dl` (by the server's clock: the macros `lua_now` and
+/// `lua_keep` come first). Shared by the end and the sweep, so
 /// that a lost job ends exactly as any other.
 macro_rules! lua_end_job {
     () => {
-        "local function end_job(job, gone, leases, qprefix, id, st, now, ttl, tomb, channel, rs, rh, rb, ec, em, dq, ik)
+        "local function end_job(job, gone, leases, qprefix, id, st, now, ttl, tomb, channel, rs, rh, rb, ec, em, dq, ik, dl)
   local fields = {'st', st, 'u', bump(redis.call('HGET', job, 'u'), now)}
   if rs ~= '' then
     fields[#fields + 1] = 'rs'; fields[#fields + 1] = rs
@@ -112,6 +118,10 @@ macro_rules! lua_end_job {
   redis.call('PEXPIRE', job, ttl)
   if ik then redis.call('PEXPIRE', ik, ttl) end
   redis.call('SET', gone, '1', 'PX', tomb)
+  if redis.call('HGET', job, 'cs') == 'pending' then
+    redis.call('ZADD', dl, now_ms(), id)
+    keep(dl, ttl)
+  end
   redis.call('PUBLISH', channel, id)
 end
 "
@@ -119,8 +129,10 @@ end
 }
 
 // After the macros: a module sees the macros defined before it.
+mod deliveries;
 mod durable;
 
+pub(super) use deliveries::{CLAIM_DELIVERIES, RECORD_DELIVERY};
 pub(super) use durable::{CLAIM, RELEASE, RENEW, SWEEP};
 
 /// Creates a job: its hash, its lease (a job run at once, attempt 1) or its
@@ -146,7 +158,10 @@ pub(super) use durable::{CLAIM, RELEASE, RENEW, SWEEP};
 /// rather than answering the client an error and leaving a created job
 /// nobody runs. A queued job is not queued twice (its id is one member).
 ///
-/// KEYS: job, gone, owner index, idempotency key, leases, queue.
+/// A job created ended (not leased) with a pending callback has its
+/// delivery due at once.
+///
+/// KEYS: job, gone, owner index, idempotency key, leases, queue, deliveries.
 /// ARGV: running TTL ms, lease ms, owner-index member, has owner ('1'),
 /// has key ('1'), fingerprint, id, trim bound (`(` and a creation time in
 /// 16 hex digits), queued ('1'), max queued, leased ('1': the job has not
@@ -189,6 +204,9 @@ elseif ARGV[11] == '1' then
   -- running TTL is longer than its lease: a plain PEXPIRE never cuts a
   -- lease short (and saves the PTTL of `keep`).
   redis.call('PEXPIRE', KEYS[5], ARGV[1])
+elseif redis.call('HGET', KEYS[1], 'cs') == 'pending' then
+  redis.call('ZADD', KEYS[7], now_ms(), ARGV[7])
+  keep(KEYS[7], ARGV[1])
 end
 return 'new'
 "
@@ -198,10 +216,12 @@ return 'new'
 /// finish only ends a job its claim holds (else `fenced`); a cancel needs
 /// no claim.
 ///
-/// KEYS: job, gone, leases. ARGV: mode (`finish` or `cancel`), now, TTL
-/// ms, tombstone TTL ms, channel, id, status, result status, headers, body,
-/// error code, message, attempt, queue key prefix.
+/// KEYS: job, gone, leases, deliveries. ARGV: mode (`finish` or `cancel`),
+/// now, TTL ms, tombstone TTL ms, channel, id, status, result status,
+/// headers, body, error code, message, attempt, queue key prefix.
 pub(super) const END: &str = concat!(
+    lua_now!(),
+    lua_keep!(),
     lua_held!(),
     lua_bump!(),
     lua_end_job!(),
@@ -215,15 +235,15 @@ end
 if st == 'succeeded' or st == 'failed' or st == 'canceled' then return 'terminal' end
 if ARGV[1] == 'finish' and not held_by(f[2], f[3], ARGV[13]) then return 'fenced' end
 end_job(KEYS[1], KEYS[2], KEYS[3], ARGV[14], ARGV[6], ARGV[7], ARGV[2], ARGV[3], ARGV[4], ARGV[5],
-  ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12], f[4], f[5])
+  ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12], f[4], f[5], KEYS[4])
 return 'ended'
 "
 );
 
-/// Removes a job with its tombstone, lease, queue entry, idempotency key
-/// and owner-index entry, and wakes its waiters.
+/// Removes a job with its tombstone, lease, queue entry, idempotency key,
+/// owner-index entry and callback delivery, and wakes its waiters.
 ///
-/// KEYS: job, gone, leases. ARGV: channel, id, queue key prefix.
+/// KEYS: job, gone, leases, deliveries. ARGV: channel, id, queue key prefix.
 pub(super) const DELETE: &str = r"
 local ik = redis.call('HGET', KEYS[1], 'ik')
 local ok = redis.call('HGET', KEYS[1], 'ok')
@@ -232,6 +252,7 @@ local dq = redis.call('HGET', KEYS[1], 'dq')
 local removed = redis.call('DEL', KEYS[1])
 redis.call('DEL', KEYS[2])
 redis.call('ZREM', KEYS[3], ARGV[2])
+redis.call('ZREM', KEYS[4], ARGV[2])
 if dq then redis.call('ZREM', ARGV[3] .. dq, ARGV[2]) end
 if ik then redis.call('DEL', ik) end
 if ok and mb then redis.call('ZREM', ok, mb) end

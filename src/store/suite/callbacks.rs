@@ -264,6 +264,37 @@ pub async fn delivery_is_due_when_out_of_attempts<St: JobStore>(store: &St) {
     );
 }
 
+/// Claims made at once take each due delivery exactly once: 20 ended jobs,
+/// four concurrent claims, every delivery in exactly one of them.
+pub async fn concurrent_claims_take_each_delivery_once<St: JobStore>(store: &St) {
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        let (id, _) = with_callback(store).await;
+        store.cancel(id).await.expect("cancel");
+        ids.push(id);
+    }
+    let hold = Duration::from_secs(30);
+    let (a, b, c, d) = tokio::join!(
+        claim_of(store, &ids, hold),
+        claim_of(store, &ids, hold),
+        claim_of(store, &ids, hold),
+        claim_of(store, &ids, hold),
+    );
+    let mut claimed: Vec<JobId> = [a, b, c, d].into_iter().flatten().map(|d| d.record.id).collect();
+    claimed.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(claimed, expected, "each delivery is claimed exactly once");
+    for id in ids {
+        assert!(
+            store
+                .record_delivery(id, 0, DeliveryAttempt::Delivered)
+                .await
+                .expect("record")
+        );
+    }
+}
+
 /// Deleting a job drops its delivery: it is never due, and recording an
 /// attempt answers `false`.
 pub async fn deleted_job_drops_its_delivery<St: JobStore>(store: &St) {

@@ -47,12 +47,14 @@
 //!   [`delivery_is_due_once_its_job_ends`], [`delivery_claims_are_held`]
 //!   (it waits for a [`HOLD`] to lapse), [`record_delivery_is_fenced`],
 //!   [`delivery_is_due_when_out_of_attempts`],
+//!   [`concurrent_claims_take_each_delivery_once`],
 //!   [`deleted_job_drops_its_delivery`]; and, run on their own since they
 //!   wait for a time to live or a lease, [`pending_delivery_keeps_its_job`]
 //!   and [`lost_job_delivery_is_due`];
 //! - the store's health check: [`health_answers_ok_when_the_store_works`];
 //! - expiry, run on its own: [`expiry`].
 //!
+//! [`callbacks_on`] runs the delivery checks alone, on one store.
 //! [`run_all`] and [`run_all_on`] run every check but [`expiry`],
 //! [`pending_delivery_keeps_its_job`] and [`lost_job_delivery_is_due`].
 //!
@@ -82,9 +84,9 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use crate::store::{Claim, JobId, JobRecord, JobStore, Lookup, Outcome};
 
 pub use callbacks::{
-    HOLD, callback_round_trips, deleted_job_drops_its_delivery, delivery_claims_are_held,
-    delivery_is_due_once_its_job_ends, delivery_is_due_when_out_of_attempts, lost_job_delivery_is_due,
-    pending_delivery_keeps_its_job, record_delivery_is_fenced,
+    HOLD, callback_round_trips, concurrent_claims_take_each_delivery_once, deleted_job_drops_its_delivery,
+    delivery_claims_are_held, delivery_is_due_once_its_job_ends, delivery_is_due_when_out_of_attempts,
+    lost_job_delivery_is_due, pending_delivery_keeps_its_job, record_delivery_is_fenced,
 };
 pub use changes::{CHANGE_WITHIN, every_change_raises_updated_at, wait_change_wakes_on_every_change};
 pub use claims::{
@@ -148,6 +150,7 @@ pub async fn run_all<St: JobStore>(make: impl Fn() -> St) {
     delivery_claims_are_held(&make()).await;
     record_delivery_is_fenced(&make()).await;
     delivery_is_due_when_out_of_attempts(&make()).await;
+    concurrent_claims_take_each_delivery_once(&make()).await;
     deleted_job_drops_its_delivery(&make()).await;
     let store = Arc::new(make());
     wait_change_wakes_on_every_change(&store).await;
@@ -185,10 +188,23 @@ pub async fn run_all_on<St: JobStore>(store: Arc<St>) {
     health_answers_ok_when_the_store_works(&*store).await;
     every_change_raises_updated_at(&*store).await;
     wait_change_wakes_on_every_change(&store).await;
+    callbacks_on(&*store).await;
     wait_terminal_wakes_on_finish(&store).await;
     wait_terminal_wakes_on_cancel(&store).await;
     wait_terminal_wakes_on_delete(&store).await;
     many_waiters_all_wake(&store).await;
+}
+
+/// Runs the completion-callback delivery checks that need no particular
+/// setting, on one store (each uses fresh ids and queues).
+pub async fn callbacks_on<St: JobStore>(store: &St) {
+    callback_round_trips(store).await;
+    delivery_is_due_once_its_job_ends(store).await;
+    delivery_claims_are_held(store).await;
+    record_delivery_is_fenced(store).await;
+    delivery_is_due_when_out_of_attempts(store).await;
+    concurrent_claims_take_each_delivery_once(store).await;
+    deleted_job_drops_its_delivery(store).await;
 }
 
 /// [`health`](JobStore::health) answers `Ok` on a store that works, within

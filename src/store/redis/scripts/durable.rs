@@ -16,7 +16,7 @@
 /// entries (the caller calls again), else the id followed by the values of
 /// the fields in `ARGV[10..]` (the record's, then the request's).
 ///
-/// KEYS: queue, leases. ARGV: job key prefix, lease ms, running TTL ms,
+/// KEYS: queue, leases, deliveries. ARGV: job key prefix, lease ms, running TTL ms,
 /// queue key prefix, TTL ms, tombstone TTL ms, channel, lost code, out of
 /// attempts message, then the fields to read.
 pub(in crate::store::redis) const CLAIM: &str = concat!(
@@ -36,7 +36,7 @@ for _ = 1, 16 do
     local at = tonumber(f[2] or '0') + 1
     if at > tonumber(f[4] or '1') then
       end_job(job, ARGV[1] .. 'gone:' .. id, KEYS[2], ARGV[4], id, 'failed', now, ARGV[5], ARGV[6], ARGV[7],
-        '', '', '', ARGV[8], ARGV[9], f[5], f[6])
+        '', '', '', ARGV[8], ARGV[9], f[5], f[6], KEYS[3])
     else
       redis.call('HSET', job, 'at', at, 'u', bump(redis.call('HGET', job, 'u'), now))
       redis.call('HDEL', job, 'w')
@@ -134,7 +134,7 @@ return 1
 /// other ends `failed` with `error.code = "lost"`, exactly as any end
 /// (`end_job`). Returns `{requeued, lost, leases looked at}`.
 ///
-/// KEYS: leases. ARGV: job key prefix, queue key prefix, TTL ms, tombstone
+/// KEYS: leases, deliveries. ARGV: job key prefix, queue key prefix, TTL ms, tombstone
 /// TTL ms, channel, running TTL ms, lost code, lost message, limit.
 pub(in crate::store::redis) const SWEEP: &str = concat!(
     lua_now!(),
@@ -166,7 +166,7 @@ for _, id in ipairs(due) do
       requeued = requeued + 1
     else
       end_job(job, ARGV[1] .. 'gone:' .. id, KEYS[1], ARGV[2], id, 'failed', now, ARGV[3], ARGV[4], ARGV[5],
-        '', '', '', ARGV[7], ARGV[8], dq, f[5])
+        '', '', '', ARGV[7], ARGV[8], dq, f[5], KEYS[2])
       lost = lost + 1
     end
   end
