@@ -16,7 +16,8 @@
 //! `"callback": {"state", "attempts"}`). When the job ends, however it
 //! ends (succeeded, failed, canceled, lost), its delivery is due: the
 //! monitor's status document for the ended job, exactly as a poll would get
-//! it, is `POST`ed to the URL. Set [`base_url`](crate::AcceptedLayer::base_url)
+//! it, is `POST`ed to the URL (its `callback` object says `pending` and the
+//! attempts made before this one, as the monitor did then). Set [`base_url`](crate::AcceptedLayer::base_url)
 //! so that its links (`result`) are absolute: a receiver has no other way
 //! to resolve them. The header's name is the design's plain
 //! `Callback-Url`; Sonatype Nexus asks for `Nexus-Callback-Url`, but no
