@@ -51,6 +51,8 @@ struct Inner {
     retry_for: Duration,
     max_attempts: u32,
     first_retry: Duration,
+    #[cfg(feature = "callbacks-tls")]
+    tls: super::tls::Tls,
 }
 
 /// Default time of one attempt, everything included: within the 15 to 30 s
@@ -90,6 +92,8 @@ impl Callbacks {
                 retry_for: RETRY_FOR,
                 max_attempts: MAX_ATTEMPTS,
                 first_retry: super::backoff::BASE,
+                #[cfg(feature = "callbacks-tls")]
+                tls: super::tls::Tls::new(),
             }),
         }
     }
@@ -219,6 +223,35 @@ impl Callbacks {
         self
     }
 
+    /// Trusts `der`, a DER-encoded X.509 certificate, as a root for `https`
+    /// callbacks too (feature `callbacks-tls`): a private CA's, or a
+    /// receiver's self-signed certificate. The Mozilla roots of
+    /// `webpki-roots` stay trusted.
+    ///
+    /// ```
+    /// use tower_accepted::callback::{Callbacks, WebhookSecret};
+    ///
+    /// # let ca = rcgen::generate_simple_self_signed(vec!["hooks.internal".to_owned()])?;
+    /// # let der = ca.cert.der().to_vec();
+    /// // `der`: the CA's certificate, e.g. read from a file.
+    /// let callbacks = Callbacks::new(WebhookSecret::random())
+    ///     .add_root_certificate(der)?
+    ///     .allow(|url| url.scheme_str() == Some("https") && url.host() == Some("hooks.internal"));
+    /// # let _ = callbacks;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "callbacks-tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "callbacks-tls")))]
+    pub fn add_root_certificate(mut self, der: impl Into<Vec<u8>>) -> Result<Self, super::tls::InvalidCertificate> {
+        self.inner_mut().tls.add(der.into())?;
+        Ok(self)
+    }
+
+    #[cfg(feature = "callbacks-tls")]
+    pub(crate) fn tls_config(&self) -> Option<Arc<tokio_rustls::rustls::ClientConfig>> {
+        self.inner.tls.config()
+    }
+
     fn inner_mut(&mut self) -> &mut Inner {
         Arc::make_mut(&mut self.inner)
     }
@@ -260,15 +293,17 @@ impl Callbacks {
 impl fmt::Debug for Callbacks {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let inner = &self.inner;
-        f.debug_struct("Callbacks")
-            .field("secret", &inner.secret)
+        let mut f = f.debug_struct("Callbacks");
+        f.field("secret", &inner.secret)
             .field("allow", &inner.allow.as_ref().map(|_| ".."))
             .field("allow_addresses", &inner.allow_addresses.as_ref().map(|_| ".."))
             .field("timeout", &inner.timeout)
             .field("max_concurrency", &inner.max_concurrency)
             .field("retry_for", &inner.retry_for)
             .field("max_attempts", &inner.max_attempts)
-            .field("first_retry", &inner.first_retry)
-            .finish()
+            .field("first_retry", &inner.first_retry);
+        #[cfg(feature = "callbacks-tls")]
+        f.field("added_roots", &inner.tls.added());
+        f.finish()
     }
 }

@@ -78,8 +78,11 @@
 //! reject timestamps far from their clock (the libraries allow 5 minutes),
 //! and deduplicate by `webhook-id`: a delivery may arrive more than once.
 //!
-//! `https` URLs are refused for now: the client does not speak TLS yet
-//! (refused at submission, rather than accepted and never delivered).
+//! `https` URLs need the feature `callbacks-tls` (refused without it): the
+//! connection still goes to an address that passed the checks, and the
+//! receiver's certificate is verified for the URL's host name (sent as
+//! SNI) against the Mozilla roots of `webpki-roots` and any added with
+//! `Callbacks::add_root_certificate`.
 //!
 //! [Standard Webhooks]: https://github.com/standard-webhooks/standard-webhooks/blob/main/spec/standard-webhooks.md
 
@@ -96,10 +99,17 @@ mod secret;
 mod send;
 #[cfg(test)]
 mod send_tests;
+#[cfg(feature = "callbacks-tls")]
+mod tls;
+#[cfg(all(test, feature = "callbacks-tls"))]
+mod tls_tests;
 
 pub use config::Callbacks;
 pub use refused::{CallbackRefused, RefusalKind};
 pub use secret::{InvalidSecret, WebhookSecret};
+#[cfg(feature = "callbacks-tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "callbacks-tls")))]
+pub use tls::InvalidCertificate;
 
 pub(crate) use deliver::{Deliveries, ensure_deliveries};
 pub(crate) use request::{CALLBACK_URL, requested};

@@ -24,7 +24,8 @@ pub(crate) struct CallbackTarget {
 }
 
 impl Callbacks {
-    /// Checks `url` for a callback: an absolute `http` URL of at most 2 KiB
+    /// Checks `url` for a callback: an absolute `http` URL (or `https`, with
+    /// the feature `callbacks-tls`) of at most 2 KiB
     /// without user information, accepted by the allow-predicate, whose
     /// host is (or resolves, within the per-request timeout, to) only
     /// addresses that are ordinary or explicitly allowed.
@@ -48,7 +49,9 @@ impl Callbacks {
     async fn resolve(&self, uri: &Uri) -> Result<Vec<SocketAddr>, CallbackRefused> {
         let unresolvable = || CallbackRefused::new(RefusalKind::Unresolvable);
         let host = uri.host().ok_or_else(unresolvable)?;
-        let port = uri.port_u16().unwrap_or(80);
+        let port = uri
+            .port_u16()
+            .unwrap_or(if uri.scheme_str() == Some("https") { 443 } else { 80 });
         // An IP literal (`[::1]` is bracketed in a URI) needs no resolver.
         if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
             return Ok(vec![SocketAddr::new(ip, port)]);
@@ -78,8 +81,9 @@ fn parse(url: &str) -> Result<Uri, CallbackRefused> {
     let authority = uri.authority().ok_or_else(malformed)?;
     match uri.scheme_str() {
         Some("http") => {}
-        // `https` waits for a TLS connector: accepting it now would mean
-        // deliveries that can never succeed.
+        // Without a TLS client, accepting `https` would mean deliveries
+        // that can never succeed.
+        Some("https") if cfg!(feature = "callbacks-tls") => {}
         Some(_) => return Err(CallbackRefused::new(RefusalKind::Scheme)),
         None => return Err(malformed()),
     }
@@ -115,7 +119,8 @@ mod tests {
         assert_eq!(kind("ftp://hooks.example.com/"), Some(RefusalKind::Scheme));
         assert_eq!(kind("file:///etc/passwd"), Some(RefusalKind::Malformed));
         assert_eq!(kind("gopher://hooks.example.com/"), Some(RefusalKind::Scheme));
-        assert_eq!(kind("https://hooks.example.com/"), Some(RefusalKind::Scheme));
+        let https = (!cfg!(feature = "callbacks-tls")).then_some(RefusalKind::Scheme);
+        assert_eq!(kind("https://hooks.example.com/"), https);
         assert_eq!(kind("http://user:pw@hooks.example.com/"), Some(RefusalKind::UserInfo));
         assert_eq!(kind("http://hooks.example.com@127.0.0.1/"), Some(RefusalKind::UserInfo));
         let long = format!("http://hooks.example.com/{}", "a".repeat(MAX_URL_LEN));
@@ -125,6 +130,14 @@ mod tests {
             "a".repeat(MAX_URL_LEN - "http://h.example/".len())
         );
         assert_eq!(kind(&longest), None);
+    }
+
+    #[cfg(not(feature = "callbacks-tls"))]
+    #[test]
+    fn https_without_tls_names_the_feature() {
+        let refused = parse("https://hooks.example.com/").unwrap_err();
+        assert_eq!(refused.kind(), RefusalKind::Scheme);
+        assert!(refused.to_string().contains("callbacks-tls"), "{refused}");
     }
 
     #[tokio::test]
@@ -152,6 +165,18 @@ mod tests {
         }
         let target = callbacks.check("http://93.184.216.34:8080/hook").await.unwrap();
         assert_eq!(target.addrs, ["93.184.216.34:8080".parse::<SocketAddr>().unwrap()]);
+        let target = callbacks.check("http://93.184.216.34/hook").await.unwrap();
+        assert_eq!(target.addrs, ["93.184.216.34:80".parse::<SocketAddr>().unwrap()]);
+    }
+
+    #[cfg(feature = "callbacks-tls")]
+    #[tokio::test]
+    async fn https_defaults_to_port_443() {
+        let callbacks = Callbacks::new(WebhookSecret::random()).allow(|_| true);
+        let target = callbacks.check("https://93.184.216.34/hook").await.unwrap();
+        assert_eq!(target.addrs, ["93.184.216.34:443".parse::<SocketAddr>().unwrap()]);
+        let target = callbacks.check("https://[2606:2800::1]:8443/").await.unwrap();
+        assert_eq!(target.addrs, ["[2606:2800::1]:8443".parse::<SocketAddr>().unwrap()]);
     }
 
     #[tokio::test]

@@ -19,7 +19,8 @@ use std::fmt;
 pub enum RefusalKind {
     /// Not an absolute URL, or longer than the bound (2 KiB).
     Malformed,
-    /// A scheme other than `http` (and `https`, once the client speaks TLS).
+    /// A scheme other than `http` and `https` (`https` needs the feature
+    /// `callbacks-tls`).
     Scheme,
     /// User information (`user:password@`) in the authority: credentials
     /// have no place in a URL the service stores and logs.
@@ -87,7 +88,13 @@ impl fmt::Display for CallbackRefused {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self.kind {
             RefusalKind::Malformed => "the callback URL is not an absolute URL of at most 2048 bytes",
-            RefusalKind::Scheme => "the callback URL's scheme is not supported (use http)",
+            RefusalKind::Scheme if cfg!(feature = "callbacks-tls") => {
+                "the callback URL's scheme is not supported (use http or https)"
+            }
+            // The operator reads it too: the feature is what would add https.
+            RefusalKind::Scheme => {
+                "the callback URL's scheme is not supported (use http; https needs the server's callbacks-tls feature)"
+            }
             RefusalKind::UserInfo => "the callback URL must not carry user information",
             RefusalKind::NotAllowed => "the callback URL is not allowed",
             RefusalKind::ForbiddenAddress => "the callback URL's host is an address that is not allowed",

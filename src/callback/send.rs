@@ -1,6 +1,6 @@
 //! One delivery attempt: the URL checked again, a connection to an address
-//! that passed, a signed `POST`, and the receiver's answer read into a
-//! [`SendOutcome`].
+//! that passed (and TLS over it for `https`), a signed `POST`, and the
+//! receiver's answer read into a [`SendOutcome`].
 
 use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -9,6 +9,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
 
@@ -50,7 +51,7 @@ impl Callbacks {
             // attempt could ever carry it.
             return SendOutcome::Refused(CallbackRefused::new(RefusalKind::Malformed));
         };
-        match timeout_at(deadline, exchange(&target.addrs, request, deadline)).await {
+        match timeout_at(deadline, self.exchange(&target, request, deadline)).await {
             Ok(Ok((status, headers))) => classify(status, &headers, SystemTime::now()),
             Ok(Err(error)) => {
                 tracing::debug!(error = %error, "a callback attempt failed");
@@ -87,17 +88,36 @@ impl Callbacks {
             .body(Full::new(payload))
             .ok()
     }
+
+    /// Sends `request` over a new connection to the first of the target's
+    /// addresses that accepts one (through TLS for `https`); gives the
+    /// answer's status and headers once its body was read (up to
+    /// [`MAX_ANSWER`]) or `deadline` came.
+    async fn exchange(
+        &self,
+        target: &CallbackTarget,
+        request: Request<Full<Bytes>>,
+        deadline: Instant,
+    ) -> Result<(StatusCode, http::HeaderMap), BoxError> {
+        let stream = connect(&target.addrs).await?;
+        #[cfg(feature = "callbacks-tls")]
+        if target.uri.scheme_str() == Some("https") {
+            let stream = super::tls::handshake(self.tls_config(), &target.uri, stream).await?;
+            return converse(stream, request, deadline).await;
+        }
+        converse(stream, request, deadline).await
+    }
 }
 
-/// Sends `request` over a new connection to the first of `addrs` that
-/// accepts one; gives the answer's status and headers once its body was
-/// read (up to [`MAX_ANSWER`]) or `deadline` came.
-async fn exchange(
-    addrs: &[SocketAddr],
+/// One HTTP/1 exchange of `request` over `stream`.
+async fn converse<S>(
+    stream: S,
     request: Request<Full<Bytes>>,
     deadline: Instant,
-) -> Result<(StatusCode, http::HeaderMap), BoxError> {
-    let stream = connect(addrs).await?;
+) -> Result<(StatusCode, http::HeaderMap), BoxError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     let exchange = async move {
         let response = sender.send_request(request).await?;
