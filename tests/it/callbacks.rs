@@ -244,7 +244,11 @@ async fn urls_that_would_make_the_layer_an_ssrf_proxy_are_refused_and_make_no_jo
         // `https` is refused without `callbacks-tls`; with it, judged by its
         // addresses as any other.
         let https = format!("https://localhost:{port}/hook");
-        let why = if cfg!(feature = "callbacks-tls") { "address" } else { "scheme" };
+        let why = if cfg!(feature = "callbacks-tls") {
+            "address"
+        } else {
+            "scheme"
+        };
         assert_refused(&client, &https, why).await;
         assert_refused(&client, "ftp://hooks.example.com/", "scheme").await;
         assert_refused(&client, "http://user:pw@hooks.example.com/", "user information").await;

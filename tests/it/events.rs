@@ -296,6 +296,7 @@ async fn a_client_that_leaves_mid_stream_leaves_no_task_behind() {
     assert_eq!(terminal.event.as_deref(), Some("succeeded"));
 }
 
+#[cfg(any(feature = "redis", feature = "postgres"))]
 /// A stream opened on replica B sees the progress and the end of a job
 /// that runs on replica A, through the shared store's announcements.
 async fn a_stream_on_b_follows_a_job_on_a<St: JobStore + Clone>(a: St, b: St) {

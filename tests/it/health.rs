@@ -8,14 +8,19 @@
 use crate::common;
 
 use std::error::Error as _;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+#[cfg(any(feature = "redis", feature = "postgres"))]
+use std::time::Instant;
 
 use http::StatusCode;
-use tower_accepted::store::{JobStore, StoreError};
+use tower_accepted::store::JobStore;
+#[cfg(any(feature = "redis", feature = "postgres"))]
+use tower_accepted::store::StoreError;
 use tower_accepted::{AcceptedLayer, Completion, NotReady};
 
 use common::shutdown::begin_shutdown;
 
+#[cfg(any(feature = "redis", feature = "postgres"))]
 /// Asks `layer.ready()` and answers with how long it took; fails the test
 /// if it took longer than `within` (a probe must never hang).
 async fn timed_ready<St: JobStore>(layer: &AcceptedLayer<St>, within: Duration) -> (Result<(), NotReady>, Duration) {
@@ -26,6 +31,7 @@ async fn timed_ready<St: JobStore>(layer: &AcceptedLayer<St>, within: Duration) 
     (answer, started.elapsed())
 }
 
+#[cfg(any(feature = "redis", feature = "postgres"))]
 /// Asserts that `answer` is `NotReady::Store` with an unavailable store as
 /// its source.
 fn assert_store_not_ready(answer: Result<(), NotReady>, elapsed: Duration) {
@@ -41,6 +47,7 @@ fn assert_store_not_ready(answer: Result<(), NotReady>, elapsed: Duration) {
     }
 }
 
+#[cfg(any(feature = "redis", feature = "postgres"))]
 /// Polls `layer.ready()` until it answers `Ok`, for at most `within`;
 /// answers how long that took.
 async fn ready_again<St: JobStore>(layer: &AcceptedLayer<St>, within: Duration) -> Duration {
