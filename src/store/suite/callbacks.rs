@@ -57,6 +57,19 @@ async fn claim_one<St: JobStore>(store: &St, id: JobId, hold: Duration) -> DueDe
     due.remove(0)
 }
 
+/// Records the first attempt of each of `ids`' claimed deliveries as
+/// delivered, which it must be allowed to.
+async fn delivered<St: JobStore>(store: &St, ids: impl IntoIterator<Item = JobId>) {
+    for id in ids {
+        assert!(
+            store
+                .record_delivery(id, 0, DeliveryAttempt::Delivered)
+                .await
+                .expect("record")
+        );
+    }
+}
+
 /// The callback of `id` as `get` shows it.
 async fn callback_of<St: JobStore>(store: &St, id: JobId) -> JobCallback {
     found(store, id).await.callback.expect("the job keeps its callback")
@@ -134,14 +147,7 @@ pub async fn delivery_is_due_once_its_job_ends<St: JobStore>(store: &St) {
         claim_of(store, &[plain], HOLD).await.is_empty(),
         "a job without a callback is never due"
     );
-    for id in [finished, canceled] {
-        assert!(
-            store
-                .record_delivery(id, 0, DeliveryAttempt::Delivered)
-                .await
-                .expect("record")
-        );
-    }
+    delivered(store, [finished, canceled]).await;
 }
 
 /// A claimed delivery is held: a second claim meanwhile does not get it;
@@ -285,14 +291,7 @@ pub async fn concurrent_claims_take_each_delivery_once<St: JobStore>(store: &St)
     let mut expected = ids.clone();
     expected.sort();
     assert_eq!(claimed, expected, "each delivery is claimed exactly once");
-    for id in ids {
-        assert!(
-            store
-                .record_delivery(id, 0, DeliveryAttempt::Delivered)
-                .await
-                .expect("record")
-        );
-    }
+    delivered(store, ids).await;
 }
 
 /// Deleting a job drops its delivery: it is never due, and recording an
