@@ -24,8 +24,9 @@ async fn bounded<T>(test: impl Future<Output = T>) -> T {
     tokio::time::timeout(LIMIT, test).await.expect("the test took too long")
 }
 
-/// Callbacks to any URL, loopback allowed: the receivers are local.
-fn local() -> Callbacks {
+/// Callbacks to any URL, loopback allowed: the receivers are local (the
+/// TLS tests' too).
+pub(super) fn local() -> Callbacks {
     Callbacks::new(WebhookSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap())
         .allow(|_| true)
         .allow_addresses(|ip| ip.is_loopback())

@@ -21,8 +21,8 @@ use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::rustls::crypto::ring;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
+use super::Callbacks;
 use super::outcome::SendOutcome;
-use super::{Callbacks, WebhookSecret};
 
 /// Every test ends within this, or fails.
 const LIMIT: Duration = Duration::from_secs(10);
@@ -64,9 +64,7 @@ fn trusting(ca: &Ca) -> Callbacks {
 
 /// The same with the default roots only.
 fn untrusting() -> Callbacks {
-    Callbacks::new(WebhookSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap())
-        .allow(|_| true)
-        .allow_addresses(|ip| ip.is_loopback())
+    super::send_tests::local()
 }
 
 /// An `https` receiver that answers `204` to every request, and hands the
