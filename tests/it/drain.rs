@@ -12,12 +12,12 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::post;
 use common::gate::held;
+use common::oneshot::call;
 use common::{Answer, HttpClient, poll_until, submit};
-use http::{Request, StatusCode};
+use http::{Method, StatusCode};
 use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tower::ServiceExt;
 use tower_accepted::AcceptedLayer;
 use tower_accepted::store::{JobId, JobStore, MemoryStore};
 
@@ -252,31 +252,14 @@ async fn waiting_long_polls_answer_when_the_drain_ends() {
         server.assert_closed_within(SOON).await;
 
         // The drain is over: a long poll now answers at once.
-        let asked = Instant::now();
-        let response = app
-            .clone()
-            .oneshot(
-                Request::get(format!("{elsewhere}?wait=50"))
-                    .body(axum::body::Body::empty())
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        assert!(asked.elapsed() < SOON, "a long poll after the drain does not wait");
+        let (answer, took) = call(&app, Method::GET, &format!("{elsewhere}?wait=50"), &[]).await;
+        assert_eq!(answer.status, StatusCode::OK);
+        assert!(took < SOON, "a long poll after the drain does not wait");
         // And a new event stream is refused, with when to come back, rather
         // than opened to end at once (a browser would reconnect every second).
-        let stream = app
-            .clone()
-            .oneshot(
-                Request::get(format!("{elsewhere}/events"))
-                    .body(axum::body::Body::empty())
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
-        assert_eq!(stream.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert!(stream.headers().contains_key("retry-after"));
+        let (stream, _) = call(&app, Method::GET, &format!("{elsewhere}/events"), &[]).await;
+        stream.assert_problem(StatusCode::SERVICE_UNAVAILABLE);
+        assert!(stream.header("retry-after").is_some());
 
         gate.add_permits(1);
         let _ = other.shutdown(SOON).await;
