@@ -65,6 +65,17 @@ pub fn builder(schema: &Schema) -> PostgresStoreBuilder {
         .lease(Duration::from_secs(3))
 }
 
+/// A store in `schema` as the expiry suite runs it: [`EXPIRY_TTL`] and
+/// [`EXPIRY_TOMBSTONE_TTL`], a 3 s lease.
+pub async fn expiry_store(schema: &Schema) -> PostgresStore {
+    builder(schema)
+        .ttl(EXPIRY_TTL)
+        .tombstone_ttl(EXPIRY_TOMBSTONE_TTL)
+        .build()
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL must answer at {} for these tests: {e}", database_url()))
+}
+
 /// A store on the test database in `schema`, with a 3 s lease.
 pub async fn store(schema: &Schema) -> PostgresStore {
     builder(schema)

@@ -12,7 +12,9 @@ use tower_accepted::sqlx::{self, PgPool};
 use tower_accepted::store::{Claim, JobStatus, JobStore, Outcome, PostgresStore, suite};
 
 use crate::common;
-use common::postgres::{EXPIRY_TOMBSTONE_TTL, EXPIRY_TTL, Schema, builder, pool, renew_every_claim, store};
+use common::postgres::{
+    EXPIRY_TOMBSTONE_TTL, EXPIRY_TTL, Schema, builder, expiry_store, pool, renew_every_claim, store,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_store_passes_the_suite() {
@@ -23,12 +25,7 @@ async fn postgres_store_passes_the_suite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_store_passes_the_expiry_suite() {
     let schema = Schema::new();
-    let store = builder(&schema)
-        .ttl(EXPIRY_TTL)
-        .tombstone_ttl(EXPIRY_TOMBSTONE_TTL)
-        .build()
-        .await
-        .unwrap();
+    let store = expiry_store(&schema).await;
     // The suite keeps jobs pending and running for several leases: their
     // claims are renewed meanwhile, as the layer renews the claims it holds.
     let renewer = renew_every_claim(store.clone());
@@ -45,12 +42,7 @@ async fn postgres_store_keeps_callback_deliveries() {
         let schema = Schema::new();
         suite::lost_job_delivery_is_due(&store(&schema).await).await;
         let schema = Schema::new();
-        let store = builder(&schema)
-            .ttl(EXPIRY_TTL)
-            .tombstone_ttl(EXPIRY_TOMBSTONE_TTL)
-            .build()
-            .await
-            .unwrap();
+        let store = expiry_store(&schema).await;
         suite::pending_delivery_keeps_its_job(&store, EXPIRY_TTL).await;
     })
     .await
