@@ -43,9 +43,21 @@ async fn another_replica_delivers_the_callback_of_a_killed_one(store_env: &[(&st
     let id = monitor.rsplit('/').next().unwrap().to_owned();
 
     let first = receiver.wait_for(1).await;
-    // The job ran on `a` (it had runners free); kill it now, before it can
-    // make the second attempt.
+    // The job ran on `a` (it had runners free). Once `a` recorded the
+    // failed first attempt (the receiver's 500), kill it, before it can
+    // make the second. (Killed between its POST and the record, the
+    // attempt would not count: `b` would make it again after the hold,
+    // as attempt 1.)
     assert_eq!(completions.of(&id), [1], "the job ran once");
+    until_some("the first attempt recorded", || async {
+        let doc = client(&a).get(&monitor).await.json();
+        if doc["callback"] == json!({"state": "pending", "attempts": 1}) {
+            Ok(())
+        } else {
+            Err(doc)
+        }
+    })
+    .await;
     a.kill().await;
 
     // The retry is due 2.5 to 5 s after the first (first retry 5 s); had
